@@ -1,0 +1,1 @@
+"""The HTTP surfaces. Each API translates from the neutral model only."""

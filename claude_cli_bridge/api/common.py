@@ -1,0 +1,117 @@
+"""HTTP helpers both APIs share: reading bodies, validating, and tying turns to clients.
+
+Nothing here knows either API's wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, AsyncIterator, Awaitable, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from ..core.turn import TurnEvent
+from ..errors import InvalidRequest, RequestTooLarge
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``max_request_bytes``, 400 if not a JSON object."""
+    limit = request.app.state.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return value
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    """Validate ``body`` as ``model``; a 400 whose message names the first bad field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc), param=_first_loc(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{location}: {error['msg']}")
+    return "Invalid request: " + "; ".join(problems)
+
+
+def _first_loc(exc: ValidationError) -> str | None:
+    errors = exc.errors()
+    return ".".join(str(part) for part in errors[0]["loc"]) if errors else None
+
+
+async def prime(events: AsyncIterator[TurnEvent]) -> tuple[TurnEvent, AsyncIterator[TurnEvent]]:
+    """Wait for a turn's first event, so errors before the first byte become HTTP statuses.
+
+    Returns the first event and the (same) iterator for the rest.
+    """
+    try:
+        first = await events.__anext__()
+    except BaseException:
+        await _close(events)
+        raise
+    return first, events
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T], poll: float = 0.25) -> T:
+    """Run ``work``, cancelling it if the client goes away first (non-streaming requests:
+    Starlette does not cancel a handler whose client left)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing is sent back."""
+
+
+async def collect(first: TurnEvent, events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
+    """All events of a turn, the first included; closes the iterator however it ends."""
+    collected = [first]
+    try:
+        async for event in events:
+            collected.append(event)
+    finally:
+        await _close(events)
+    return collected

@@ -1,0 +1,105 @@
+"""OpenAI routes: chat completions (streaming and not) and the model list.
+
+Served under ``/v1`` and, for clients such as Continue that drop it, at the root as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from ...core.models import CATALOG
+from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
+from ...errors import BridgeError, CliCrashed
+from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
+from . import translate
+from .protocol import ChatCompletionRequest
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", tags=["openai"])
+@router.post("/chat/completions", tags=["openai"], include_in_schema=False)
+async def chat_completions(request: Request):
+    settings = request.app.state.settings
+    chat = validate(ChatCompletionRequest, await read_json(request))
+    turn = translate.from_chat_request(
+        chat,
+        max_image_bytes=settings.max_image_bytes,
+        conversation_key=request.headers.get("x-conversation-id"),
+    )
+    model = chat.model or settings.default_model
+    events = request.app.state.engine.stream(turn)
+    try:
+        if chat.stream:
+            first, rest = await unless_disconnected(request, prime(events))
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            writer = translate.ChunkWriter(model=model, include_usage=include_usage)
+            return EventSourceResponse(_sse(writer, first, rest), ping=15, sep="\n")
+        collected = await unless_disconnected(request, _collect(events))
+    except ClientGone:
+        return JSONResponse({}, status_code=499)
+    return JSONResponse(_completion(collected, model))
+
+
+async def _collect(events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
+    first, rest = await prime(events)
+    return await collect(first, rest)
+
+
+def _completion(events: list[TurnEvent], model: str) -> dict[str, Any]:
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    done = next((e for e in events if isinstance(e, TurnDone)), None)
+    if done is None:  # the engine always ends a turn with TurnDone or an error
+        raise CliCrashed("The Claude CLI ended the turn without a result.")
+    return translate.to_completion(
+        text, calls, done, model=model, completion_id=translate.new_completion_id(), created=int(time.time())
+    )
+
+
+async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):
+    """SSE frames for one turn. An error after the first byte becomes an in-band error frame
+    (the SDKs raise on it), then ``[DONE]``."""
+    try:
+        for chunk in writer.on_event(first):
+            yield {"data": json.dumps(chunk)}
+        async for event in rest:
+            for chunk in writer.on_event(event):
+                yield {"data": json.dumps(chunk)}
+    except BridgeError as error:
+        log.warning("turn failed mid-stream: %s", error.message)
+        yield {"data": json.dumps(translate.error_body(error))}
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield {"data": "[DONE]"}
+
+
+@router.get("/v1/models", tags=["openai"])
+@router.get("/models", tags=["openai"], include_in_schema=False)
+async def list_models(request: Request) -> dict[str, Any]:
+    data = [
+        {"id": info.id, "object": "model", "created": info.created, "owned_by": "anthropic"} for info in CATALOG
+    ]
+    embeddings = getattr(request.app.state, "embeddings", None)
+    if embeddings is not None:
+        data += [
+            {"id": name, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
+            for name in embeddings.model_names()
+        ]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model_id:path}", tags=["openai"])
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    request.app.state.engine.resolve_model(model_id)  # 404 for names we do not serve
+    return {"id": model_id, "object": "model", "created": CATALOG[0].created, "owned_by": "anthropic"}

@@ -1,0 +1,133 @@
+"""create_app: the one place that wires settings, engine, routers, errors and middleware.
+
+The same app is served on both ports; a request's error shape follows its path: ``/api/*``
+gets Ollama's ``{"error": "..."}``, everything else OpenAI's ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .api import auth
+from .api.common import describe_validation_error
+from .api.ollama import errors as ollama_errors
+from .api.ollama.router import router as ollama_router
+from .api.openai import translate as openai_translate
+from .api.openai.router import router as openai_router
+from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_ollama_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+def render_error(request: Request, error: BridgeError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(int(error.retry_after))
+    if not error.retry:
+        headers["x-should-retry"] = "false"
+    if is_ollama_path(request.url.path):
+        status, body = ollama_errors.error_status(error), ollama_errors.error_body(error)
+    else:
+        status, body = error.status, openai_translate.error_body(error)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastAPI:
+    """Build the app around an engine (``engine.BridgeEngine`` or a test double)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        start = getattr(engine, "start", None)
+        if start is not None:
+            await start()
+        try:
+            yield
+        finally:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                await close()
+
+    app = FastAPI(title="claude-cli-bridge", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.embeddings = embeddings
+
+    @app.exception_handler(BridgeError)
+    async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
+        return render_error(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return render_error(request, InvalidRequest(describe_validation_error(exc)))  # type: ignore[arg-type]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            error: BridgeError = ModelNotFound(f"No route {request.method} {request.url.path} on this server.")
+            error.code = "not_found"
+        else:
+            error = BridgeError(str(exc.detail))
+            error.status = exc.status_code
+            error.kind = "invalid_request_error"
+        return render_error(request, error)
+
+    @app.get("/health", tags=["bridge"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, **engine.status()}
+
+    @app.get("/", include_in_schema=False)
+    @app.head("/", include_in_schema=False)
+    async def root() -> PlainTextResponse:
+        return PlainTextResponse("Ollama is running")
+
+    app.include_router(openai_router)
+    app.include_router(ollama_router)
+    _include_optional_routers(app)
+
+    keys = settings.api_keys()
+    if keys:
+
+        @app.middleware("http")
+        async def require_key(request: Request, call_next):
+            if auth.needs_key(request.method, request.url.path):
+                if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
+                    return render_error(
+                        request,
+                        Unauthorized("Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>`."),
+                    )
+            return await call_next(request)
+
+    origins = settings.cors_origin_list()
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-api-key", "x-conversation-id", "x-stainless-*"],
+            allow_origin_regex=None,
+        )
+    return app
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    """Routers of modules that may not be present in every build (embeddings)."""
+    for module_name in ("claude_cli_bridge.api.openai.embeddings", "claude_cli_bridge.api.ollama.embeddings"):
+        try:
+            module = __import__(module_name, fromlist=["router"])
+        except ImportError:
+            continue
+        app.include_router(module.router)

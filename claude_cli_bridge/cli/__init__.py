@@ -1,0 +1,1 @@
+"""Everything about the Claude Code CLI: its JSON lines, one process, one turn."""

@@ -1,0 +1,292 @@
+"""One persistent CLI process (``--input-format stream-json``) and its turns.
+
+A process holds a conversation: the history it was resumed from plus every completed turn.
+``history`` records exactly that, so the pool can tell whether a request extends it. A turn
+that did not complete (interrupted, failed, timed out) leaves a half answer in the CLI's
+memory: the process is then marked ``spoiled`` and must not serve again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+import psutil
+
+from ..core.messages import Message
+from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..errors import BridgeError, CliCrashed, TurnTimeout
+from .profile import Profile
+from .wire import TurnParser, interrupt_line, parse_line, user_line
+
+log = logging.getLogger(__name__)
+
+LINE_LIMIT = 256 * 1024 * 1024  # CLI lines carry whole messages, images included
+_EOF = object()
+_ids = itertools.count(1)
+
+
+class CliProcess:
+    """A running ``claude -p`` process. Create with ``await CliProcess.start(...)``."""
+
+    def __init__(self, profile: Profile, workdir: Path, history: tuple[Message, ...]):
+        self.id = next(_ids)
+        self.profile = profile
+        self.workdir = workdir
+        self.history = history
+        self.spoiled = False
+        self.busy = False
+        self.turns = 0
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.transcript: Path | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lines: asyncio.Queue = asyncio.Queue()
+        self._stderr_tail = bytearray()
+        self._tasks: list[asyncio.Task] = []
+        self._request_ids = itertools.count(1)
+        self._parser = TurnParser()
+
+    @property
+    def partial_usage(self) -> Usage:
+        """Usage the upstream reported so far in the current turn (message_start and deltas)."""
+        return self._parser.last_usage
+
+    # -- lifecycle -------------------------------------------------------------------
+    @classmethod
+    async def start(
+        cls,
+        cli: str,
+        profile: Profile,
+        workdir: Path,
+        env: dict[str, str],
+        history: tuple[Message, ...] = (),
+        transcript: Path | None = None,
+    ) -> "CliProcess":
+        """Spawn the CLI in ``workdir`` (an empty private directory), resumed from
+        ``transcript`` if given (which must hold ``history``)."""
+        process = cls(profile, workdir, history)
+        process.transcript = transcript
+        workdir.mkdir(parents=True, exist_ok=True)
+        process._proc = await asyncio.create_subprocess_exec(
+            *profile.argv(cli, resume=transcript),
+            cwd=str(workdir),
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=LINE_LIMIT,
+            start_new_session=True,  # our Ctrl-C must not reach it; we stop it ourselves
+        )
+        process._tasks = [
+            asyncio.create_task(process._read_stdout()),
+            asyncio.create_task(process._drain_stderr()),
+        ]
+        return process
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def rss(self) -> int:
+        """Resident memory of the process tree in bytes (0 if gone)."""
+        try:
+            root = psutil.Process(self.pid)
+            return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except (psutil.Error, TypeError):
+            return 0
+
+    async def stop(self) -> None:
+        """Kill the process tree, reap it, and remove what the CLI leaves behind."""
+        pid = self.pid
+        if self._proc is not None and self._proc.returncode is None:
+            _kill_tree(pid)
+            with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
+                await asyncio.wait_for(self._proc.wait(), 5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                self._proc.stdin.close()
+        if pid is not None:
+            _remove_leftovers(pid)
+        self._forget_transcript()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _forget_transcript(self) -> None:
+        if self.transcript is not None:
+            with contextlib.suppress(OSError):
+                self.transcript.unlink()
+            self.transcript = None
+
+    # -- I/O -------------------------------------------------------------------------
+    async def _read_stdout(self) -> None:
+        assert self._proc and self._proc.stdout
+        try:
+            while True:
+                raw = await self._proc.stdout.readline()
+                if not raw:
+                    break
+                line = parse_line(raw)
+                if line is not None:
+                    self._lines.put_nowait(line)
+        except (ValueError, asyncio.LimitOverrunError) as exc:  # pragma: no cover - a line over the limit
+            log.error("CLI %s printed an over-long line: %s", self.id, exc)
+        finally:
+            self._lines.put_nowait(_EOF)
+
+    async def _drain_stderr(self) -> None:
+        assert self._proc and self._proc.stderr
+        while True:
+            chunk = await self._proc.stderr.read(65536)
+            if not chunk:
+                return
+            self._stderr_tail.extend(chunk)
+            del self._stderr_tail[:-4096]
+
+    async def _write(self, text: str) -> None:
+        assert self._proc and self._proc.stdin
+        self._proc.stdin.write(text.encode())
+        await self._proc.stdin.drain()
+
+    def stderr_tail(self) -> str:
+        return self._stderr_tail.decode(errors="replace").strip()[-800:]
+
+    # -- turns -----------------------------------------------------------------------
+    async def turn(
+        self,
+        message: Message,
+        *,
+        client_tools: frozenset[str] = frozenset(),
+        silence_timeout: float,
+        turn_timeout: float,
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one turn with ``message`` as the user's prompt; yield its events.
+
+        On normal completion ``history`` grows by the user message and the assistant's
+        answer. If the generator is closed early or fails, the process is spoiled: the caller
+        must stop it (or interrupt and stop it) rather than reuse it.
+        """
+        if self.spoiled or not self.alive:
+            raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
+        self.busy = True
+        self.turns += 1
+        parser = self._parser = TurnParser(client_tools=client_tools)
+        answer: list[str] = []
+        tool_calls: list[ToolCall] = []
+        completed = False
+        deadline = time.monotonic() + turn_timeout
+        try:
+            try:
+                await self._write(user_line(message))
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}") from exc
+            while True:
+                wait = min(silence_timeout, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.")
+                try:
+                    line = await asyncio.wait_for(self._lines.get(), wait)
+                except asyncio.TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.")
+                    raise TurnTimeout(f"The Claude CLI was silent for {silence_timeout:.0f} s; the turn was stopped.")
+                if line is _EOF:
+                    code = await self._returncode()
+                    raise CliCrashed(
+                        f"The Claude CLI exited mid-turn (exit code {code}). {self.stderr_tail()}".strip()
+                    )
+                for event in parser.feed(line):
+                    if isinstance(event, TextDelta):
+                        answer.append(event.text)
+                    elif isinstance(event, ToolCall):
+                        tool_calls.append(event)
+                    elif isinstance(event, TurnDone):
+                        completed = True
+                        self.history = self.history + (message, _answer_message(answer, tool_calls))
+                    yield event
+                if parser.done:
+                    return
+        finally:
+            self.busy = False
+            self.last_used = time.monotonic()
+            self._forget_transcript()  # read at start-up; no longer needed
+            if not completed:
+                self.spoiled = True
+
+    async def interrupt(self, wait: float = 2.0) -> None:
+        """Ask the CLI to stop the current turn (it drops the upstream request at once) and
+        wait briefly for the turn's ``result`` line. The process is spoiled afterwards."""
+        self.spoiled = True
+        if not self.alive:
+            return
+        with contextlib.suppress(Exception):
+            await self._write(interrupt_line(f"interrupt-{next(self._request_ids)}"))
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            try:
+                line = await asyncio.wait_for(self._lines.get(), end - time.monotonic())
+            except asyncio.TimeoutError:
+                return
+            if line is _EOF or (isinstance(line, dict) and line.get("type") == "result"):
+                return
+
+    async def _returncode(self) -> int | None:
+        assert self._proc
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._proc.wait(), 2)
+        return self._proc.returncode
+
+
+def _answer_message(texts: list[str], tool_calls: list[ToolCall]) -> Message:
+    from ..core.messages import TextBlock, ToolUseBlock, canonical_json
+
+    blocks: list = []
+    if texts:
+        blocks.append(TextBlock("".join(texts)))
+    blocks.extend(ToolUseBlock(call.id, call.name, canonical_json(call.arguments)) for call in tool_calls)
+    return Message("assistant", tuple(blocks))
+
+
+def _kill_tree(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGKILL)
+
+
+def _config_dir() -> Path:
+    configured = os.environ.get("CLAUDE_CONFIG_DIR")
+    return Path(configured) if configured else Path.home() / ".claude"
+
+
+def _remove_leftovers(pid: int) -> None:
+    """A killed CLI leaves ``<config>/sessions/<pid>.*`` and ``/tmp/cc-socks/<pid>.sock``."""
+    sessions = _config_dir() / "sessions"
+    if sessions.is_dir():
+        for leftover in sessions.glob(f"{pid}.*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+    with contextlib.suppress(OSError):
+        Path(f"/tmp/cc-socks/{pid}.sock").unlink()

@@ -1,0 +1,81 @@
+"""A process profile: the start-up flags a turn needs. Spares are keyed by it.
+
+Everything that can only be set when the CLI starts belongs here: model, system prompt,
+output limit, structured-output schema. Two requests with equal profiles can share a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Variables that keep the CLI from reading or injecting host context, from CLI_NOTES.md.
+QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1",
+    "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
+    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+}
+
+# Never passed on: they would turn off subscription logins (CLI_NOTES.md).
+DROPPED_ENV = ("CLAUDE_CODE_SIMPLE",)
+
+
+@dataclass(frozen=True)
+class Profile:
+    model: str
+    system: str | None = None
+    max_tokens: int | None = None
+    json_schema: str | None = None  # canonical JSON
+
+    def argv(self, cli: str, resume: Path | None = None) -> list[str]:
+        """The command line of a persistent stream-json process for this profile.
+
+        Safety comes first: no built-in tools, no setting sources (user, project, local), no
+        MCP servers but those given explicitly, no slash commands.
+        """
+        args = [
+            cli,
+            "-p",
+            "--input-format", "stream-json",
+            "--output-format", "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+            "--tools", "",
+            "--setting-sources", "",
+            "--strict-mcp-config",
+            "--disable-slash-commands",
+            "--no-session-persistence",
+            "--model", self.model,
+        ]  # fmt: skip
+        if self.system is not None:
+            args += ["--system-prompt", self.system]
+        if self.json_schema is not None:
+            args += ["--json-schema", self.json_schema]
+        if resume is not None:
+            args += ["--resume", str(resume), "--fork-session"]
+        return args
+
+    def env(self, base: dict[str, str], max_retries: int) -> dict[str, str]:
+        """The server's own environment (so ANTHROPIC_* reach the CLI), quieted and bounded."""
+        env = {key: value for key, value in base.items() if key not in DROPPED_ENV}
+        env.update(QUIET_ENV)
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(max_retries)
+        if self.max_tokens is not None:
+            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.max_tokens)
+        else:
+            env.pop("CLAUDE_CODE_MAX_OUTPUT_TOKENS", None)
+        return env
+
+    @staticmethod
+    def schema_json(schema: dict | None) -> str | None:
+        return None if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def process_env() -> dict[str, str]:
+    return dict(os.environ)

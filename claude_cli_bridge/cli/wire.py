@@ -1,0 +1,167 @@
+"""The CLI's JSON lines, both ways. Pure: no processes, no I/O but transcript writing.
+
+Output (``--output-format stream-json --verbose --include-partial-messages``): ``system/init``,
+``stream_event`` lines wrapping the upstream's raw SSE events, ``assistant`` messages,
+``control_response`` lines, and a ``result`` line closing each turn. Input
+(``--input-format stream-json``): ``user`` lines and ``control_request`` lines.
+See ../shared/CLI_NOTES.md for what was observed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..core.messages import Message
+from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..errors import BridgeError, upstream_error
+
+
+def user_line(message: Message) -> str:
+    """A stdin line that starts a turn with ``message`` (a user message of Anthropic blocks)."""
+    return json.dumps({"type": "user", "message": message.to_anthropic()}) + "\n"
+
+
+def interrupt_line(request_id: str) -> str:
+    """A stdin line asking the CLI to stop the current turn and drop its upstream request."""
+    return json.dumps({"type": "control_request", "request_id": request_id, "request": {"subtype": "interrupt"}}) + "\n"
+
+
+def write_transcript(messages: list[Message], path: Path) -> None:
+    """Write ``messages`` as a minimal CLI transcript that ``--resume`` replays as real turns.
+
+    The records chain by ``uuid``/``parentUuid`` and share one ``sessionId``; each needs a
+    ``timestamp``. The history must end with an assistant message (else the CLI inserts a
+    synthetic "No response requested." answer), so callers send the newest user message as
+    the turn's prompt instead.
+    """
+    if messages and messages[-1].role != "assistant":
+        raise ValueError("a transcript must end with an assistant message")
+    session_id = str(uuid.uuid4())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    parent: str | None = None
+    lines = []
+    for message in messages:
+        record_id = str(uuid.uuid4())
+        lines.append(
+            json.dumps(
+                {
+                    "type": message.role,
+                    "uuid": record_id,
+                    "parentUuid": parent,
+                    "sessionId": session_id,
+                    "timestamp": stamp,
+                    "message": message.to_anthropic(),
+                }
+            )
+        )
+        parent = record_id
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@dataclass
+class TurnParser:
+    """Turns one turn's output lines into neutral events.
+
+    ``feed`` returns the events a line yields, and raises a ``BridgeError`` if the turn's
+    ``result`` reports a failure. ``done`` is set once the ``result`` line was read. Tool calls
+    are gathered from complete ``assistant`` messages; ``client_tools`` names the tools whose
+    calls are reported to the caller (the CLI's own tools are off, so other calls never run).
+    """
+
+    client_tools: frozenset[str] = frozenset()
+    done: bool = False
+    model: str = ""
+    text_seen: bool = False
+    last_usage: Usage = field(default_factory=Usage)
+
+    def feed(self, line: dict[str, Any]) -> list[TurnEvent]:
+        kind = line.get("type")
+        if kind == "stream_event":
+            return self._stream_event(line.get("event") or {})
+        if kind == "assistant":
+            return self._assistant(line.get("message") or {})
+        if kind == "result":
+            return [self._result(line)]
+        if kind == "system" and line.get("subtype") == "init":
+            self.model = line.get("model") or self.model
+        return []
+
+    def _stream_event(self, event: dict[str, Any]) -> list[TurnEvent]:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                self.text_seen = True
+                return [TextDelta(delta["text"])]
+        elif kind == "message_start":
+            message = event.get("message") or {}
+            self.model = message.get("model") or self.model
+            self.last_usage = _usage(message.get("usage") or {})
+        elif kind == "message_delta":
+            output = (event.get("usage") or {}).get("output_tokens")
+            if isinstance(output, int):
+                self.last_usage = Usage(
+                    self.last_usage.input_tokens,
+                    output,
+                    self.last_usage.cache_read_input_tokens,
+                    self.last_usage.cache_creation_input_tokens,
+                )
+        return []
+
+    def _assistant(self, message: dict[str, Any]) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        for block in message.get("content") or []:
+            if block.get("type") == "tool_use" and _client_tool_name(block.get("name", "")) in self.client_tools:
+                events.append(ToolCall(block["id"], _client_tool_name(block["name"]), block.get("input") or {}))
+        return events
+
+    def _result(self, line: dict[str, Any]) -> TurnEvent:
+        self.done = True
+        if line.get("is_error"):
+            message = line.get("result") or "; ".join(line.get("errors") or []) or line.get("subtype") or "CLI error"
+            raise upstream_error(line.get("api_error_status"), str(message))
+        usage = _usage(line.get("usage") or {})
+        return TurnDone(stop_reason=line.get("stop_reason") or "end_turn", usage=usage, model=self.model)
+
+
+MCP_PREFIX = "mcp__client__"
+
+
+def _client_tool_name(name: str) -> str:
+    return name[len(MCP_PREFIX) :] if name.startswith(MCP_PREFIX) else name
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    def count(key: str) -> int:
+        value = raw.get(key)
+        return value if isinstance(value, int) else 0
+
+    return Usage(
+        input_tokens=count("input_tokens"),
+        output_tokens=count("output_tokens"),
+        cache_read_input_tokens=count("cache_read_input_tokens"),
+        cache_creation_input_tokens=count("cache_creation_input_tokens"),
+    )
+
+
+class CliProtocolError(BridgeError):
+    status = 502
+    kind = "api_error"
+    code = "cli_protocol_error"
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One stdout line as JSON; None for blank or non-JSON noise (the CLI can print warnings)."""
+    raw = raw.strip()
+    if not raw or not raw.startswith(b"{"):
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,94 @@
+"""One turn: what a client asks for (TurnRequest) and what comes back (events).
+
+A turn's event stream is a sequence of ``TextDelta`` and ``ToolCall`` events closed by
+exactly one ``TurnDone``. Errors are raised as ``errors.BridgeError`` subclasses; if that
+happens after the first event, the API layer reports it in-band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal, Protocol, Union
+
+from .messages import Message
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the caller defines; the model may call it, the bridge never runs it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass
+class TurnRequest:
+    """Everything needed to answer one request.
+
+    ``messages`` is the whole conversation the client sent (alternating, merged), ending
+    with a user turn; the system prompt is kept apart because the CLI takes it as a flag.
+    ``conversation_key`` is the client's explicit conversation id, if it gave one.
+    """
+
+    model: str
+    messages: list[Message]
+    system: str | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    conversation_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the upstream reported them through the CLI."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Everything the model read: fresh input plus cache reads and writes."""
+        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete tool call by the model; ``arguments`` is its input object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    stop_reason: str
+    usage: Usage
+    model: str = ""
+    timings: dict[str, int] = field(default_factory=dict)
+
+
+TurnEvent = Union[TextDelta, ToolCall, TurnDone]
+
+
+class Engine(Protocol):
+    """What the API layers call. ``stream`` is an async generator: closing it early (a client
+    that left) cancels the turn and frees its CLI process."""
+
+    def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
+
+    def models(self) -> list[str]: ...
+
+    def status(self) -> dict[str, Any]: ...

@@ -1,0 +1,149 @@
+"""The engine: answers a TurnRequest with CLI turns from the pool. The APIs' only way in.
+
+A request's history (every message but the last) must be what the chosen CLI process holds;
+the last message, a user turn, is sent as the prompt. Held processes answer follow-ups warm;
+otherwise the pool starts a process resumed from a transcript of the history, so earlier
+turns reach the model as real turns. Only if the start-up probe found that this CLI cannot
+resume transcripts is the history flattened into the prompt (logged loudly).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from .cli.process import CliProcess
+from .cli.profile import Profile, process_env
+from .cli.wire import write_transcript
+from .core.messages import Message, TextBlock
+from .core.models import CATALOG, resolve_model
+from .core.stops import StopScanner
+from .core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
+from .errors import InvalidRequest
+from .pool import Pool, PoolLimits
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BridgeEngine:
+    def __init__(self, settings: Settings, cli_path: str, cli_version: str = ""):
+        self.settings = settings
+        self.cli_path = cli_path
+        self.cli_version = cli_version
+        self.flatten_history = False  # set by the start-up probe if transcripts do not work
+        self.state_dir = Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}"
+        self.pool = Pool(self._spawn, _limits(settings))
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        (self.state_dir / "transcripts").mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.state_dir / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.pool.start([Profile(model=self.settings.default_model)])
+
+    async def close(self) -> None:
+        await self.pool.close(self.settings.shutdown_grace_seconds)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    async def _spawn(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+        name = uuid.uuid4().hex
+        transcript = None
+        if history:
+            transcript = self.state_dir / "transcripts" / f"{name}.jsonl"
+            write_transcript(list(history), transcript)
+        env = profile.env(process_env(), self.settings.cli_max_retries)
+        return await CliProcess.start(
+            self.cli_path, profile, self.state_dir / "work" / name, env, history=history, transcript=transcript
+        )
+
+    # -- the Engine protocol -----------------------------------------------------------
+    def models(self) -> list[str]:
+        return [info.id for info in CATALOG]
+
+    def status(self) -> dict[str, Any]:
+        return {"cli_path": self.cli_path, "cli_version": self.cli_version, "pool": self.pool.status()}
+
+    def resolve_model(self, requested: str | None) -> str:
+        return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+        """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
+
+        Closing the generator early (the client left) interrupts the CLI, which drops the
+        upstream request, and the process is stopped rather than reused.
+        """
+        messages = request.messages
+        if not messages or messages[-1].role != "user":
+            raise InvalidRequest("The last message must be a user (or tool result) message.", param="messages")
+        profile = Profile(
+            model=self.resolve_model(request.model),
+            system=request.system,
+            max_tokens=request.max_tokens,
+            json_schema=Profile.schema_json(request.json_schema),
+        )
+        history, prompt = tuple(messages[:-1]), messages[-1]
+        if self.flatten_history and history:
+            history, prompt = (), _flatten(messages)
+        lease = await self.pool.acquire(profile, history, request.conversation_key)
+        process = lease.process
+        stops = StopScanner(request.stop)
+        completed = False
+        try:
+            turn = process.turn(
+                prompt,
+                silence_timeout=self.settings.silence_timeout_seconds,
+                turn_timeout=self.settings.turn_timeout_seconds,
+            )
+            try:
+                async for event in turn:
+                    if isinstance(event, TextDelta):
+                        text = stops.feed(event.text)
+                        if text:
+                            yield TextDelta(text)
+                        if stops.hit:
+                            # The answer ends here; the CLI is interrupted in `finally`.
+                            yield TurnDone("stop_sequence", process.partial_usage, profile.model)
+                            return
+                    elif isinstance(event, TurnDone):
+                        tail = stops.flush()
+                        if tail:
+                            yield TextDelta(tail)
+                        completed = True
+                        yield event
+                    elif isinstance(event, ToolCall):
+                        yield event
+            finally:
+                await turn.aclose()
+        finally:
+            if completed and not stops.hit:
+                self.pool.release(process, request.conversation_key)
+            else:
+                self.pool.discard(process, interrupt=True)
+
+
+def _flatten(messages: list[Message]) -> Message:
+    """The fallback for a CLI that cannot resume transcripts: one user message holding the
+    conversation as labelled text (images and tool blocks of earlier turns are kept)."""
+    blocks: list = []
+    for message in messages[:-1]:
+        blocks.append(TextBlock(f"{message.role.capitalize()}: "))
+        blocks.extend(message.content)
+    blocks.append(TextBlock("User: "))
+    blocks.extend(messages[-1].content)
+    return Message("user", tuple(blocks))
+
+
+def _limits(settings: Settings) -> PoolLimits:
+    return PoolLimits(
+        max_processes=settings.max_processes,
+        max_memory_bytes=settings.max_memory_mb * 1024 * 1024,
+        spare_profiles=settings.spare_profiles,
+        max_conversations=settings.max_conversations,
+        conversation_idle_seconds=settings.conversation_idle_seconds,
+        spare_idle_seconds=settings.spare_idle_seconds,
+        queue_size=settings.queue_size,
+        queue_timeout_seconds=settings.queue_timeout_seconds,
+    )

@@ -1,0 +1,126 @@
+"""Typed errors, free of HTTP. Each API maps them to a status and renders its own body.
+
+``status`` is the HTTP status the error stands for; ``retry`` says whether repeating the same
+request could help (the OpenAI SDK retries 429/5xx unless told ``x-should-retry: false``).
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    status = 500
+    kind = "server_error"
+    code: str | None = None
+    retry = False
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequest(BridgeError):
+    status = 400
+    kind = "invalid_request_error"
+
+
+class RequestTooLarge(BridgeError):
+    status = 413
+    kind = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ModelNotFound(BridgeError):
+    status = 404
+    kind = "invalid_request_error"
+    code = "model_not_found"
+
+
+class Unauthorized(BridgeError):
+    status = 401
+    kind = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PoolBusy(BridgeError):
+    """Every CLI process is busy and the wait queue is full or timed out."""
+
+    status = 429
+    kind = "rate_limit_error"
+    code = "pool_busy"
+    retry = True
+
+
+class CliNotFound(BridgeError):
+    status = 503
+    kind = "server_error"
+    code = "cli_not_found"
+
+
+class CliNotLoggedIn(BridgeError):
+    status = 401
+    kind = "authentication_error"
+    code = "cli_not_logged_in"
+
+
+class UpstreamError(BridgeError):
+    """The CLI reported an error answering (result.is_error), mapped from the upstream status."""
+
+    kind = "api_error"
+
+    def __init__(self, message: str, *, status: int, retry: bool = False, retry_after: float | None = None):
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.retry = retry
+        self.kind = {
+            401: "authentication_error",
+            403: "permission_error",
+            429: "rate_limit_error",
+            503: "overloaded_error",
+        }.get(status, "api_error")
+
+
+class CliCrashed(BridgeError):
+    """The CLI process died or went silent mid-turn."""
+
+    status = 502
+    kind = "api_error"
+    code = "cli_crashed"
+
+
+class TurnTimeout(BridgeError):
+    status = 504
+    kind = "api_error"
+    code = "timeout"
+
+
+def upstream_error(api_status: int | None, message: str) -> BridgeError:
+    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries."""
+    lowered = message.lower()
+    if "not logged in" in lowered or "/login" in lowered:
+        return CliNotLoggedIn(
+            "The Claude CLI is not logged in. Run `claude` once on the server machine and log in "
+            f"(CLI said: {message.strip()})"
+        )
+    if api_status in (401, 403):
+        return UpstreamError(
+            f"Upstream authentication failed ({api_status}): {message.strip()}. "
+            "Run `claude` on the server machine and log in again.",
+            status=api_status,
+        )
+    if api_status == 429:
+        return UpstreamError(f"Upstream rate limit: {message.strip()}", status=429, retry=True, retry_after=30)
+    if api_status in (529, 503):
+        return UpstreamError(f"Upstream overloaded: {message.strip()}", status=503, retry=True, retry_after=10)
+    if api_status is not None and 400 <= api_status < 500:
+        return UpstreamError(f"Upstream rejected the request ({api_status}): {message.strip()}", status=400)
+    return UpstreamError(f"Upstream error: {message.strip()}", status=502)
+
+
+class EmbeddingUnavailable(BridgeError):
+    """The embedding model cannot be loaded (offline, missing files); the message says how to fix it."""
+
+    status = 503
+    kind = "server_error"
+    code = "embedding_model_unavailable"

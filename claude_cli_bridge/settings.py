@@ -1,0 +1,121 @@
+"""The one settings class. Read from the environment and `.env`; every field is described.
+
+Environment names are the field names in upper case unless an alias says otherwise;
+`.env.example` lists them all with their defaults (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LEGACY_MODELS = {
+    "claude-3-5-sonnet": "sonnet",
+    "claude-3-7-sonnet": "sonnet",
+    "claude-3-5-haiku": "haiku",
+    "claude-3-haiku": "haiku",
+    "claude-3-opus": "opus",
+    "claude-3-sonnet": "sonnet",
+    "claude-2": "sonnet",
+    "claude-instant": "haiku",
+}
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".cache" / "claude-cli-bridge"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- listeners -----------------------------------------------------------------
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("HOST", "SERVER_HOST"),
+        description="Address both listeners bind (SERVER_HOST is accepted as an older alias).",
+    )
+    port: int = Field(
+        8000,
+        validation_alias=AliasChoices("PORT", "SERVER_PORT"),
+        description="Port of the OpenAI-style listener (SERVER_PORT is accepted as an older alias).",
+    )
+    ollama_port: int = Field(22434, description="Port of the Ollama-style listener; 0 turns it off.")
+    allow_public_bind: bool = Field(
+        False, description="Allow binding a non-loopback HOST without BRIDGE_API_KEY (not recommended)."
+    )
+
+    # --- security --------------------------------------------------------------------
+    bridge_api_key: str = Field(
+        "", description="Comma-separated bearer keys required on every route but /health and GET /; empty = none."
+    )
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
+    log_content: bool = Field(False, description="Log prompts and answers (debugging only; off keeps them out of logs).")
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    # --- the CLI ---------------------------------------------------------------------
+    claude_cli_path: str = Field("", description="Path of the claude binary; empty = `claude` on PATH, then a bundled one.")
+    cli_max_retries: int = Field(
+        1, description="CLAUDE_CODE_MAX_RETRIES given to the CLI, so upstream errors surface in seconds."
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Private directory for the CLI's empty working directories and transcripts.",
+    )
+
+    # --- models ----------------------------------------------------------------------
+    default_model: str = Field("sonnet", description="Model used when a request names none.")
+    task_model: str = Field("haiku", description="Model for Open WebUI background tasks (titles, tags, follow-ups).")
+    legacy_models: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_LEGACY_MODELS),
+        description="JSON map of old model-id prefixes to aliases; the longest matching prefix wins.",
+    )
+
+    # --- pool and conversations --------------------------------------------------------
+    max_processes: int = Field(6, description="Most CLI processes alive at once (busy, held and spare).")
+    max_memory_mb: int = Field(4096, description="Most resident memory of all CLI processes together, in MB.")
+    spare_profiles: int = Field(2, description="How many recently seen request profiles keep a warm spare process.")
+    max_conversations: int = Field(8, description="Most conversations whose CLI process is held for warm follow-ups.")
+    conversation_idle_seconds: float = Field(900, description="A held conversation idle this long is released.")
+    spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
+    queue_size: int = Field(32, description="Most requests waiting for a CLI process; more are refused (429/503).")
+    queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 429/503.")
+    turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
+    silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
+    shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")
+    probe_transcripts: bool = Field(
+        True, description="At start-up, check that this CLI resumes transcripts; else fall back to flattened history."
+    )
+
+    # --- request limits ----------------------------------------------------------------
+    max_request_bytes: int = Field(32 * 1024 * 1024, description="Largest request body accepted, in bytes.")
+    max_messages: int = Field(2000, description="Most messages in one request.")
+    max_image_bytes: int = Field(10 * 1024 * 1024, description="Largest decoded image, in bytes.")
+    allow_image_urls: bool = Field(False, description="Fetch http(s) image URLs (public addresses only).")
+    image_url_timeout_seconds: float = Field(10, description="Timeout for fetching one image URL.")
+
+    # --- embeddings --------------------------------------------------------------------
+    embed_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2", description="fastembed model used for embeddings."
+    )
+    embed_model_path: str = Field(
+        "", description="Local ONNX sentence-transformer directory (offline); overrides EMBED_MODEL."
+    )
+    embed_cache_dir: Path = Field(
+        default_factory=lambda: _default_state_dir() / "models",
+        description="Where downloaded embedding models are kept.",
+    )
+    embed_preload: bool = Field(False, description="Load the embedding model at start-up instead of on first use.")
+    embed_aliases: str = Field(
+        "text-embedding-3-small,text-embedding-3-large,text-embedding-ada-002,all-minilm,nomic-embed-text,mxbai-embed-large",
+        description="Comma-separated model names served by the configured embedding model.",
+    )
+    embed_max_inputs: int = Field(2048, description="Most inputs in one embeddings request.")
+    embed_max_chars: int = Field(100_000, description="Most characters in one embeddings input.")
+
+    def api_keys(self) -> list[str]:
+        return [key.strip() for key in self.bridge_api_key.split(",") if key.strip()]
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -1,0 +1,46 @@
+"""Shared fixtures: the fake Anthropic upstream and real servers driving the real CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from fake_upstream import FakeAnthropic
+from harness import BridgeServer
+
+
+@pytest.fixture(scope="session")
+def fake():
+    upstream = FakeAnthropic().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(request):
+    """Each test starts with an empty script and record (only if it uses the fake)."""
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+    yield
+
+
+@pytest.fixture(scope="session")
+def bridge(fake):
+    """A server shared by the tests that only need an ordinary one."""
+    server = BridgeServer(fake.base_url).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_bridge(fake):
+    """A factory for servers with their own settings: ``start_bridge(MAX_PROCESSES=2)``."""
+    servers: list[BridgeServer] = []
+
+    def start(wait: bool = True, **env: str) -> BridgeServer:
+        server = BridgeServer(fake.base_url, **env).start(wait=wait)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

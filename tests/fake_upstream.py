@@ -1,0 +1,343 @@
+"""A fake Anthropic Messages API on loopback: the only stand-in the tests use.
+
+The real `claude` CLI is pointed at it with ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY``.
+It streams scripted replies (with delays between events), answers HTTP errors on demand,
+emits tool_use blocks, and records every request it received, plus whether the client
+dropped a stream before it finished, so tests can assert what reached the model.
+
+Replies are taken from a FIFO queue (``fake.enqueue(Reply(...))``); when it is empty the
+default reply is used. Tests run serially, so one queue per server is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class ToolUse:
+    """A tool_use block the fake model emits."""
+
+    name: str
+    input: dict[str, Any]
+    id: str = field(default_factory=lambda: "toolu_" + uuid.uuid4().hex[:20])
+
+
+@dataclass
+class Reply:
+    """One scripted answer.
+
+    ``chunks`` are streamed as separate text deltas, ``delay`` seconds apart. ``status``
+    other than 200 answers an HTTP error with an Anthropic error body instead. ``hang_after``
+    stops streaming after that many chunks and waits (for disconnect tests); ``die_after``
+    cuts the connection after that many chunks.
+    """
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake."])
+    delay: float = 0.0
+    tool_uses: list[ToolUse] = field(default_factory=list)
+    stop_reason: str | None = None
+    input_tokens: int = 11
+    output_tokens: int | None = None
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    status: int = 200
+    error_type: str = "api_error"
+    error_message: str = "scripted failure"
+    retry_after: str | None = None
+    hang_after: int | None = None
+    die_after: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+@dataclass
+class Received:
+    """What one POST /v1/messages carried, and how its stream ended."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    started: float
+    finished: bool = False
+    disconnected: bool = False
+    ended_at: float | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body.get("messages", [])
+
+    @property
+    def system_text(self) -> str:
+        system = self.body.get("system") or []
+        if isinstance(system, str):
+            return system
+        return "\n".join(block.get("text", "") for block in system)
+
+    def plain_messages(self) -> list[tuple[str, str]]:
+        """(role, text) per user/assistant message; the CLI's injected ``system``-role
+        messages and <system-reminder> blocks are left out."""
+        out = []
+        for message in self.messages:
+            if message["role"] not in ("user", "assistant"):
+                continue
+            content = message["content"]
+            if isinstance(content, str):
+                out.append((message["role"], content))
+                continue
+            texts = [
+                block.get("text", "")
+                for block in content
+                if block.get("type") == "text" and not block.get("text", "").startswith("<system-reminder>")
+            ]
+            out.append((message["role"], "".join(texts)))
+        return out
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class FakeAnthropic:
+    """The fake upstream; start() runs it in a daemon thread on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._queue: list[Reply] = []
+        self._lock = threading.Lock()
+        self.default_reply = Reply()
+        self.handler: Callable[[dict[str, Any]], Reply | None] | None = None
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+                Route("/{path:path}", self._other, methods=["GET", "POST", "HEAD"]),
+            ]
+        )
+
+    # -- scripting -----------------------------------------------------------------
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.received.clear()
+            self.handler = None
+
+    def model_calls(self) -> list[Received]:
+        """Requests that asked the model for an answer (not the CLI's side calls)."""
+        with self._lock:
+            return list(self.received)
+
+    def wait_for_calls(self, n: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.model_calls()
+            if len(calls) >= n:
+                return calls
+            time.sleep(0.02)
+        raise AssertionError(f"expected {n} upstream calls, got {len(self.model_calls())}")
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            if self.handler is not None:
+                reply = self.handler(body)
+                if reply is not None:
+                    return reply
+            if self._queue:
+                return self._queue.pop(0)
+            return self.default_reply
+
+    # -- routes -------------------------------------------------------------------
+    async def _other(self, request: Request) -> Response:
+        return JSONResponse({})
+
+    async def _count_tokens(self, request: Request) -> Response:
+        return JSONResponse({"input_tokens": 11})
+
+    async def _messages(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        record = Received(body=body, headers=dict(request.headers), started=time.monotonic())
+        with self._lock:
+            self.received.append(record)
+        reply = self._next_reply(body)
+        if reply.status != 200:
+            record.finished = True
+            headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
+            return JSONResponse(
+                {"type": "error", "error": {"type": reply.error_type, "message": reply.error_message}},
+                status_code=reply.status,
+                headers=headers,
+            )
+        if not body.get("stream"):
+            record.finished = True
+            return JSONResponse(self._whole_message(body, reply))
+        return StreamingResponse(self._stream(body, reply, record), media_type="text/event-stream")
+
+    def _usage(self, reply: Reply) -> dict[str, int]:
+        return {
+            "input_tokens": reply.input_tokens,
+            "cache_read_input_tokens": reply.cache_read_input_tokens,
+            "cache_creation_input_tokens": reply.cache_creation_input_tokens,
+            "output_tokens": reply.output_tokens if reply.output_tokens is not None else len(reply.chunks),
+        }
+
+    def _stop_reason(self, reply: Reply) -> str:
+        if reply.stop_reason:
+            return reply.stop_reason
+        return "tool_use" if reply.tool_uses else "end_turn"
+
+    def _whole_message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if reply.text:
+            content.append({"type": "text", "text": reply.text})
+        for tool in reply.tool_uses:
+            content.append({"type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input})
+        return {
+            "id": "msg_" + uuid.uuid4().hex[:20],
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-fake"),
+            "content": content,
+            "stop_reason": self._stop_reason(reply),
+            "stop_sequence": None,
+            "usage": self._usage(reply),
+        }
+
+    async def _stream(self, body: dict[str, Any], reply: Reply, record: Received):
+        usage = self._usage(reply)
+        try:
+            start_usage = dict(usage, output_tokens=1)
+            yield _sse(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_" + uuid.uuid4().hex[:20],
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body.get("model", "claude-fake"),
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": start_usage,
+                    },
+                },
+            )
+            index = 0
+            if reply.chunks:
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                )
+                for n, chunk in enumerate(reply.chunks):
+                    if reply.hang_after is not None and n >= reply.hang_after:
+                        await asyncio.sleep(3600)
+                    if reply.die_after is not None and n >= reply.die_after:
+                        raise ConnectionAbortedError("scripted upstream death")
+                    if reply.delay:
+                        await asyncio.sleep(reply.delay)
+                    yield _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}},
+                    )
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                index = 1
+            for tool in reply.tool_uses:
+                yield _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}},
+                    },
+                )
+                arguments = json.dumps(tool.input)
+                half = len(arguments) // 2
+                for part in (arguments[:half], arguments[half:]):
+                    if reply.delay:
+                        await asyncio.sleep(reply.delay)
+                    yield _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": part},
+                        },
+                    )
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+                index += 1
+            yield _sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self._stop_reason(reply), "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
+            yield _sse("message_stop", {"type": "message_stop"})
+            record.finished = True
+        except (asyncio.CancelledError, GeneratorExit):
+            record.disconnected = True
+            raise
+        finally:
+            record.ended_at = time.monotonic()
+            if not record.finished:
+                record.disconnected = True
+
+    # -- lifecycle -----------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FakeAnthropic":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+if __name__ == "__main__":  # a manual run: python tests/fake_upstream.py
+    fake = FakeAnthropic().start()
+    print(fake.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
