@@ -118,7 +118,7 @@ class BridgeEngine:
             finally:
                 await turn.aclose()
         finally:
-            if completed and not stops.hit:
+            if completed and not stops.hit and not process.spoiled:
                 self.pool.release(process, request.conversation_key)
             else:
                 self.pool.discard(process, interrupt=True)

@@ -216,7 +216,7 @@ class CliProcess:
                         answer.append(event.text)
                     elif isinstance(event, ToolCall):
                         tool_calls.append(event)
-                    elif isinstance(event, TurnDone):
+                    elif isinstance(event, TurnDone) and not parser.cut_short:
                         completed = True
                         self.history = self.history + (message, _answer_message(answer, tool_calls))
                     yield event

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core.messages import Message
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ..errors import BridgeError, upstream_error
+from ..errors import UpstreamError, upstream_error
 
 
 def user_line(message: Message) -> str:
@@ -75,9 +75,15 @@ class TurnParser:
 
     client_tools: frozenset[str] = frozenset()
     done: bool = False
+    cut_short: bool = False  # done before the CLI finished its turn (the process must not be reused)
     model: str = ""
     text_seen: bool = False
     last_usage: Usage = field(default_factory=Usage)
+    # The upstream message being streamed: whether it ended properly and whether any of its
+    # text was passed on. The CLI retries a broken stream (and finally falls back to a
+    # non-streaming request), which would repeat text the caller already has.
+    _streamed_ids: set = field(default_factory=set)
+    _open_broken_risk: bool = False
 
     def feed(self, line: dict[str, Any]) -> list[TurnEvent]:
         kind = line.get("type")
@@ -89,17 +95,31 @@ class TurnParser:
             return [self._result(line)]
         if kind == "system" and line.get("subtype") == "init":
             self.model = line.get("model") or self.model
+        if kind == "system" and line.get("subtype") == "api_retry":
+            self._check_not_repeating()
         return []
+
+    def _check_not_repeating(self) -> None:
+        """A new attempt after part of an unfinished message was passed on cannot be merged
+        into the same answer: report the broken stream instead of repeating text."""
+        if self._open_broken_risk:
+            raise UpstreamError(
+                "The upstream connection broke after part of the answer was sent; retry the request.",
+                status=502,
+                retry=True,
+            )
 
     def _stream_event(self, event: dict[str, Any]) -> list[TurnEvent]:
         kind = event.get("type")
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
-                self.text_seen = True
+                self.text_seen = self._open_broken_risk = True
                 return [TextDelta(delta["text"])]
         elif kind == "message_start":
+            self._check_not_repeating()
             message = event.get("message") or {}
+            self._streamed_ids.add(message.get("id"))
             self.model = message.get("model") or self.model
             self.last_usage = _usage(message.get("usage") or {})
         elif kind == "message_delta":
@@ -111,10 +131,24 @@ class TurnParser:
                     self.last_usage.cache_read_input_tokens,
                     self.last_usage.cache_creation_input_tokens,
                 )
+            if (event.get("delta") or {}).get("stop_reason"):
+                self._open_broken_risk = False
+            if (event.get("delta") or {}).get("stop_reason") == "max_tokens":
+                # The CLI would go on by itself ("continue" recovery) and so exceed the
+                # caller's max_tokens: the answer ends here, as the upstream ended it.
+                self.done = self.cut_short = True
+                return [TurnDone(stop_reason="max_tokens", usage=self.last_usage, model=self.model)]
         return []
 
     def _assistant(self, message: dict[str, Any]) -> list[TurnEvent]:
         events: list[TurnEvent] = []
+        if message.get("id") not in self._streamed_ids:
+            # A message that was not streamed: the CLI's non-streaming fallback.
+            self._check_not_repeating()
+            for block in message.get("content") or []:
+                if block.get("type") == "text" and block.get("text"):
+                    self.text_seen = True
+                    events.append(TextDelta(block["text"]))
         for block in message.get("content") or []:
             if block.get("type") == "tool_use" and _client_tool_name(block.get("name", "")) in self.client_tools:
                 events.append(ToolCall(block["id"], _client_tool_name(block["name"]), block.get("input") or {}))
@@ -147,12 +181,6 @@ def _usage(raw: dict[str, Any]) -> Usage:
         cache_read_input_tokens=count("cache_read_input_tokens"),
         cache_creation_input_tokens=count("cache_creation_input_tokens"),
     )
-
-
-class CliProtocolError(BridgeError):
-    status = 502
-    kind = "api_error"
-    code = "cli_protocol_error"
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | None:

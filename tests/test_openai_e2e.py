@@ -1,0 +1,220 @@
+"""The OpenAI surface end to end: the official openai SDK and raw HTTP against the real
+server, driving the real CLI, talking to the fake upstream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from fake_upstream import Reply
+
+
+@pytest.fixture
+def client(bridge):
+    return openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0)
+
+
+def test_non_streaming_answer_carries_text_usage_and_finish_reason(client, fake):
+    fake.enqueue(Reply(chunks=["Hello", " world"], input_tokens=21, cache_read_input_tokens=5, output_tokens=7))
+    response = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "Say hello"}]
+    )
+    assert response.object == "chat.completion"
+    assert response.choices[0].message.content == "Hello world"
+    assert response.choices[0].message.role == "assistant"
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage.prompt_tokens == 26  # input plus cache tokens, as the upstream said
+    assert response.usage.completion_tokens == 7
+    assert response.usage.total_tokens == 33
+    call = fake.received[-1]
+    assert call.plain_messages() == [("user", "Say hello")]
+    assert call.body["model"] == "claude-sonnet-5-5"
+
+
+def test_streaming_arrives_spread_over_time_with_role_finish_and_usage(client, fake):
+    fake.enqueue(Reply(chunks=["one ", "two ", "three ", "four"], delay=0.25, output_tokens=4))
+    started = time.monotonic()
+    arrivals, chunks = [], []
+    stream = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "count"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        arrivals.append(time.monotonic() - started)
+        chunks.append(chunk)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    content_times = [t for t, c in zip(arrivals, chunks) if c.choices and c.choices[0].delta.content]
+    assert content_times[-1] - content_times[0] > 0.5, "content arrived in one burst"
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finish] == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    assert len({c.id for c in chunks}) == 1
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
+
+
+def test_stream_without_include_usage_has_no_usage_chunk(client, fake):
+    chunks = list(
+        client.chat.completions.create(model="haiku", messages=[{"role": "user", "content": "hi"}], stream=True)
+    )
+    assert all(c.choices for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_raw_sse_frames_end_with_done(bridge, fake):
+    with httpx.stream(
+        "POST",
+        f"{bridge.openai_url}/chat/completions",
+        json={"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    data = [line for line in lines if line.startswith("data: ")]
+    assert data[-1] == "data: [DONE]"
+    assert not any(line.startswith("event:") for line in lines)
+    json.loads(data[0][6:])
+
+
+def test_system_and_developer_messages_become_the_system_prompt(client, fake):
+    client.chat.completions.create(
+        model="sonnet",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Bonjour"}]},
+        ],
+    )
+    call = fake.received[-1]
+    assert "You are terse.\n\nAnswer in French." in call.system_text
+    assert call.plain_messages() == [("user", "Bonjour")]
+
+
+def test_max_tokens_reaches_the_model_and_length_maps_to_finish_reason(client, fake):
+    fake.enqueue(Reply(chunks=["cut"], stop_reason="max_tokens"))
+    response = client.chat.completions.create(
+        model="sonnet", max_completion_tokens=64, messages=[{"role": "user", "content": "long story"}]
+    )
+    assert fake.received[-1].body["max_tokens"] == 64
+    assert response.choices[0].finish_reason == "length"
+
+
+def test_stop_sequence_cuts_the_answer(client, fake):
+    fake.enqueue(Reply(chunks=["alpha ", "beta", " END gamma", " delta"], delay=0.05))
+    response = client.chat.completions.create(
+        model="sonnet", stop=["END"], messages=[{"role": "user", "content": "go"}]
+    )
+    assert response.choices[0].message.content == "alpha beta "
+    assert response.choices[0].finish_reason == "stop"
+
+
+def test_legacy_model_ids_map_to_family_aliases(client, fake):
+    client.chat.completions.create(
+        model="claude-3-5-haiku-20241022", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert fake.received[-1].body["model"] == "claude-haiku-5-5"
+
+
+def test_full_model_ids_pass_through(client, fake):
+    client.chat.completions.create(model="claude-opus-4-8", messages=[{"role": "user", "content": "hi"}])
+    assert fake.received[-1].body["model"] == "claude-opus-4-8"
+
+
+def test_models_list_aliases_and_full_ids(client):
+    ids = {model.id for model in client.models.list()}
+    assert {"opus", "sonnet", "haiku", "claude-sonnet-5-5"} <= ids
+    assert all(model.owned_by for model in client.models.list())
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"model": "sonnet", "messages": []}, "messages"),
+        ({"model": "sonnet", "messages": [{"role": "wizard", "content": "x"}]}, "role"),
+        ({"model": "sonnet", "messages": [{"role": "user", "content": 5}]}, "content"),
+        ({"model": "sonnet", "messages": "hello"}, "messages"),
+        ({"model": "sonnet", "max_tokens": "many", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+    ],
+)
+def test_malformed_requests_get_a_400_that_names_the_problem(bridge, body, fragment):
+    response = httpx.post(f"{bridge.openai_url}/chat/completions", json=body, timeout=10)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert fragment in error["message"]
+
+
+def test_bad_json_gets_a_400(bridge):
+    response = httpx.post(
+        f"{bridge.openai_url}/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]["message"]
+
+
+def test_unknown_model_gets_a_404(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert "gpt-4o" in caught.value.message
+
+
+def test_unknown_route_gets_a_404_in_openai_shape(bridge):
+    response = httpx.get(f"{bridge.openai_url}/nothing-here", timeout=10)
+    assert response.status_code == 404
+    assert "message" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "status, error_class, expected_status",
+    [
+        (401, openai.AuthenticationError, 401),
+        (429, openai.RateLimitError, 429),
+        (529, openai.InternalServerError, 503),
+        (500, openai.InternalServerError, 502),
+    ],
+)
+def test_upstream_errors_become_proper_statuses(client, fake, status, error_class, expected_status):
+    fake.handler = lambda body: Reply(status=status, error_type="error", error_message=f"upstream said {status}")
+    started = time.monotonic()
+    with pytest.raises(error_class) as caught:
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == expected_status
+    assert time.monotonic() - started < 60
+    body = caught.value.body
+    assert body["message"]
+    if expected_status == 401:
+        assert "log in" in body["message"]
+        assert caught.value.response.headers.get("x-should-retry") == "false"
+
+
+def test_upstream_error_after_first_byte_is_an_in_band_error(client, fake):
+    fake.handler = lambda body: Reply(chunks=["partial ", "answer ", "more"], delay=0.05, die_after=2)
+    stream = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
+def test_chat_after_errors_still_works(client, fake):
+    response = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "again"}])
+    assert response.choices[0].message.content == "Hello from the fake."
+
+
+def test_health_reports_the_cli(bridge):
+    health = bridge.health()
+    assert health["status"] == "ok"
+    assert health["cli_version"].count(".") == 2
