@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 from .cli.process import CliProcess
 from .cli.profile import Profile, process_env
 from .cli.wire import write_transcript
-from .core.messages import Message, TextBlock
+from .core.messages import Message, TextBlock, ToolResultBlock
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
 from .core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
@@ -77,7 +77,15 @@ class BridgeEngine:
         """
         messages = request.messages
         if not messages or messages[-1].role != "user":
-            raise InvalidRequest("The last message must be a user (or tool result) message.", param="messages")
+            raise InvalidRequest("The last message must be a user message.", param="messages")
+        if any(isinstance(block, ToolResultBlock) for block in messages[-1].content):
+            # The CLI can only take a tool result on resume through its deferred-tool route,
+            # which needs client tools served over MCP; without it the result would be lost.
+            raise InvalidRequest(
+                "A request ending with tool results cannot be answered: this bridge does not run "
+                "client-defined tools yet, so there is no pending tool call to continue.",
+                param="messages",
+            )
         profile = Profile(
             model=self.resolve_model(request.model),
             system=request.system,

@@ -1,18 +1,224 @@
-"""Ollama routes (https://github.com/ollama/ollama/blob/main/docs/api.md)."""
+"""Ollama routes (https://github.com/ollama/ollama/blob/main/docs/api.md).
+
+Chat and generate answer NDJSON frames by default (``stream: false``: one object). An error
+before the first frame is an HTTP status with ``{"error": "..."}`` (rendered by the app for
+``/api/*`` paths); after it, a final ``{"error": "..."}`` line. Model management that cannot
+apply to CLI-served models answers a clear error instead of a missing route.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator
 
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ...core.models import strip_tag
+from ...core.turn import TurnEvent, TurnRequest
+from ...errors import BridgeError, InvalidRequest
+from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
+from . import translate
+from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
+
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 # Open WebUI parses this with int() per part and gates features on it: report a recent
 # Ollama release rather than the bridge's own version.
 OLLAMA_VERSION = "0.12.6"
+NDJSON = "application/x-ndjson"
+
+
+class NotSupported(BridgeError):
+    status = 501
+    kind = "invalid_request_error"
+    code = "not_supported"
+
+
+class Refused(BridgeError):
+    status = 403
+    kind = "permission_error"
+    code = "refused"
 
 
 @router.get("/api/version", tags=["ollama"])
 @router.get("/version", tags=["ollama"], include_in_schema=False)
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_VERSION}
+
+
+# -- generation --------------------------------------------------------------------------
+@router.post("/api/chat", tags=["ollama"])
+async def chat(request: Request) -> Response:
+    started = time.monotonic_ns()
+    settings = request.app.state.settings
+    body = validate(ChatRequest, await read_json(request))
+    turn = translate.from_chat_request(
+        body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
+    )
+    writer = translate.FrameWriter(model=body.model or settings.default_model, kind="chat", started_ns=started)
+    if turn is None:
+        request.app.state.engine.resolve_model(body.model)
+        return JSONResponse(writer.load(translate.is_unload(body.keep_alive)))
+    task = translate.task_kind(body)
+    if task and settings.task_model:
+        # Open WebUI's title/tag/follow-up prompts: cheap, so a small model, and no conversation.
+        log.info("Open WebUI %s task: answered by %s", task, settings.task_model)
+        turn.model, turn.conversation_key = settings.task_model, None
+    return await _answer(request, turn, writer, streaming=body.stream is not False)
+
+
+@router.post("/api/generate", tags=["ollama"])
+async def generate(request: Request) -> Response:
+    started = time.monotonic_ns()
+    settings = request.app.state.settings
+    body = validate(GenerateRequest, await read_json(request))
+    turn = translate.from_generate_request(
+        body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
+    )
+    writer = translate.FrameWriter(model=body.model or settings.default_model, kind="generate", started_ns=started)
+    if turn is None:
+        request.app.state.engine.resolve_model(body.model)
+        return JSONResponse(writer.load(translate.is_unload(body.keep_alive)))
+    return await _answer(request, turn, writer, streaming=body.stream is not False)
+
+
+async def _answer(request: Request, turn: TurnRequest, writer: translate.FrameWriter, streaming: bool) -> Response:
+    engine = request.app.state.engine
+    engine.resolve_model(turn.model)  # a 404 before any work
+    events = engine.stream(turn)
+    try:
+        if streaming:
+            first, rest = await unless_disconnected(request, prime(events))
+            writer.mark_first(time.monotonic_ns())
+            return StreamingResponse(_ndjson(writer, first, rest), media_type=NDJSON)
+        collected = await unless_disconnected(request, _collect(events, writer))
+    except ClientGone:
+        return Response(status_code=499)
+    return JSONResponse(writer.whole(collected, time.monotonic_ns()))
+
+
+async def _collect(events: AsyncIterator[TurnEvent], writer: translate.FrameWriter) -> list[TurnEvent]:
+    first, rest = await prime(events)
+    writer.mark_first(time.monotonic_ns())
+    return await collect(first, rest)
+
+
+def _line(frame: dict[str, Any]) -> bytes:
+    return (json.dumps(frame, ensure_ascii=False) + "\n").encode()
+
+
+async def _ndjson(writer: translate.FrameWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):
+    """NDJSON lines for one turn: no blank lines; a failure after the first frame becomes a
+    final ``{"error": ...}`` line (ollama-python and ollama-js raise on it)."""
+    try:
+        for frame in writer.on_event(first, time.monotonic_ns()):
+            yield _line(frame)
+        async for event in rest:
+            for frame in writer.on_event(event, time.monotonic_ns()):
+                yield _line(frame)
+        if not writer.finished:
+            raise BridgeError("The Claude CLI ended the turn without a result.")
+    except BridgeError as error:
+        log.warning("turn failed mid-stream: %s", error.message)
+        yield _line(translate.error_frame(error))
+    except Exception:
+        log.exception("turn failed mid-stream")
+        yield _line({"error": "internal error while streaming the answer; see the server log."})
+    finally:
+        # Also on disconnect (a cancelled task): closing the turn stops the CLI's answer.
+        with anyio.CancelScope(shield=True):
+            aclose = getattr(rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+# -- models ------------------------------------------------------------------------------
+def _embedding_names(request: Request) -> list[str]:
+    embeddings = getattr(request.app.state, "embeddings", None)
+    return list(embeddings.model_names()) if embeddings is not None else []
+
+
+def _known_model(request: Request, name: str) -> bool:
+    """True for an embedding model; raises ModelNotFound (404) for names nobody serves."""
+    if not name:
+        raise InvalidRequest("model is required.", param="model")
+    if strip_tag(name) in _embedding_names(request):
+        return True
+    request.app.state.engine.resolve_model(name)
+    return False
+
+
+@router.get("/api/tags", tags=["ollama"])
+async def tags(request: Request) -> dict[str, Any]:
+    return translate.tags_body(_embedding_names(request))
+
+
+@router.post("/api/show", tags=["ollama"])
+async def show(request: Request) -> dict[str, Any]:
+    name = validate(ModelRequest, await read_json(request)).model_name
+    return translate.show_body(name, embedding=_known_model(request, name))
+
+
+@router.get("/api/ps", tags=["ollama"])
+async def ps(request: Request) -> dict[str, Any]:
+    """Models with a live CLI process; they stay until the pool's idle limit."""
+    settings = request.app.state.settings
+    pool = request.app.state.engine.status().get("pool") or {}
+    models = pool.get("models")
+    if models is None:  # a pool that does not name its models: its processes run the default
+        models = [settings.default_model] if pool.get("processes") else []
+    expires = datetime.now(timezone.utc) + timedelta(seconds=settings.spare_idle_seconds)
+    return translate.ps_body(models, expires)
+
+
+@router.post("/api/pull", tags=["ollama"])
+async def pull(request: Request) -> Response:
+    """Nothing to download: a served model "pulls" at once; others are 404."""
+    body = validate(ModelRequest, await read_json(request))
+    _known_model(request, body.model_name)
+    if body.stream is False:
+        return JSONResponse({"status": "success"})
+    lines = [{"status": "pulling manifest"}, {"status": "success"}]
+    return StreamingResponse(iter([_line(line) for line in lines]), media_type=NDJSON)
+
+
+@router.delete("/api/delete", tags=["ollama"])
+async def delete(request: Request) -> Response:
+    name = validate(ModelRequest, await read_json(request)).model_name
+    _known_model(request, name)
+    raise Refused(f"'{name}' is served through the Claude CLI and cannot be deleted.")
+
+
+@router.post("/api/copy", tags=["ollama"])
+async def copy(request: Request) -> Response:
+    body = validate(CopyRequest, await read_json(request))
+    _known_model(request, body.source)
+    raise NotSupported(
+        "Copying models is not supported: the bridge serves a fixed set of Claude models; "
+        f"use '{body.source}' by its own name."
+    )
+
+
+@router.post("/api/create", tags=["ollama"])
+async def create(request: Request) -> Response:
+    raise NotSupported(
+        "Creating models is not supported: the bridge serves Claude models through the CLI. "
+        "Send a system prompt with each request instead."
+    )
+
+
+@router.post("/api/push", tags=["ollama"])
+async def push(request: Request) -> Response:
+    raise NotSupported("Pushing models is not supported: the bridge has no model files.")
+
+
+@router.head("/api/blobs/{digest}", tags=["ollama"], include_in_schema=False)
+@router.post("/api/blobs/{digest}", tags=["ollama"], include_in_schema=False)
+async def blobs(digest: str) -> Response:
+    raise NotSupported("Model blobs are not supported: the bridge has no model files.")

@@ -1,0 +1,178 @@
+"""Ollama request models (https://github.com/ollama/ollama/blob/main/docs/api.md, ``api/types.go``).
+
+Unknown fields are accepted and ignored (``extra="allow"``): Open WebUI and other clients send
+keys of their own. Only fields the bridge reads are typed, so a sampling option in an odd
+shape never turns a request into a 400. ``id`` and ``user`` are not Ollama's: they carry a
+conversation id, as the original bridge accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Options(_Lenient):
+    """Runtime options. Read: ``num_predict`` and ``stop``. Accepted without effect, because the
+    CLI sets them itself: ``temperature``, ``top_p``, ``top_k``, ``seed``, ``num_ctx`` and the rest."""
+
+    num_predict: Optional[int] = None
+    """Most tokens to generate; -1 (infinite) and -2 (fill the context) mean no limit."""
+
+    stop: Union[str, list[str], None] = None
+    """Stop sequences: the answer ends before the first one the model writes."""
+
+
+class ToolCallFunction(_Lenient):
+    index: Optional[int] = None
+    """Position of the call among the message's calls."""
+
+    name: str
+    """Name of the function called."""
+
+    arguments: Union[dict[str, Any], str, None] = None
+    """Arguments as an object (a JSON string is accepted too)."""
+
+
+class ToolCallIn(_Lenient):
+    id: Optional[str] = None
+    """Call id (newer Ollama versions send it; ollama-python drops it)."""
+
+    function: ToolCallFunction
+    """The call."""
+
+
+class ChatMessage(_Lenient):
+    role: str
+    """system, user, assistant or tool."""
+
+    content: Union[str, list[Any], None] = None
+    """Text of the message (a list of ``{"type": "text"}`` parts is accepted too)."""
+
+    images: Optional[list[str]] = None
+    """Base64 images (no ``data:`` prefix) for user and tool messages."""
+
+    tool_calls: Optional[list[ToolCallIn]] = None
+    """Tool calls an assistant message made."""
+
+    tool_name: Optional[str] = None
+    """On a tool message: the name of the tool whose result this is."""
+
+    tool_call_id: Optional[str] = None
+    """On a tool message: the id of the call whose result this is."""
+
+    name: Optional[str] = None
+    """Older clients name the tool of a tool message here."""
+
+
+class FunctionDef(_Lenient):
+    name: str
+    """Function name the model may call."""
+
+    description: Optional[str] = None
+    """What the function does."""
+
+    parameters: Optional[dict[str, Any]] = None
+    """JSON schema of the arguments."""
+
+
+class ToolDef(_Lenient):
+    type: str = "function"
+    """Always ``function``."""
+
+    function: FunctionDef
+    """The function."""
+
+
+Format = Any  # "json" or a schema object; checked by translate.json_schema_for for a clear 400
+KeepAlive = Union[str, float, None]
+
+
+class _Generation(_Lenient):
+    model: Optional[str] = None
+    """Model name; ``x`` and ``x:latest`` are the same model. Empty: the default model."""
+
+    format: Format = None
+    """``"json"`` or a JSON schema object: structured output through the CLI's ``--json-schema``."""
+
+    options: Optional[Options] = None
+    """Runtime options."""
+
+    stream: Optional[bool] = None
+    """False for one JSON object; absent or true for NDJSON frames."""
+
+    keep_alive: KeepAlive = None
+    """Accepted; CLI processes live by the pool's own idle limits. 0 with nothing to answer: "unload"."""
+
+    think: Any = None
+    """Accepted and ignored (the CLI's thinking is not exposed)."""
+
+    id: Optional[str] = None
+    """Conversation id (not Ollama's; the original bridge's)."""
+
+    user: Optional[str] = None
+    """Conversation id fallback."""
+
+
+class ChatRequest(_Generation):
+    messages: Optional[list[ChatMessage]] = None
+    """The conversation; empty or absent: a model load request, answered at once."""
+
+    tools: Optional[list[ToolDef]] = None
+    """Functions the model may call."""
+
+
+class GenerateRequest(_Generation):
+    prompt: Optional[str] = None
+    """The prompt; empty: a model load request, answered with ``done_reason: "load"``."""
+
+    suffix: Optional[str] = None
+    """Text after the insertion point: the model answers with what goes between prompt and suffix."""
+
+    system: Optional[str] = None
+    """System prompt."""
+
+    template: Optional[str] = None
+    """Prompt template; ignored (the CLI builds the prompt)."""
+
+    context: Optional[list[int]] = None
+    """Token context of an earlier answer; ignored (the bridge returns none)."""
+
+    raw: Optional[bool] = None
+    """Send the prompt verbatim, without system prompt or suffix handling."""
+
+    images: Optional[list[str]] = None
+    """Base64 images (no ``data:`` prefix)."""
+
+
+class ModelRequest(_Lenient):
+    """Body of show, pull, push, delete and create."""
+
+    model: Optional[str] = None
+    """Model name."""
+
+    name: Optional[str] = None
+    """Older name of ``model``."""
+
+    stream: Optional[bool] = None
+    """Pull and push: false for one status object instead of NDJSON."""
+
+    verbose: Optional[bool] = None
+    """Show: ask for large fields (none here)."""
+
+    @property
+    def model_name(self) -> str:
+        return (self.model or self.name or "").strip()
+
+
+class CopyRequest(_Lenient):
+    source: str = Field(min_length=1)
+    """Existing model name."""
+
+    destination: str = Field(min_length=1)
+    """New model name."""

@@ -1,0 +1,200 @@
+"""History reaches the model as real turns, and held conversations answer follow-ups warm.
+
+Real CLI, fake upstream; assertions on the exact messages the upstream received."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from fake_upstream import Reply, ToolUse
+
+
+def ask(server, messages, **extra):
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    return client.chat.completions.create(model="sonnet", messages=messages, **extra)
+
+
+def test_a_cold_history_arrives_as_alternating_turns_with_the_assistant_text_intact(bridge, fake):
+    history = [
+        {"role": "system", "content": "Keep answers short."},
+        {"role": "user", "content": "What is the capital of Norway?"},
+        {"role": "assistant", "content": "Oslo, on the Oslofjord."},
+        {"role": "user", "content": "And its population?"},
+    ]
+    ask(bridge, history)
+    call = fake.received[-1]
+    assert call.plain_messages() == [
+        ("user", "What is the capital of Norway?"),
+        ("assistant", "Oslo, on the Oslofjord."),
+        ("user", "And its population?"),
+    ]
+    assert "Keep answers short." in call.system_text
+
+
+def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    first = [{"role": "user", "content": "Tell me a fact."}]
+    fake.enqueue(Reply(chunks=["Octopuses have three hearts."]))
+    answer = ask(server, first).choices[0].message.content
+    server.wait_idle()
+    before = server.health()["pool"]
+    pids_before = server.cli_pids()
+
+    fake.enqueue(Reply(chunks=["Two pump blood to the gills."]))
+    follow_up = first + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Why three?"}]
+    assert ask(server, follow_up).choices[0].message.content == "Two pump blood to the gills."
+    after = server.wait_idle()["pool"]
+    assert after["counters"]["held"] == before["counters"]["held"] + 1
+    assert after["counters"]["spawned"] == before["counters"]["spawned"], "a new CLI process was started"
+    assert server.cli_pids() == pids_before
+    assert fake.received[-1].plain_messages() == [
+        ("user", "Tell me a fact."),
+        ("assistant", "Octopuses have three hearts."),
+        ("user", "Why three?"),
+    ]
+
+
+def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["First answer."]))
+    ask(server, [{"role": "user", "content": "Original question"}], user="conv-edit")
+    server.wait_idle()
+    spawned = server.health()["pool"]["counters"]["spawned"]
+    edited = [
+        {"role": "user", "content": "Edited question"},
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "Next"},
+    ]
+    ask(server, edited, user="conv-edit")
+    assert server.wait_idle()["pool"]["counters"]["spawned"] == spawned + 1
+    assert fake.received[-1].plain_messages() == [
+        ("user", "Edited question"),
+        ("assistant", "First answer."),
+        ("user", "Next"),
+    ]
+
+
+def test_a_regenerated_answer_is_not_answered_from_the_diverged_process(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["Answer A"]))
+    ask(server, [{"role": "user", "content": "Q"}])
+    server.wait_idle()
+    diverged = [
+        {"role": "user", "content": "Q"},
+        {"role": "assistant", "content": "Answer B (regenerated)"},
+        {"role": "user", "content": "More"},
+    ]
+    ask(server, diverged)
+    assert fake.received[-1].plain_messages()[1] == ("assistant", "Answer B (regenerated)")
+
+
+def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge, fake):
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "toolu_01abc", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_01abc", "content": "-3 C and snowing"},
+        {"role": "assistant", "content": "It is -3 C and snowing in Oslo."},
+        {"role": "user", "content": "Should I bring a coat?"},
+    ]
+    ask(bridge, history)
+    messages = [m for m in fake.received[-1].messages if m["role"] in ("user", "assistant")]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
+    assert tool_use["id"] == "toolu_01abc" and tool_use["name"] == "get_weather"
+    assert tool_use["input"] == {"city": "Oslo"}
+    tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
+    assert tool_result["tool_use_id"] == "toolu_01abc"
+    assert "-3 C and snowing" in json.dumps(tool_result["content"])
+    assert fake.received[-1].plain_messages()[-2:] == [
+        ("assistant", "It is -3 C and snowing in Oslo."),
+        ("user", "Should I bring a coat?"),
+    ]
+
+
+def test_a_request_ending_in_tool_results_is_refused_clearly(bridge):
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+    ]
+    response = httpx.post(f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30)
+    assert response.status_code == 400
+    assert "tool" in response.json()["error"]["message"]
+
+
+def test_eviction_only_costs_a_rebuild(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0", MAX_CONVERSATIONS="1")
+    fake.enqueue(Reply(chunks=["A1"]), Reply(chunks=["B1"]), Reply(chunks=["A2"]))
+    ask(server, [{"role": "user", "content": "conversation A"}])
+    ask(server, [{"role": "user", "content": "conversation B"}])  # evicts A
+    server.wait_idle()
+    follow_up = [
+        {"role": "user", "content": "conversation A"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "A again"},
+    ]
+    assert ask(server, follow_up).choices[0].message.content == "A2"
+    assert fake.received[-1].plain_messages() == [
+        ("user", "conversation A"),
+        ("assistant", "A1"),
+        ("user", "A again"),
+    ]
+
+
+def test_a_server_restart_rebuilds_from_the_history(start_bridge, fake):
+    first = start_bridge()
+    fake.enqueue(Reply(chunks=["Before restart."]))
+    ask(first, [{"role": "user", "content": "Hi"}])
+    first.stop()
+    second = start_bridge()
+    ask(
+        second,
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Before restart."},
+            {"role": "user", "content": "After restart?"},
+        ],
+    )
+    assert fake.received[-1].plain_messages() == [
+        ("user", "Hi"),
+        ("assistant", "Before restart."),
+        ("user", "After restart?"),
+    ]
+
+
+def test_a_changed_system_prompt_is_used_on_the_next_turn(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["Ahoy."]))
+    ask(server, [{"role": "system", "content": "Talk like a pirate."}, {"role": "user", "content": "Hello"}])
+    ask(
+        server,
+        [
+            {"role": "system", "content": "Talk like a butler."},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Ahoy."},
+            {"role": "user", "content": "Again"},
+        ],
+    )
+    assert "Talk like a butler." in fake.received[-1].system_text
+    assert "pirate" not in fake.received[-1].system_text
+
+
+@pytest.mark.parametrize("header", ["x-conversation-id"])
+def test_an_explicit_conversation_header_is_accepted(bridge, fake, header):
+    response = httpx.post(
+        f"{bridge.openai_url}/chat/completions",
+        headers={header: "conv-123"},
+        json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert response.status_code == 200
