@@ -1,0 +1,146 @@
+"""Warm spares, admission, cancellation, crashes and shutdown, with the real CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from fake_upstream import Reply
+
+
+def chat(server, content="hi", **extra):
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    return client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": content}], **extra)
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def test_a_second_request_with_the_same_profile_is_served_by_a_ready_spare(start_bridge, fake):
+    server = start_bridge()
+    system = [{"role": "system", "content": "You are a helpful assistant for Cline."}]
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    client.chat.completions.create(model="sonnet", messages=system + [{"role": "user", "content": "task one"}])
+    # The spare for this profile starts in the background after the first request.
+    assert wait_for(lambda: server.health()["pool"]["spares"] >= 2, timeout=20)
+    pids_ready = server.cli_pids()
+    before = server.health()["pool"]["counters"]
+    client.chat.completions.create(model="sonnet", messages=system + [{"role": "user", "content": "task two"}])
+    after = server.health()["pool"]["counters"]
+    assert after["spare"] == before["spare"] + 1 and after["cold"] == before["cold"]
+    served_by = set(server.health()["pool"]["pids"])
+    assert pids_ready & served_by, "the request was not served by a process that was already running"
+
+
+def test_a_queue_overflow_is_refused_with_429_and_retry_after(start_bridge, fake):
+    server = start_bridge(MAX_PROCESSES="1", QUEUE_SIZE="0", SPARE_PROFILES="0")
+    fake.handler = lambda body: Reply(chunks=["slow"] * 20, delay=0.1)
+    results = {}
+
+    def long_request():
+        results["long"] = chat(server, "long").choices[0].message.content
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    assert wait_for(lambda: len(fake.received) >= 1)
+    response = httpx.post(
+        f"{server.openai_url}/chat/completions",
+        json={"model": "sonnet", "messages": [{"role": "user", "content": "second"}]},
+        timeout=30,
+    )
+    assert response.status_code == 429
+    assert response.headers["retry-after"].isdigit()
+    assert response.json()["error"]["type"] == "rate_limit_error"
+    ollama = httpx.post(
+        f"{server.ollama_url}/api/chat",
+        json={"model": "sonnet", "messages": [{"role": "user", "content": "third"}], "stream": False},
+        timeout=30,
+    )
+    assert ollama.status_code == 503 and "busy" in ollama.json()["error"]
+    thread.join(30)
+    assert results["long"] == "slow" * 20
+
+
+def test_a_dropped_streaming_client_drops_the_upstream_request(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["tick "] * 200, delay=0.05))
+    with httpx.stream(
+        "POST",
+        f"{server.openai_url}/chat/completions",
+        json={"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "long"}]},
+        timeout=30,
+    ) as response:
+        for line in response.iter_lines():
+            if "tick" in line:
+                break
+    left_at = time.monotonic()
+    assert wait_for(lambda: fake.received[-1].ended_at is not None, timeout=5)
+    call = fake.received[-1]
+    assert call.disconnected and not call.finished
+    assert call.ended_at - left_at < 1.5
+    # The interrupted process is not reused: it is stopped.
+    assert wait_for(lambda: server.health()["pool"]["processes"] == 0, timeout=5)
+
+
+def test_a_dropped_non_streaming_client_drops_the_upstream_request(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["tick "] * 200, delay=0.05))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server.openai_url}/chat/completions",
+            json={"model": "sonnet", "messages": [{"role": "user", "content": "long"}]},
+            timeout=1.0,
+        )
+    assert wait_for(lambda: fake.received and fake.received[-1].ended_at is not None, timeout=5)
+    assert fake.received[-1].disconnected
+
+
+def test_a_cli_killed_mid_answer_gives_an_error_and_the_next_request_works(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0")
+    fake.enqueue(Reply(chunks=["word "] * 100, delay=0.05))
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "long"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                for pid in server.cli_pids():
+                    os.kill(pid, signal.SIGKILL)
+    assert chat(server, "again").choices[0].message.content == "Hello from the fake."
+    assert wait_for(lambda: len(server.cli_pids()) == len(server.health()["pool"]["pids"]), timeout=5)
+
+
+def test_shutdown_leaves_no_cli_processes(start_bridge, fake):
+    server = start_bridge(SHUTDOWN_GRACE_SECONDS="2")
+    fake.enqueue(Reply(chunks=["x"] * 200, delay=0.05))
+    thread = threading.Thread(target=lambda: _ignore_errors(lambda: chat(server, "in flight")))
+    thread.start()
+    assert wait_for(lambda: len(fake.received) >= 1)
+    pids = server.cli_pids()
+    assert pids
+    # uvicorn re-raises the captured SIGTERM once its graceful shutdown is over.
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()
+    thread.join(30)
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def _ignore_errors(call):
+    try:
+        call()
+    except Exception:
+        pass
