@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LEGACY_MODELS = {
@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     )
     embed_max_inputs: int = Field(2048, description="Most inputs in one embeddings request.")
     embed_max_chars: int = Field(100_000, description="Most characters in one embeddings input.")
+
+    @field_validator("state_dir", "embed_cache_dir", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
 
     def api_keys(self) -> list[str]:
         return [key.strip() for key in self.bridge_api_key.split(",") if key.strip()]
