@@ -9,6 +9,7 @@ resume transcripts is the history flattened into the prompt (logged loudly).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import uuid
@@ -24,6 +25,7 @@ from .core.stops import StopScanner
 from .core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from .errors import InvalidRequest
 from .pool import Pool, PoolLimits
+from .probe import run_probe
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class BridgeEngine:
         self.cli_path = cli_path
         self.cli_version = cli_version
         self.flatten_history = False  # set by the start-up probe if transcripts do not work
+        self.probe_detail = "not run"
+        self._probe_task: asyncio.Task | None = None
         self.state_dir = Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}"
         self.pool = Pool(self._spawn, _limits(settings))
 
@@ -43,8 +47,25 @@ class BridgeEngine:
         (self.state_dir / "transcripts").mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.state_dir / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
         self.pool.start([Profile(model=self.settings.default_model)])
+        if self.settings.probe_transcripts:
+            self._probe_task = asyncio.create_task(self._probe())
+
+    async def _probe(self) -> None:
+        result = await run_probe(self.cli_path)
+        self.probe_detail = result.detail
+        if result.ok:
+            log.info("transcript probe: %s", result.detail)
+            return
+        self.flatten_history = True
+        log.error(
+            "transcript probe FAILED (%s): this CLI does not replay transcripts as real turns, so "
+            "history will be FLATTENED into one prompt until the CLI is fixed or replaced",
+            result.detail,
+        )
 
     async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
         await self.pool.close(self.settings.shutdown_grace_seconds)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -64,7 +85,13 @@ class BridgeEngine:
         return [info.id for info in CATALOG]
 
     def status(self) -> dict[str, Any]:
-        return {"cli_path": self.cli_path, "cli_version": self.cli_version, "pool": self.pool.status()}
+        return {
+            "cli_path": self.cli_path,
+            "cli_version": self.cli_version,
+            "history_mode": "flattened" if self.flatten_history else "transcript",
+            "transcript_probe": self.probe_detail,
+            "pool": self.pool.status(),
+        }
 
     def resolve_model(self, requested: str | None) -> str:
         return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)

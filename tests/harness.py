@@ -57,6 +57,8 @@ class BridgeServer:
             "CLAUDE_CONFIG_DIR": str(self.home / "claude-config"),
             "STATE_DIR": str(self.home / "state"),
             "LOG_LEVEL": "info",
+            # The probe has its own tests; skipping it keeps each test server's start cheap.
+            "PROBE_TRANSCRIPTS": "false",
             "PYTHONUNBUFFERED": "1",
         }
         self.env.update({key: str(value) for key, value in env.items()})

@@ -1,0 +1,71 @@
+"""Start-up: finding the CLI, clear errors, the transcript probe and `doctor`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from harness import ROOT, BridgeServer, find_test_cli
+
+
+def run_module(*args, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "claude_cli_bridge", *args],
+        cwd=str(ROOT),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_missing_cli_stops_start_up_with_install_instructions(tmp_path):
+    started = time.monotonic()
+    result = run_module(CLAUDE_CLI_PATH=str(tmp_path / "no-such-claude"), PORT="0", OLLAMA_PORT="0")
+    assert result.returncode != 0
+    assert "npm install -g @anthropic-ai/claude-code" in result.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_no_cli_anywhere_is_reported(tmp_path):
+    result = run_module(CLAUDE_CLI_PATH="", PATH=str(tmp_path), PORT="0", OLLAMA_PORT="0")
+    assert result.returncode != 0
+    assert "was not found" in result.stderr
+
+
+def test_a_public_address_without_a_key_is_refused():
+    result = run_module(CLAUDE_CLI_PATH=find_test_cli(), HOST="0.0.0.0", BRIDGE_API_KEY="", PORT="0", OLLAMA_PORT="0")
+    assert result.returncode != 0
+    assert "BRIDGE_API_KEY" in result.stderr
+
+
+def test_doctor_runs_the_transcript_probe_against_the_real_cli():
+    result = run_module("doctor", CLAUDE_CLI_PATH=find_test_cli())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "transcript probe: ok" in result.stdout
+
+
+def test_the_server_probes_transcripts_at_start_up(fake):
+    server = BridgeServer(fake.base_url, PROBE_TRANSCRIPTS="true").start()
+    try:
+        deadline = time.monotonic() + 30
+        while server.health()["transcript_probe"] == "not run" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        health = server.health()
+        assert health["history_mode"] == "transcript"
+        assert "real turns" in health["transcript_probe"]
+        assert not fake.received, "the probe must not reach the configured upstream"
+    finally:
+        server.stop()
+
+
+def test_both_ports_serve_the_same_app(bridge):
+    import httpx
+
+    assert httpx.get(f"{bridge.ollama_url}/api/version", timeout=5).json()["version"].count(".") == 2
+    assert httpx.get(f"{bridge.base_url}/api/version", timeout=5).status_code == 200
+    assert httpx.get(f"{bridge.ollama_url}/v1/models", timeout=5).status_code == 200
