@@ -117,8 +117,10 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-api-key", "x-conversation-id", "x-stainless-*"],
-            allow_origin_regex=None,
+            # "*" mirrors whatever the preflight asks for: the openai SDK sends a growing set of
+            # x-stainless-* headers besides Authorization, and origins are already allow-listed.
+            allow_headers=["*"],
+            expose_headers=["retry-after", "x-should-retry"],
         )
     return app
 
@@ -128,6 +130,6 @@ def _include_optional_routers(app: FastAPI) -> None:
     for module_name in ("claude_cli_bridge.api.openai.embeddings", "claude_cli_bridge.api.ollama.embeddings"):
         try:
             module = __import__(module_name, fromlist=["router"])
-        except ImportError:
+        except ModuleNotFoundError:
             continue
         app.include_router(module.router)

@@ -103,6 +103,10 @@ class BridgeEngine:
         upstream request, and the process is stopped rather than reused.
         """
         messages = request.messages
+        if len(messages) > self.settings.max_messages:
+            raise InvalidRequest(
+                f"Too many messages ({len(messages)}); the limit is {self.settings.max_messages}.", param="messages"
+            )
         if not messages or messages[-1].role != "user":
             raise InvalidRequest("The last message must be a user message.", param="messages")
         if any(isinstance(block, ToolResultBlock) for block in messages[-1].content):
@@ -124,6 +128,9 @@ class BridgeEngine:
             history, prompt = (), _flatten(messages)
         lease = await self.pool.acquire(profile, history, request.conversation_key)
         process = lease.process
+        log.info("turn on CLI process %s (%s, %d earlier messages)", process.pid, lease.how, len(history))
+        if self.settings.log_content:  # off by default: prompts and answers stay out of logs
+            log.info("prompt: %r", prompt.text)
         stops = StopScanner(request.stop)
         completed = False
         try:
@@ -153,6 +160,8 @@ class BridgeEngine:
             finally:
                 await turn.aclose()
         finally:
+            if self.settings.log_content and completed and process.history:
+                log.info("answer: %r", process.history[-1].text)
             if completed and not stops.hit and not process.spoiled:
                 self.pool.release(process, request.conversation_key)
             else:
