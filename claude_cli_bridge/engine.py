@@ -77,7 +77,13 @@ class BridgeEngine:
             write_transcript(list(history), transcript)
         env = profile.env(process_env(), self.settings.cli_max_retries)
         return await CliProcess.start(
-            self.cli_path, profile, self.state_dir / "work" / name, env, history=history, transcript=transcript
+            self.cli_path,
+            profile,
+            self.state_dir / "work" / name,
+            env,
+            history=history,
+            transcript=transcript,
+            tmpdir=self.state_dir / "tmp" / name,
         )
 
     # -- the Engine protocol -----------------------------------------------------------

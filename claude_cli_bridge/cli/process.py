@@ -37,10 +37,11 @@ _ids = itertools.count(1)
 class CliProcess:
     """A running ``claude -p`` process. Create with ``await CliProcess.start(...)``."""
 
-    def __init__(self, profile: Profile, workdir: Path, history: tuple[Message, ...]):
+    def __init__(self, profile: Profile, workdir: Path, history: tuple[Message, ...], tmpdir: Path | None = None):
         self.id = next(_ids)
         self.profile = profile
         self.workdir = workdir
+        self.tmpdir = tmpdir
         self.history = history
         self.spoiled = False
         self.busy = False
@@ -70,12 +71,20 @@ class CliProcess:
         env: dict[str, str],
         history: tuple[Message, ...] = (),
         transcript: Path | None = None,
+        tmpdir: Path | None = None,
     ) -> "CliProcess":
         """Spawn the CLI in ``workdir`` (an empty private directory), resumed from
-        ``transcript`` if given (which must hold ``history``)."""
-        process = cls(profile, workdir, history)
+        ``transcript`` if given (which must hold ``history``).
+
+        ``tmpdir`` becomes the CLI's TMPDIR: its sockets, watch probes and image files land
+        there and are removed with it, even when the process had to be killed.
+        """
+        process = cls(profile, workdir, history, tmpdir)
         process.transcript = transcript
         workdir.mkdir(parents=True, exist_ok=True)
+        if tmpdir is not None:
+            tmpdir.mkdir(parents=True, exist_ok=True)
+            env = {**env, "TMPDIR": str(tmpdir)}
         process._proc = await asyncio.create_subprocess_exec(
             *profile.argv(cli, resume=transcript),
             cwd=str(workdir),
@@ -108,9 +117,16 @@ class CliProcess:
         except (psutil.Error, TypeError):
             return 0
 
-    async def stop(self) -> None:
-        """Kill the process tree, reap it, and remove what the CLI leaves behind."""
+    async def stop(self, patience: float = 1.0) -> None:
+        """End the process (closing stdin lets the CLI exit cleanly; after ``patience``
+        seconds its whole tree is killed), reap it, and remove what it leaves behind."""
         pid = self.pid
+        if self._proc is not None and self._proc.returncode is None:
+            if not self.busy and self._proc.stdin is not None:
+                with contextlib.suppress(Exception):
+                    self._proc.stdin.close()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._proc.wait(), patience)
         if self._proc is not None and self._proc.returncode is None:
             _kill_tree(pid)
             with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
@@ -127,6 +143,8 @@ class CliProcess:
             _remove_leftovers(pid)
         self._forget_transcript()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def _forget_transcript(self) -> None:
         if self.transcript is not None:

@@ -19,7 +19,8 @@ from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import BridgeError, CliCrashed
 from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
 from . import translate
-from .protocol import ChatCompletionRequest
+from ..image_urls import fetch_as_data_url
+from .protocol import ChatCompletionRequest, ImagePart, ImageURL
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -30,6 +31,8 @@ router = APIRouter()
 async def chat_completions(request: Request):
     settings = request.app.state.settings
     chat = validate(ChatCompletionRequest, await read_json(request))
+    if settings.allow_image_urls:
+        await _inline_image_urls(chat, settings)
     turn = translate.from_chat_request(
         chat,
         max_image_bytes=settings.max_image_bytes,
@@ -47,6 +50,23 @@ async def chat_completions(request: Request):
     except ClientGone:
         return JSONResponse({}, status_code=499)
     return JSONResponse(_completion(collected, model))
+
+
+async def _inline_image_urls(chat: ChatCompletionRequest, settings) -> None:
+    """Replace http(s) image URLs by data URLs of the fetched images (ALLOW_IMAGE_URLS)."""
+    for index, message in enumerate(chat.messages):
+        for number, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if not isinstance(part, ImagePart):
+                continue
+            url = part.image_url if isinstance(part.image_url, str) else part.image_url.url
+            if url.startswith(("http://", "https://")):
+                data_url = await fetch_as_data_url(
+                    url,
+                    max_bytes=settings.max_image_bytes,
+                    timeout=settings.image_url_timeout_seconds,
+                    where=f"messages[{index}].content[{number}]",
+                )
+                part.image_url = ImageURL(url=data_url)
 
 
 async def _collect(events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
@@ -88,7 +108,16 @@ async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncItera
 @router.get("/models", tags=["openai"], include_in_schema=False)
 async def list_models(request: Request) -> dict[str, Any]:
     data = [
-        {"id": info.id, "object": "model", "created": info.created, "owned_by": "anthropic"} for info in CATALOG
+        {
+            "id": info.id,
+            "object": "model",
+            "created": info.created,
+            "owned_by": "anthropic",
+            # Not in OpenAI's schema (extra keys are ignored by SDKs); tells UIs images work.
+            "capabilities": {"vision": True},
+            "context_window": info.context_length,
+        }
+        for info in CATALOG
     ]
     embeddings = getattr(request.app.state, "embeddings", None)
     if embeddings is not None:
