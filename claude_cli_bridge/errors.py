@@ -31,6 +31,24 @@ class RequestTooLarge(BridgeError):
     code = "request_too_large"
 
 
+class NotSupported(BridgeError):
+    """A request this bridge cannot apply (pushing or creating models: it has no model files).
+
+    A 400, not 501: the request is well formed but can never succeed here, and a 5xx would
+    invite retries.
+    """
+
+    status = 400
+    kind = "invalid_request_error"
+    code = "not_supported"
+
+
+class Refused(BridgeError):
+    status = 403
+    kind = "permission_error"
+    code = "refused"
+
+
 class ModelNotFound(BridgeError):
     status = 404
     kind = "invalid_request_error"

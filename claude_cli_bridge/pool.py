@@ -170,6 +170,7 @@ class Pool:
             "spares": sum(len(s) for s in self._spares.values()),
             "waiting": self._waiting,
             "pids": sorted(p.pid for p in self._procs if p.pid),
+            "models": sorted({p.profile.model for p in self._procs}),
             "counters": dict(self.counters),
         }
 

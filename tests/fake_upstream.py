@@ -108,6 +108,14 @@ class Received:
         return out
 
 
+def structured_reply(body: dict[str, Any], value: dict[str, Any]) -> "Reply | None":
+    """What the fake model says to a ``--json-schema`` turn: the CLI offers a StructuredOutput
+    tool (input_schema = the schema) and ends the turn once it is called."""
+    if any(tool.get("name") == "StructuredOutput" for tool in body.get("tools", [])):
+        return Reply(chunks=[], tool_uses=[ToolUse("StructuredOutput", value)])
+    return None
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 

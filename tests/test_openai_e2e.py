@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from fake_upstream import Reply
+from fake_upstream import Reply, structured_reply
 
 
 @pytest.fixture
@@ -218,3 +218,16 @@ def test_health_reports_the_cli(bridge):
     health = bridge.health()
     assert health["status"] == "ok"
     assert health["cli_version"].count(".") == 2
+
+
+def test_response_format_json_schema_gives_structured_output(client, fake):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    fake.handler = lambda body: structured_reply(body, {"answer": 42})
+    response = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "6 times 7?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "result", "schema": schema}},
+    )
+    assert json.loads(response.choices[0].message.content) == {"answer": 42}
+    tools = {tool["name"]: tool for tool in fake.received[-1].body["tools"]}
+    assert tools["StructuredOutput"]["input_schema"] == schema

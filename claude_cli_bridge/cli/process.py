@@ -204,7 +204,7 @@ class CliProcess:
             raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
         self.busy = True
         self.turns += 1
-        parser = self._parser = TurnParser(client_tools=client_tools)
+        parser = self._parser = TurnParser(client_tools=client_tools, structured=self.profile.json_schema is not None)
         answer: list[str] = []
         tool_calls: list[ToolCall] = []
         completed = False

@@ -79,6 +79,8 @@ class TurnParser:
     model: str = ""
     text_seen: bool = False
     last_usage: Usage = field(default_factory=Usage)
+    # The turn runs with --json-schema: its answer is the result line's structured_output.
+    structured: bool = False
     # The upstream message being streamed: whether it ended properly and whether any of its
     # text was passed on. The CLI retries a broken stream (and finally falls back to a
     # non-streaming request), which would repeat text the caller already has.
@@ -92,7 +94,7 @@ class TurnParser:
         if kind == "assistant":
             return self._assistant(line.get("message") or {})
         if kind == "result":
-            return [self._result(line)]
+            return self._result(line)
         if kind == "system" and line.get("subtype") == "init":
             self.model = line.get("model") or self.model
         if kind == "system" and line.get("subtype") == "api_retry":
@@ -114,6 +116,8 @@ class TurnParser:
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
+                if self.structured:
+                    return []  # prose around the StructuredOutput call is not the answer
                 self.text_seen = self._open_broken_risk = True
                 return [TextDelta(delta["text"])]
         elif kind == "message_start":
@@ -142,7 +146,9 @@ class TurnParser:
 
     def _assistant(self, message: dict[str, Any]) -> list[TurnEvent]:
         events: list[TurnEvent] = []
-        if message.get("id") not in self._streamed_ids:
+        if message.get("model") == "<synthetic>":
+            return []  # the CLI's own notice (an API error's text); the result line reports it
+        if message.get("id") not in self._streamed_ids and not self.structured:
             # A message that was not streamed: the CLI's non-streaming fallback.
             self._check_not_repeating()
             for block in message.get("content") or []:
@@ -154,13 +160,26 @@ class TurnParser:
                 events.append(ToolCall(block["id"], _client_tool_name(block["name"]), block.get("input") or {}))
         return events
 
-    def _result(self, line: dict[str, Any]) -> TurnEvent:
+    def _result(self, line: dict[str, Any]) -> list[TurnEvent]:
         self.done = True
         if line.get("is_error"):
             message = line.get("result") or "; ".join(line.get("errors") or []) or line.get("subtype") or "CLI error"
             raise upstream_error(line.get("api_error_status"), str(message))
         usage = _usage(line.get("usage") or {})
-        return TurnDone(stop_reason=line.get("stop_reason") or "end_turn", usage=usage, model=self.model)
+        stop_reason = line.get("stop_reason") or "end_turn"
+        events: list[TurnEvent] = []
+        if self.structured:
+            # --json-schema: the CLI offers the schema as a StructuredOutput tool, validates the
+            # model's call and reports its input as structured_output; a model that never
+            # called it leaves its last text in result.
+            if "structured_output" in line:
+                events.append(TextDelta(json.dumps(line["structured_output"], ensure_ascii=False)))
+            elif line.get("result"):
+                events.append(TextDelta(str(line["result"])))
+            if stop_reason == "tool_use":
+                stop_reason = "end_turn"
+        events.append(TurnDone(stop_reason=stop_reason, usage=usage, model=self.model))
+        return events
 
 
 MCP_PREFIX = "mcp__client__"

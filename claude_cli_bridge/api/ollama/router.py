@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core.models import strip_tag
 from ...core.turn import TurnEvent, TurnRequest
-from ...errors import BridgeError, InvalidRequest
+from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
 from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
 from . import translate
 from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
@@ -32,18 +32,6 @@ router = APIRouter()
 # Ollama release rather than the bridge's own version.
 OLLAMA_VERSION = "0.12.6"
 NDJSON = "application/x-ndjson"
-
-
-class NotSupported(BridgeError):
-    status = 501
-    kind = "invalid_request_error"
-    code = "not_supported"
-
-
-class Refused(BridgeError):
-    status = 403
-    kind = "permission_error"
-    code = "refused"
 
 
 @router.get("/api/version", tags=["ollama"])

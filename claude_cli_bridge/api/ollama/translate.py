@@ -20,7 +20,6 @@ from typing import Any, Iterable, Literal
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
-    ImageBlock,
     Message,
     TextBlock,
     ToolResultBlock,
