@@ -20,13 +20,14 @@ from ...errors import BridgeError, CliCrashed
 from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
 from . import translate
 from ..image_urls import fetch_as_data_url
+from ..schema import json_body
 from .protocol import ChatCompletionRequest, ImagePart, ImageURL
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", tags=["openai"])
+@router.post("/v1/chat/completions", tags=["openai"], openapi_extra=json_body(ChatCompletionRequest))
 @router.post("/chat/completions", tags=["openai"], include_in_schema=False)
 async def chat_completions(request: Request):
     settings = request.app.state.settings
