@@ -10,8 +10,10 @@ resume transcripts is the history flattened into the prompt (logged loudly).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -132,7 +134,9 @@ class BridgeEngine:
         history, prompt = tuple(messages[:-1]), messages[-1]
         if self.flatten_history and history:
             history, prompt = (), _flatten(messages)
+        waited = time.monotonic_ns()
         lease = await self.pool.acquire(profile, history, request.conversation_key)
+        load_ns = time.monotonic_ns() - waited  # queueing plus any process start: Ollama's load_duration
         process = lease.process
         log.info("turn on CLI process %s (%s, %d earlier messages)", process.pid, lease.how, len(history))
         if self.settings.log_content:  # off by default: prompts and answers stay out of logs
@@ -153,14 +157,16 @@ class BridgeEngine:
                             yield TextDelta(text)
                         if stops.hit:
                             # The answer ends here; the CLI is interrupted in `finally`.
-                            yield TurnDone("stop_sequence", process.partial_usage, profile.model)
+                            yield TurnDone(
+                                "stop_sequence", process.partial_usage, profile.model, {"load_ns": load_ns}
+                            )
                             return
                     elif isinstance(event, TurnDone):
                         tail = stops.flush()
                         if tail:
                             yield TextDelta(tail)
                         completed = True
-                        yield event
+                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns})
                     elif isinstance(event, ToolCall):
                         yield event
             finally:

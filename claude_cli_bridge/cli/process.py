@@ -21,7 +21,7 @@ from typing import AsyncIterator
 
 import psutil
 
-from ..core.messages import Message
+from ..core.messages import Message, TextBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import BridgeError, CliCrashed, TurnTimeout
 from .profile import Profile
@@ -272,8 +272,7 @@ class CliProcess:
 
 
 def _answer_message(texts: list[str], tool_calls: list[ToolCall]) -> Message:
-    from ..core.messages import TextBlock, ToolUseBlock, canonical_json
-
+    """The assistant message a completed turn adds to the process's history."""
     blocks: list = []
     if texts:
         blocks.append(TextBlock("".join(texts)))
