@@ -231,3 +231,15 @@ def test_response_format_json_schema_gives_structured_output(client, fake):
     assert json.loads(response.choices[0].message.content) == {"answer": 42}
     tools = {tool["name"]: tool for tool in fake.received[-1].body["tools"]}
     assert tools["StructuredOutput"]["input_schema"] == schema
+
+
+def test_a_cli_that_is_not_logged_in_is_reported_with_a_login_hint(start_bridge, fake):
+    server = start_bridge(ANTHROPIC_API_KEY="", SPARE_PROFILES="0")
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 30
+    assert "not logged in" in caught.value.message and "claude" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert not fake.received
