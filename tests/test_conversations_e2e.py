@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from fake_upstream import Reply, ToolUse
+from fake_upstream import Reply
 
 
 def ask(server, messages, **extra):

@@ -23,7 +23,7 @@ import psutil
 
 from ..core.messages import Message, TextBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ..errors import BridgeError, CliCrashed, TurnTimeout
+from ..errors import CliCrashed, TurnTimeout
 from .profile import Profile
 from .wire import TurnParser, interrupt_line, parse_line, user_line
 

@@ -18,7 +18,6 @@ from typing import Any
 from ...core.images import image_from_data_url
 from ...core.messages import (
     Block,
-    ImageBlock,
     Message,
     TextBlock,
     ToolResultBlock,
