@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
@@ -84,16 +84,18 @@ class Pool:
         self._spawn = spawn
         self.limits = limits
         self._procs: set[PooledProcess] = set()
+        self._stopping: set[PooledProcess] = set()  # retired, not yet exited
         self._starting = 0
         self._spares: dict[Profile, list[PooledProcess]] = {}
         self._held: OrderedDict[Slot, PooledProcess] = OrderedDict()
         self._keys: dict[str, Slot] = {}
         self._recent: OrderedDict[Profile, float] = OrderedDict()
         self._changed = asyncio.Condition()
-        self._waiting = 0
+        self._queue: deque[object] = deque()  # tickets of requests waiting for room, oldest first
         self._closed = False
         self._background: set[asyncio.Task] = set()
         self._filling = False
+        self._fill_again = False
         self._reaper: asyncio.Task | None = None
         self.counters = {"held": 0, "spare": 0, "cold": 0, "busy_refusals": 0, "evictions": 0, "spawned": 0}
 
@@ -117,6 +119,7 @@ class Pool:
             if held.alive and not held.spoiled:
                 held.busy = True
                 self.counters["held"] += 1
+                self._fill_spares_soon()
                 return Lease(held, "held")
             self._retire(held)
         if not history:
@@ -155,6 +158,7 @@ class Pool:
             self.counters["evictions"] += 1
             self._retire(oldest)
         self._notify()
+        self._fill_spares_soon()
 
     def discard(self, process: PooledProcess, interrupt: bool = True) -> None:
         """Stop a process whose turn did not complete; never reuse it (its history is partial)."""
@@ -164,11 +168,12 @@ class Pool:
     def status(self) -> dict:
         return {
             "processes": len(self._procs),
+            "stopping": len(self._stopping),
             "starting": self._starting,
             "busy": sum(1 for p in self._procs if p.busy),
             "held": len(self._held),
             "spares": sum(len(s) for s in self._spares.values()),
-            "waiting": self._waiting,
+            "waiting": len(self._queue),
             "pids": sorted(p.pid for p in self._procs if p.pid),
             "models": sorted({p.profile.model for p in self._procs}),
             "counters": dict(self.counters),
@@ -196,22 +201,29 @@ class Pool:
 
     # -- admission -------------------------------------------------------------------
     def _has_room(self) -> bool:
-        if len(self._procs) + self._starting >= self.limits.max_processes:
+        """Whether one more process fits. Processes still being stopped count: they are
+        alive until they exit, and MAX_PROCESSES bounds live processes."""
+        if len(self._procs) + len(self._stopping) + self._starting >= self.limits.max_processes:
             return False
-        return sum(p.rss() for p in self._procs) < self.limits.max_memory_bytes
+        return sum(p.rss() for p in [*self._procs, *self._stopping]) < self.limits.max_memory_bytes
 
     async def _reserve(self) -> None:
-        """Wait until a new process may be started; count it as starting. Raises PoolBusy."""
-        if self._take_room():
+        """Wait until a new process may be started; count it as starting. Raises PoolBusy.
+
+        First come, first served: only the request at the head of the queue may take room,
+        and a newcomer queues behind requests already waiting.
+        """
+        if not self._queue and self._take_room():
             return
-        if self._waiting >= self.limits.queue_size:
+        if len(self._queue) >= self.limits.queue_size and not self._stopping:
             self.counters["busy_refusals"] += 1
             raise PoolBusy("All Claude CLI processes are busy and the queue is full; retry shortly.", retry_after=2)
-        self._waiting += 1
+        ticket = object()
+        self._queue.append(ticket)
         deadline = time.monotonic() + self.limits.queue_timeout_seconds
         try:
             async with self._changed:
-                while not self._take_room():
+                while not (self._queue[0] is ticket and self._take_room()):
                     if self._closed:
                         raise PoolBusy("The server is shutting down.", retry_after=5)
                     remaining = deadline - time.monotonic()
@@ -222,17 +234,24 @@ class Pool:
                             f"{self.limits.queue_timeout_seconds:.0f} s; retry shortly.",
                             retry_after=5,
                         )
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation (a client that left) arriving as the wait completes.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(remaining):
+                            await self._changed.wait()
         finally:
-            self._waiting -= 1
+            self._queue.remove(ticket)
+            self._notify()  # the next in line may go now
 
     def _take_room(self) -> bool:
-        while not self._has_room():
-            if not self._evict_one_idle():
-                return False
-        self._starting += 1
-        return True
+        """Count a new process as starting if it fits now. If not, stop an idle process
+        so that room comes, unless processes already stopping will cover the waiters."""
+        if self._has_room():
+            self._starting += 1
+            return True
+        if len(self._stopping) < max(len(self._queue), 1):
+            self._evict_one_idle()
+        return False
 
     def _evict_one_idle(self) -> bool:
         """Stop one idle process to make room: an old profile's spare, then any spare, then
@@ -243,13 +262,7 @@ class Pool:
         if spares:
             self._retire(spares[0])
             return True
-        for slot, process in self._held.items():
-            if not process.busy:
-                del self._held[slot]
-                self.counters["evictions"] += 1
-                self._retire(process)
-                return True
-        return False
+        return self._evict_oldest_held()
 
     # -- spares ----------------------------------------------------------------------
     def _note_profile(self, profile: Profile) -> None:
@@ -272,19 +285,27 @@ class Pool:
         return None
 
     def _fill_spares_soon(self) -> None:
-        if not self._filling and not self._closed:
-            self._filling = True
-            self._run_background(self._fill_spares())
+        if self._closed:
+            return
+        if self._filling:
+            self._fill_again = True  # the running fill may have passed the profile already
+            return
+        self._filling = True
+        self._run_background(self._fill_spares())
 
     async def _fill_spares(self) -> None:
-        """Start one spare for each recently seen profile that has none, while there is free
-        room; spares never evict anything and never take room a waiting request needs."""
+        """Start one spare for each recently seen profile that has none. The most recent
+        profile's spare may evict the least recently used idle conversation (a new
+        conversation is likelier than the return of the oldest one); other spares use free
+        room only. Spares never take room a waiting request needs."""
         try:
-            for profile in self._wanted_profiles():
-                if self._closed or self._spares.get(profile) or self._waiting:
+            for rank, profile in enumerate(self._wanted_profiles()):
+                if self._closed or self._spares.get(profile) or self._queue:
                     continue
-                if len(self._procs) + self._starting >= self.limits.max_processes or not self._has_room():
-                    return
+                if not self._has_room():
+                    if rank == 0 and not self._stopping:
+                        self._evict_oldest_held()  # its exit triggers another fill
+                    continue
                 self._starting += 1
                 try:
                     spare = await self._spawn(profile, ())
@@ -302,6 +323,19 @@ class Pool:
                 self._notify()
         finally:
             self._filling = False
+            if self._fill_again:
+                self._fill_again = False
+                self._fill_spares_soon()
+
+    def _evict_oldest_held(self) -> bool:
+        """Stop the least recently used idle conversation; False if there is none."""
+        for slot, process in self._held.items():
+            if not process.busy:
+                del self._held[slot]
+                self.counters["evictions"] += 1
+                self._retire(process)
+                return True
+        return False
 
     # -- retiring and reaping ----------------------------------------------------------
     def _forget_stale_key(self, key: str, slot: Slot) -> None:
@@ -315,7 +349,11 @@ class Pool:
                 self._retire(stale)
 
     def _retire(self, process: PooledProcess, interrupt: bool = False) -> None:
-        """Take a process out of every index now and stop it in the background."""
+        """Take a process out of every index now and stop it in the background; it counts
+        against the limits until it has exited."""
+        if process in self._stopping:
+            return
+        self._stopping.add(process)
         self._procs.discard(process)
         for spares in self._spares.values():
             if process in spares:
@@ -327,10 +365,15 @@ class Pool:
         self._notify()
 
     async def _stop(self, process: PooledProcess, interrupt: bool) -> None:
-        if interrupt:
-            with contextlib.suppress(Exception):
-                await process.interrupt()
-        await process.stop()
+        try:
+            if interrupt:
+                with contextlib.suppress(Exception):
+                    await process.interrupt(wait=1.0)
+            await process.stop()
+        finally:
+            self._stopping.discard(process)
+            self._notify()
+            self._fill_spares_soon()
 
     def _run_background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -342,7 +385,7 @@ class Pool:
             async with self._changed:
                 self._changed.notify_all()
 
-        if self._waiting:
+        if self._queue:
             self._run_background(wake())
 
     async def _reap_forever(self) -> None:
@@ -365,3 +408,4 @@ class Pool:
         while sum(p.rss() for p in self._procs) > self.limits.max_memory_bytes:
             if not self._evict_one_idle():
                 break
+        self._fill_spares_soon()

@@ -73,10 +73,10 @@ class Settings(BaseSettings):
     )
 
     # --- pool and conversations --------------------------------------------------------
-    max_processes: int = Field(6, description="Most CLI processes alive at once (busy, held and spare).")
+    max_processes: int = Field(8, description="Most CLI processes alive at once (busy, held and spare).")
     max_memory_mb: int = Field(4096, description="Most resident memory of all CLI processes together, in MB.")
     spare_profiles: int = Field(2, description="How many recently seen request profiles keep a warm spare process.")
-    max_conversations: int = Field(8, description="Most conversations whose CLI process is held for warm follow-ups.")
+    max_conversations: int = Field(6, description="Most conversations whose CLI process is held for warm follow-ups.")
     conversation_idle_seconds: float = Field(900, description="A held conversation idle this long is released.")
     spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
     queue_size: int = Field(32, description="Most requests waiting for a CLI process; more are refused (429/503).")

@@ -221,3 +221,86 @@ def test_reap_stops_idle_and_dead_processes():
         assert lease.process.stopped and pool.status()["held"] == 0
 
     run(scenario())
+
+
+def test_spares_are_refilled_after_conversations_fill_the_pool():
+    async def scenario():
+        pool, spawned = make_pool(max_processes=3, max_conversations=3, spare_profiles=1)
+        pool.start([P])
+        await pool.drain_background()
+        for n in range(4):  # each new conversation takes the spare; the next spare must follow
+            lease = await pool.acquire(P, ())
+            assert lease.how == "spare", f"conversation {n} started cold"
+            lease.process.answer(f"q{n}", "a")
+            pool.release(lease.process)
+            await pool.drain_background()
+        assert pool.status()["spares"] == 1 and pool.status()["processes"] <= 3
+
+    run(scenario())
+
+
+class SlowStop(StandIn):
+    async def stop(self):
+        await asyncio.sleep(0.2)
+        self.stopped = True
+
+
+def test_processes_being_stopped_still_count_against_max_processes():
+    async def scenario():
+        live = []
+
+        async def spawn(profile, history):
+            process = SlowStop(profile, history)
+            live.append(process)
+            return process
+
+        pool = Pool(spawn, PoolLimits(max_processes=1, spare_profiles=0, queue_timeout_seconds=5))
+        first = await pool.acquire(P, ())
+        pool.discard(first.process)  # stopping takes 0.2 s
+        second = asyncio.create_task(pool.acquire(P, ()))
+        await asyncio.sleep(0.1)
+        assert not second.done(), "a new process started while the old one was still alive"
+        lease = await asyncio.wait_for(second, 2)
+        assert first.process.stopped and lease.process is not first.process
+
+    run(scenario())
+
+
+def test_a_cancelled_waiter_does_not_take_a_process():
+    async def scenario():
+        pool, spawned = make_pool(spare_profiles=0, max_processes=1, queue_timeout_seconds=5)
+        busy = await pool.acquire(P, ())
+        waiter = asyncio.create_task(pool.acquire(P, ()))
+        await asyncio.sleep(0.01)
+        busy.process.answer("q", "a")
+        pool.release(busy.process)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await pool.drain_background()
+        assert pool.status()["starting"] == 0
+        assert sum(1 for p in spawned if not p.stopped) <= 1
+
+    run(scenario())
+
+
+def test_newcomers_queue_behind_waiting_requests():
+    async def scenario():
+        pool, _ = make_pool(spare_profiles=0, max_processes=1, queue_timeout_seconds=5)
+        busy = await pool.acquire(P, ())
+        order = []
+
+        async def ask(name):
+            lease = await pool.acquire(P, ())
+            order.append(name)
+            await asyncio.sleep(0.01)
+            pool.discard(lease.process)
+
+        first = asyncio.create_task(ask("first"))
+        await asyncio.sleep(0.01)
+        pool.discard(busy.process)
+        second = asyncio.create_task(ask("second"))
+        await asyncio.gather(first, second)
+        assert order == ["first", "second"]
+
+    run(scenario())

@@ -117,7 +117,7 @@ class CliProcess:
         except (psutil.Error, TypeError):
             return 0
 
-    async def stop(self, patience: float = 1.0) -> None:
+    async def stop(self, patience: float = 0.5) -> None:
         """End the process (closing stdin lets the CLI exit cleanly; after ``patience``
         seconds its whole tree is killed), reap it, and remove what it leaves behind."""
         pid = self.pid
@@ -214,16 +214,14 @@ class CliProcess:
                 await self._write(user_line(message))
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}") from exc
+            pending: list[str] = []  # text already read but not yet passed on
             while True:
-                wait = min(silence_timeout, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.")
-                try:
-                    line = await asyncio.wait_for(self._lines.get(), wait)
-                except asyncio.TimeoutError:
-                    if time.monotonic() >= deadline:
-                        raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.")
-                    raise TurnTimeout(f"The Claude CLI was silent for {silence_timeout:.0f} s; the turn was stopped.")
+                if pending and self._lines.empty():
+                    # Deltas that piled up while the consumer was busy go out as one: fewer
+                    # writes per token under load, and nothing is held back when it is not.
+                    yield TextDelta("".join(pending))
+                    pending.clear()
+                line = await self._next_line(deadline, silence_timeout, turn_timeout)
                 if line is _EOF:
                     code = await self._returncode()
                     raise CliCrashed(
@@ -232,7 +230,12 @@ class CliProcess:
                 for event in parser.feed(line):
                     if isinstance(event, TextDelta):
                         answer.append(event.text)
-                    elif isinstance(event, ToolCall):
+                        pending.append(event.text)
+                        continue
+                    if pending:
+                        yield TextDelta("".join(pending))
+                        pending.clear()
+                    if isinstance(event, ToolCall):
                         tool_calls.append(event)
                     elif isinstance(event, TurnDone) and not parser.cut_short:
                         completed = True
@@ -246,6 +249,23 @@ class CliProcess:
             self._forget_transcript()  # read at start-up; no longer needed
             if not completed:
                 self.spoiled = True
+
+    async def _next_line(self, deadline: float, silence_timeout: float, turn_timeout: float) -> object:
+        """The next stdout line (or _EOF); raises TurnTimeout past either limit."""
+        if not self._lines.empty():
+            return self._lines.get_nowait()  # no timer task for lines already waiting
+        wait = min(silence_timeout, deadline - time.monotonic())
+        if wait <= 0:
+            raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.")
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of a client that left, and the turn would then run to its end.
+            async with asyncio.timeout(wait):
+                return await self._lines.get()
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise TurnTimeout(f"The turn took longer than {turn_timeout:.0f} s and was stopped.") from None
+            raise TurnTimeout(f"The Claude CLI was silent for {silence_timeout:.0f} s; the turn was stopped.") from None
 
     async def interrupt(self, wait: float = 2.0) -> None:
         """Ask the CLI to stop the current turn (it drops the upstream request at once) and
