@@ -6,6 +6,7 @@ gets Ollama's ``{"error": "..."}``, everything else OpenAI's ``{"error": {...}}`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -20,8 +21,10 @@ from . import __version__
 from .api import auth
 from .api.common import describe_validation_error
 from .api.ollama import errors as ollama_errors
+from .api.ollama.embeddings import router as ollama_embeddings_router
 from .api.ollama.router import router as ollama_router
 from .api.openai import translate as openai_translate
+from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
 from .settings import Settings
@@ -54,12 +57,17 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
         start = getattr(engine, "start", None)
         if start is not None:
             await start()
+        if embeddings is not None and settings.embed_preload:
+            # In the background: start-up does not wait; early requests queue behind the load.
+            app.state.embed_preload_task = asyncio.create_task(embeddings.preload())
         try:
             yield
         finally:
             close = getattr(engine, "close", None)
             if close is not None:
                 await close()
+            if embeddings is not None:
+                embeddings.close()
 
     app = FastAPI(title="claude-cli-bridge", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -95,8 +103,9 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
         return PlainTextResponse("Ollama is running")
 
     app.include_router(openai_router)
+    app.include_router(openai_embeddings_router)
     app.include_router(ollama_router)
-    _include_optional_routers(app)
+    app.include_router(ollama_embeddings_router)
 
     keys = settings.api_keys()
     if keys:
@@ -124,12 +133,3 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
         )
     return app
 
-
-def _include_optional_routers(app: FastAPI) -> None:
-    """Routers of modules that may not be present in every build (embeddings)."""
-    for module_name in ("claude_cli_bridge.api.openai.embeddings", "claude_cli_bridge.api.ollama.embeddings"):
-        try:
-            module = __import__(module_name, fromlist=["router"])
-        except ModuleNotFoundError:
-            continue
-        app.include_router(module.router)

@@ -18,8 +18,9 @@ Contract (what the API layers rely on):
 
 Inference runs on one dedicated worker thread: requests queue there instead of running side by
 side, because ONNX Runtime already spreads one batch over every core and two concurrent runs
-would only fight over them. Within a request, texts are sorted by token count before batching so
-that each batch pads to a similar length.
+would only fight over them. Its ONNX session sleeps between runs instead of spinning, so idle
+inference threads leave the cores to the CLI processes (see ``_stop_spinning``). Within a request,
+texts are sorted by token count before batching so that each batch pads to a similar length.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 LOCAL_MODEL_FILES = ("model.onnx", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 #: How long a failed load is reported again without retrying it.
 RETRY_AFTER_SECONDS = 30.0
-#: Texts per ONNX run. Measured on 2 cores (bench/bench_embeddings.py): 32-64 is the plateau for
-#: short texts; larger batches only add padding and memory for long ones.
+#: Texts per ONNX run. On 2 cores (bench/bench_embeddings.py --sweep) 32 used the CPU best for
+#: short texts (408 texts per CPU-second, against 344 at 64 and 276 at 256), and bigger batches of
+#: long texts cost memory: attention grows with batch size times tokens squared.
 DEFAULT_BATCH_SIZE = 32
 #: How long to wait for the model hub before declaring it unreachable.
 HUB_PROBE_TIMEOUT_SECONDS = 5.0
@@ -204,7 +206,9 @@ class EmbeddingEngine:
         if not texts:
             return EmbedResult(vectors=[], token_counts=[], load_ns=0, total_ns=time.perf_counter_ns() - start)
         load_ns, vectors, counts = await self._run(self._embed_sync, list(texts), truncate)
-        return EmbedResult(vectors=vectors, token_counts=counts, load_ns=load_ns, total_ns=time.perf_counter_ns() - start)
+        return EmbedResult(
+            vectors=vectors, token_counts=counts, load_ns=load_ns, total_ns=time.perf_counter_ns() - start
+        )
 
     async def decode_token_ids(self, ids: list[list[int]]) -> list[str]:
         """Turn token-id inputs into text with the model's own tokenizer (special tokens dropped)."""
@@ -281,7 +285,10 @@ class EmbeddingEngine:
         elapsed = time.perf_counter_ns() - start
         log.info(
             "embedding model %s loaded in %.0f ms (%d dimensions, %d-token context)",
-            self._names[0], elapsed / 1e6, self._loaded.dimensions, self._loaded.max_tokens,
+            self._names[0],
+            elapsed / 1e6,
+            self._loaded.dimensions,
+            self._loaded.max_tokens,
         )
         return elapsed
 
@@ -323,7 +330,7 @@ class EmbeddingEngine:
             )
         except Exception as exc:  # onnxruntime and tokenizers raise many types; all mean "bad files"
             raise EmbeddingUnavailable(f"Cannot load the model in EMBED_MODEL_PATH={path}: {exc}") from exc
-        return self._finish(model)
+        return self._finish(model, path / "model.onnx")
 
     def _open_named(self) -> _Loaded:
         """Load EMBED_MODEL from the cache, downloading it once if the hub is reachable."""
@@ -341,7 +348,7 @@ class EmbeddingEngine:
             cached = _quietly(
                 lambda: fastembed.TextEmbedding(name, cache_dir=cache_dir, threads=self._threads, local_files_only=True)
             )
-        except Exception as exc:  # fastembed raises ValueError, OSError or hub errors for a cache miss
+        except Exception as exc:  # noqa: BLE001  fastembed raises ValueError, OSError or hub errors for a miss
             log.info("embedding model %s not in cache %s (%s); downloading it", name, cache_dir, exc)
         else:
             return self._finish(cached)
@@ -373,11 +380,12 @@ class EmbeddingEngine:
             raise EmbeddingUnavailable(f"Cannot create EMBED_CACHE_DIR={cache_dir}: {exc}") from exc
         return cache_dir
 
-    def _finish(self, model: Any) -> _Loaded:
+    def _finish(self, model: Any, model_file: Path | None = None) -> _Loaded:
         """Take the tokenizer out of a loaded model and measure the vector length once.
 
         The probe also warms ONNX Runtime up, so the first real request is not the slow one.
         """
+        _stop_spinning(model, model_file, self._threads)
         tokenizer = getattr(model.model, "tokenizer", None)
         if tokenizer is None:
             raise EmbeddingUnavailable(
@@ -434,6 +442,41 @@ def _inspect_onnx(model_file: Path) -> tuple[str, int]:
     return ("mean" if len(shape) == 3 else "none"), width
 
 
+def _stop_spinning(model: Any, model_file: Path | None, threads: int | None) -> None:
+    """Swap fastembed's ONNX session for one whose idle threads sleep instead of spinning.
+
+    ONNX Runtime's worker threads busy-wait between runs by default, and fastembed offers no way
+    to turn that off. On a machine shared with the CLI processes the spinning threads steal the
+    cores the work needs: on 2 loaded cores (bench/bench_embeddings.py, load average ~10) the
+    median for 256 short texts went from 68 to 312 texts/s, and texts per CPU-second from 223
+    to 376, with spinning off. The swap reaches into fastembed's model object (its ``model``
+    session and, for hub models, ``_model_dir``); if those are not where fastembed 0.9 keeps
+    them, fastembed's own session stays and only this tuning is lost.
+    """
+    inner = getattr(model, "model", None)
+    session = getattr(inner, "model", None)
+    if model_file is None:
+        model_dir = getattr(inner, "_model_dir", None)
+        relative = getattr(getattr(inner, "model_description", None), "model_file", None)
+        model_file = Path(model_dir) / relative if model_dir and relative else None
+    if session is None or model_file is None or not model_file.is_file():
+        log.debug("embedding model: keeping fastembed's ONNX session (spinning threads)")
+        return
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        inner.model = ort.InferenceSession(str(model_file), sess_options=options, providers=session.get_providers())
+    except Exception as exc:  # noqa: BLE001  the original session still works; this is only tuning
+        log.warning("embedding model: keeping fastembed's ONNX session (%s)", exc)
+
+
 def _quietly(build: Any) -> Any:
     """Run ``build`` with fastembed's loguru errors muted: a cache miss is expected, not an error."""
     try:
@@ -461,4 +504,3 @@ def _probe_hub() -> str | None:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "TRUE", "YES", "ON"}
-

@@ -11,6 +11,7 @@ import uvicorn
 
 from .app import create_app
 from .cli.locate import CliMissing, cli_version, find_cli
+from .embeddings import EmbeddingEngine
 from .engine import BridgeEngine
 from .settings import Settings
 
@@ -63,12 +64,6 @@ def build_engine(settings: Settings) -> BridgeEngine:
     return BridgeEngine(settings, cli, version)
 
 
-def _embeddings(settings: Settings):
-    try:
-        from .embeddings import EmbeddingEngine
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return None
-    return EmbeddingEngine(settings)
 
 
 def run(settings: Settings) -> int:
@@ -84,7 +79,7 @@ def run(settings: Settings) -> int:
     except StartupError as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, engine, _embeddings(settings))
+    app = create_app(settings, engine, EmbeddingEngine(settings))
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),

@@ -378,3 +378,13 @@ def test_open_webui_sequence(bridge, fake):
     task_call = fake.received[-1]
     assert "haiku" in task_call.body["model"], "the title task goes to the task model"
     assert task_call.plain_messages() == [("user", TITLE_TASK)]
+
+
+def test_an_invalid_format_schema_is_a_400_naming_the_problem(bridge):
+    response = httpx.post(
+        f"{bridge.ollama_url}/api/generate",
+        json={"model": "sonnet", "prompt": "x", "stream": False, "format": {"type": "object", "1e100": {}}},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert "JSON schema is not valid" in response.json()["error"]

@@ -23,12 +23,13 @@ import psutil
 
 from ..core.messages import Message, TextBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ..errors import CliCrashed, TurnTimeout
+from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
 from .wire import TurnParser, interrupt_line, parse_line, user_line
 
 log = logging.getLogger(__name__)
 
+INVALID_SCHEMA = "--json-schema is not a valid JSON Schema"
 LINE_LIMIT = 256 * 1024 * 1024  # CLI lines carry whole messages, images included
 _EOF = object()
 _ids = itertools.count(1)
@@ -163,6 +164,8 @@ class CliProcess:
                 line = parse_line(raw)
                 if line is not None:
                     self._lines.put_nowait(line)
+                else:  # the CLI prints start-up errors as plain text: keep them for diagnostics
+                    self._note_diagnostic(raw)
         except (ValueError, asyncio.LimitOverrunError) as exc:  # pragma: no cover - a line over the limit
             log.error("CLI %s printed an over-long line: %s", self.id, exc)
         finally:
@@ -174,8 +177,11 @@ class CliProcess:
             chunk = await self._proc.stderr.read(65536)
             if not chunk:
                 return
-            self._stderr_tail.extend(chunk)
-            del self._stderr_tail[:-4096]
+            self._note_diagnostic(chunk)
+
+    def _note_diagnostic(self, text: bytes) -> None:
+        self._stderr_tail.extend(text)
+        del self._stderr_tail[:-4096]
 
     async def _write(self, text: str) -> None:
         assert self._proc and self._proc.stdin
@@ -224,6 +230,10 @@ class CliProcess:
                 line = await self._next_line(deadline, silence_timeout, turn_timeout)
                 if line is _EOF:
                     code = await self._returncode()
+                    if INVALID_SCHEMA in self.stderr_tail():
+                        # The caller's schema (format / response_format): their error, not ours.
+                        detail = self.stderr_tail().split(INVALID_SCHEMA, 1)[1].strip(" :\n")
+                        raise InvalidRequest(f"The JSON schema is not valid: {detail}")
                     raise CliCrashed(
                         f"The Claude CLI exited mid-turn (exit code {code}). {self.stderr_tail()}".strip()
                     )

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...errors import EmbeddingUnavailable, InvalidRequest, ModelNotFound
+from ..schema import json_body
 
 if TYPE_CHECKING:
     from ...embeddings import EmbeddingEngine, EmbedResult
@@ -40,7 +41,13 @@ class EmbedRequest(BaseModel):
 
     model: str = ""
     #: A string or a list of strings; checked by ``from_embed_input``.
-    input: Any = None
+    input: Any = Field(
+        None,
+        json_schema_extra={
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "Text or texts; empty only loads the model.",
+        },
+    )
     truncate: bool | None = None
     dimensions: int | None = Field(None, gt=0)
     options: dict[str, Any] | None = None
@@ -113,7 +120,7 @@ def check_dimensions(requested: int | None, actual: int) -> None:
 # --- routes ------------------------------------------------------------------------------------
 
 
-@router.post("/api/embed")
+@router.post("/api/embed", tags=["ollama"], openapi_extra=json_body(EmbedRequest))
 async def embed(request: Request) -> JSONResponse:
     start = time.perf_counter_ns()
     engine = _engine(request)
@@ -130,7 +137,7 @@ async def embed(request: Request) -> JSONResponse:
     return JSONResponse(to_embed_response(body.model, result, load_ns=load_ns + result.load_ns, total_ns=total_ns))
 
 
-@router.post("/api/embeddings")
+@router.post("/api/embeddings", tags=["ollama"], openapi_extra=json_body(EmbeddingsRequest))
 async def embeddings(request: Request) -> JSONResponse:
     engine = _engine(request)
     body: EmbeddingsRequest = parse_body(EmbeddingsRequest, await _json_body(request))

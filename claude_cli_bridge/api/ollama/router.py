@@ -18,7 +18,6 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ...core.models import strip_tag
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
 from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
@@ -136,7 +135,8 @@ def _known_model(request: Request, name: str) -> bool:
     """True for an embedding model; raises ModelNotFound (404) for names nobody serves."""
     if not name:
         raise InvalidRequest("model is required.", param="model")
-    if strip_tag(name) in _embedding_names(request):
+    embeddings = getattr(request.app.state, "embeddings", None)
+    if embeddings is not None and embeddings.serves(name):
         return True
     request.app.state.engine.resolve_model(name)
     return False

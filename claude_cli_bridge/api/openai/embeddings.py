@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...errors import EmbeddingUnavailable, InvalidRequest, ModelNotFound
+from ..schema import json_body
 
 if TYPE_CHECKING:
     from ...embeddings import EmbeddingEngine
@@ -44,8 +45,20 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    #: Checked by ``from_embedding_input``, which gives clearer messages than a union type would.
-    input: Any = None
+    #: Checked by ``from_embedding_input``, which gives clearer messages than a union type would;
+    #: the schema below is what /openapi.json shows.
+    input: Any = Field(
+        None,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+            ],
+            "description": "Text, texts, token ids, or lists of token ids.",
+        },
+    )
     model: str | None = None
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(None, gt=0)
@@ -125,8 +138,7 @@ def to_embedding_response(
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": index, "embedding": encode(vector)}
-            for index, vector in enumerate(vectors)
+            {"object": "embedding", "index": index, "embedding": encode(vector)} for index, vector in enumerate(vectors)
         ],
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
@@ -153,17 +165,14 @@ def _type_name(value: Any) -> str:
 
 
 def _shape_message(detail: str) -> str:
-    return (
-        "'input' must be a string, a list of strings, a list of token ids or a list of "
-        f"token-id lists; {detail}."
-    )
+    return f"'input' must be a string, a list of strings, a list of token ids or a list of token-id lists; {detail}."
 
 
 # --- route -------------------------------------------------------------------------------------
 
 
-@router.post("/v1/embeddings")
-@router.post("/embeddings")
+@router.post("/v1/embeddings", tags=["openai"], openapi_extra=json_body(EmbeddingRequest))
+@router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request) -> JSONResponse:
     engine = _engine(request)
     body = parse_embedding_request(await _json_body(request))
