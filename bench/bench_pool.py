@@ -21,7 +21,7 @@ bench/common.py). Measures, each as a side-by-side comparison (medians of repeat
 5. Spares over time: new conversations one after another on a server with the default pool
    settings, showing which were served by a spare and which started cold.
 
-Sections 1-4 share one server with MAX_PROCESSES=10; section 5 starts one with the defaults.
+Sections 1-4 share one server with MAX_PROCESSES=10 and MAX_CONVERSATIONS=8; section 5 starts one with the defaults.
 Prints the tables, a summary ready for the README, and writes bench/results/pool.json.
 Every process it starts carries BENCH_POOL_TAG in its environment; at the end it checks that
 none is left (and kills and reports any that are).
@@ -166,7 +166,10 @@ class Bench:
         env = dict(os.environ, **{TAG_VAR: self.tag})
         self.fake = FakeProcess(env)
         log(f"fake upstream at {self.fake.base_url}")
-        self.start_server(MAX_PROCESSES=str(MAX_PROCESSES), QUEUE_SIZE="64", QUEUE_TIMEOUT_SECONDS="120")
+        # 8 held conversations must fit for the concurrency section, beside 2 spares.
+        self.start_server(
+            MAX_PROCESSES=str(MAX_PROCESSES), MAX_CONVERSATIONS="8", QUEUE_SIZE="64", QUEUE_TIMEOUT_SECONDS="120"
+        )
         self.client = httpx.Client(timeout=180)
 
     def start_server(self, **settings: str) -> None:
@@ -574,7 +577,7 @@ class Bench:
                          "error": result["error"], "after": {k: status[k] for k in ("processes", "held", "spares")}})
             log(f"  conversation {i + 1}: TTFT {ms(result['ttft'])} ms, served {result['served']}, "
                 f"{result['spawned']}, then {runs[-1]['after']}")
-        self.results["default_pool"] = {"runs": runs, "settings": "MAX_PROCESSES=6, MAX_CONVERSATIONS=8, SPARE_PROFILES=2"}
+        self.results["default_pool"] = {"runs": runs, "settings": "defaults (MAX_PROCESSES=8, MAX_CONVERSATIONS=6, SPARE_PROFILES=2)"}
 
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> None:
