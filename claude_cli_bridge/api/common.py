@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from ..core.turn import TurnEvent
-from ..errors import InvalidRequest, RequestTooLarge
+from ..errors import EmbeddingUnavailable, InvalidRequest, RequestTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -40,6 +40,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return value
+
+
+def embedding_engine(request: Request) -> Any:
+    """The app's embedding engine; 503 if this server has none."""
+    engine = getattr(request.app.state, "embeddings", None)
+    if engine is None:
+        raise EmbeddingUnavailable("Embeddings are not enabled on this server (no embedding engine was configured).")
+    return engine
 
 
 def validate(model: type[M], body: dict[str, Any]) -> M:

@@ -17,7 +17,6 @@ Errors are raised as typed errors; the app's handler renders ``{"error": "..."}`
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...errors import EmbeddingUnavailable, InvalidRequest, ModelNotFound
+from ...errors import InvalidRequest, ModelNotFound
+from ..common import embedding_engine, read_json
 from ..schema import json_body
 
 if TYPE_CHECKING:
@@ -123,8 +123,8 @@ def check_dimensions(requested: int | None, actual: int) -> None:
 @router.post("/api/embed", tags=["ollama"], openapi_extra=json_body(EmbedRequest))
 async def embed(request: Request) -> JSONResponse:
     start = time.perf_counter_ns()
-    engine = _engine(request)
-    body: EmbedRequest = parse_body(EmbedRequest, await _json_body(request))
+    engine = embedding_engine(request)
+    body: EmbedRequest = parse_body(EmbedRequest, await read_json(request))
     _check_model(engine, body.model)
     texts = from_embed_input(body.input)
     load_ns = 0
@@ -139,8 +139,8 @@ async def embed(request: Request) -> JSONResponse:
 
 @router.post("/api/embeddings", tags=["ollama"], openapi_extra=json_body(EmbeddingsRequest))
 async def embeddings(request: Request) -> JSONResponse:
-    engine = _engine(request)
-    body: EmbeddingsRequest = parse_body(EmbeddingsRequest, await _json_body(request))
+    engine = embedding_engine(request)
+    body: EmbeddingsRequest = parse_body(EmbeddingsRequest, await read_json(request))
     _check_model(engine, body.model)
     if not body.prompt:
         await engine.load()
@@ -151,20 +151,3 @@ async def embeddings(request: Request) -> JSONResponse:
 def _check_model(engine: EmbeddingEngine, model: str) -> None:
     if not engine.serves(model):
         raise ModelNotFound(f"model '{model}' not found", param="model")
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidRequest("missing request body")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"invalid JSON body: {exc}") from exc
-
-
-def _engine(request: Request) -> EmbeddingEngine:
-    engine = getattr(request.app.state, "embeddings", None)
-    if engine is None:
-        raise EmbeddingUnavailable("Embeddings are not enabled on this server (no embedding engine was configured).")
-    return engine

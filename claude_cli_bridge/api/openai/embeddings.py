@@ -20,7 +20,6 @@ parsed here, not by FastAPI, so a wrong type is a 400 naming the field rather th
 from __future__ import annotations
 
 import base64
-import json
 import struct
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,11 +27,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...errors import EmbeddingUnavailable, InvalidRequest, ModelNotFound
+from ...errors import InvalidRequest, ModelNotFound
+from ..common import embedding_engine, read_json
 from ..schema import json_body
 
 if TYPE_CHECKING:
-    from ...embeddings import EmbeddingEngine
+    pass
 
 router = APIRouter()
 
@@ -174,8 +174,8 @@ def _shape_message(detail: str) -> str:
 @router.post("/v1/embeddings", tags=["openai"], openapi_extra=json_body(EmbeddingRequest))
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request) -> JSONResponse:
-    engine = _engine(request)
-    body = parse_embedding_request(await _json_body(request))
+    engine = embedding_engine(request)
+    body = parse_embedding_request(await read_json(request))
     model = body.model or engine.model_names()[0]
     if not engine.serves(model):
         raise ModelNotFound(
@@ -192,17 +192,3 @@ async def create_embeddings(request: Request) -> JSONResponse:
     return JSONResponse(
         to_embedding_response(result.vectors, result.token_counts, model=model, encoding_format=body.encoding_format)
     )
-
-
-async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
-
-
-def _engine(request: Request) -> EmbeddingEngine:
-    engine = getattr(request.app.state, "embeddings", None)
-    if engine is None:
-        raise EmbeddingUnavailable("Embeddings are not enabled on this server (no embedding engine was configured).")
-    return engine
