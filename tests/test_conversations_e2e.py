@@ -198,3 +198,40 @@ def test_an_explicit_conversation_header_is_accepted(bridge, fake, header):
         timeout=30,
     )
     assert response.status_code == 200
+
+
+def test_ollama_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge, fake):
+    import ollama
+
+    ollama.Client(host=bridge.ollama_url).chat(
+        model="sonnet",
+        messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "content": "-3 C", "tool_name": "get_weather"},
+            {"role": "assistant", "content": "It is -3 C."},
+            {"role": "user", "content": "Thanks"},
+        ],
+    )
+    messages = [m for m in fake.received[-1].messages if m["role"] in ("user", "assistant")]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
+    tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
+    assert tool_use["name"] == "get_weather" and tool_use["input"] == {"city": "Oslo"}
+    assert tool_result["tool_use_id"] == tool_use["id"] and "-3 C" in json.dumps(tool_result["content"])
+
+
+def test_ollama_follow_up_is_a_warm_turn(start_bridge, fake):
+    import ollama
+
+    server = start_bridge(SPARE_PROFILES="0")
+    client = ollama.Client(host=server.ollama_url)
+    fake.enqueue(Reply(chunks=["Blue."]))
+    first = [{"role": "user", "content": "Sky colour?"}]
+    answer = client.chat(model="sonnet", messages=first).message.content
+    server.wait_idle()
+    spawned = server.health()["pool"]["counters"]["spawned"]
+    client.chat(model="sonnet", messages=first + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}])
+    pool = server.wait_idle()["pool"]
+    assert pool["counters"]["spawned"] == spawned and pool["counters"]["held"] >= 1
+    assert fake.received[-1].plain_messages() == [("user", "Sky colour?"), ("assistant", "Blue."), ("user", "Why?")]
