@@ -144,3 +144,29 @@ def _ignore_errors(call):
         call()
     except Exception:
         pass
+
+
+def test_a_silent_cli_is_stopped_by_the_silence_timeout(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0", SILENCE_TIMEOUT_SECONDS="2")
+    fake.enqueue(Reply(chunks=["start ", "never"], hang_after=1))
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    started = time.monotonic()
+    stream = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hang"}], stream=True)
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert "silent" in str(caught.value)
+    assert time.monotonic() - started < 15
+    assert wait_for(lambda: fake.received[-1].disconnected, timeout=5), "the upstream request was not dropped"
+
+
+def test_a_turn_longer_than_the_turn_timeout_is_stopped(start_bridge, fake):
+    server = start_bridge(SPARE_PROFILES="0", TURN_TIMEOUT_SECONDS="2")
+    fake.enqueue(Reply(chunks=["tick "] * 100, delay=0.1))
+    response = httpx.post(
+        f"{server.openai_url}/chat/completions",
+        json={"model": "sonnet", "messages": [{"role": "user", "content": "long"}]},
+        timeout=30,
+    )
+    assert response.status_code == 504
+    assert "longer than" in response.json()["error"]["message"]
