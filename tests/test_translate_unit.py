@@ -314,3 +314,18 @@ def test_history_fingerprint_ignores_whitespace_and_split_text_only():
     b = [Message("assistant", (TextBlock("Hello world"),))]
     c = [Message("assistant", (TextBlock("Hello there"),))]
     assert history_fingerprint(a) == history_fingerprint(b) != history_fingerprint(c)
+
+
+def test_the_cli_environment_is_quiet_bounded_and_free_of_the_bridges_keys():
+    from claude_cli_bridge.cli.profile import Profile
+
+    env = Profile(model="sonnet", max_tokens=50).env(
+        {"ANTHROPIC_BASE_URL": "http://x", "BRIDGE_API_KEY": "secret", "CLAUDE_CODE_SIMPLE": "1", "PATH": "/bin"}, 1
+    )
+    assert env["ANTHROPIC_BASE_URL"] == "http://x" and env["PATH"] == "/bin"
+    assert "BRIDGE_API_KEY" not in env and "CLAUDE_CODE_SIMPLE" not in env
+    assert env["CLAUDE_CODE_MAX_RETRIES"] == "1" and env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "50"
+    assert env["CLAUDE_CODE_DISABLE_CLAUDE_MDS"] == "1" and env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    argv = Profile(model="sonnet", system="S").argv("claude")
+    assert argv[argv.index("--tools") + 1] == "" and argv[argv.index("--setting-sources") + 1] == ""
+    assert "--strict-mcp-config" in argv and "--disable-slash-commands" in argv and "--bare" not in argv

@@ -22,8 +22,9 @@ QUIET_ENV = {
     "DISABLE_ERROR_REPORTING": "1",
 }
 
-# Never passed on: they would turn off subscription logins (CLI_NOTES.md).
-DROPPED_ENV = ("CLAUDE_CODE_SIMPLE",)
+# Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (CLI_NOTES.md); the
+# bridge's own keys are none of the CLI's business.
+DROPPED_ENV = ("CLAUDE_CODE_SIMPLE", "BRIDGE_API_KEY")
 
 
 @dataclass(frozen=True)
