@@ -90,7 +90,7 @@ def test_a_dropped_streaming_client_drops_the_upstream_request(start_bridge, fak
     assert wait_for(lambda: fake.received[-1].ended_at is not None, timeout=5)
     call = fake.received[-1]
     assert call.disconnected and not call.finished
-    assert call.ended_at - left_at < 1.5
+    assert call.ended_at - left_at < 3.0  # a hang guard; bench/load.py measures the delay
     # The interrupted process is not reused: it is stopped.
     assert wait_for(lambda: server.health()["pool"]["processes"] == 0, timeout=5)
 
