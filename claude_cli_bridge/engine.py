@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 from .cli.process import CliProcess
 from .cli.profile import Profile, process_env
 from .cli.wire import write_transcript
-from .core.messages import Message, TextBlock, ToolResultBlock
+from .core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
 from .core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
@@ -104,12 +104,8 @@ class BridgeEngine:
     def resolve_model(self, requested: str | None) -> str:
         return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
-        """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
-
-        Closing the generator early (the client left) interrupts the CLI, which drops the
-        upstream request, and the process is stopped rather than reused.
-        """
+    def _check(self, request: TurnRequest) -> None:
+        """What no CLI turn could answer: raises InvalidRequest."""
         messages = request.messages
         if len(messages) > self.settings.max_messages:
             raise InvalidRequest(
@@ -125,6 +121,15 @@ class BridgeEngine:
                 "client-defined tools yet, so there is no pending tool call to continue.",
                 param="messages",
             )
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+        """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
+
+        Closing the generator early (the client left) interrupts the CLI, which drops the
+        upstream request, and the process is stopped rather than reused.
+        """
+        self._check(request)
+        messages = request.messages
         profile = Profile(
             model=self.resolve_model(request.model),
             system=request.system,
@@ -182,13 +187,19 @@ class BridgeEngine:
 
 def _flatten(messages: list[Message]) -> Message:
     """The fallback for a CLI that cannot resume transcripts: one user message holding the
-    conversation as labelled text (images and tool blocks of earlier turns are kept)."""
+    conversation as labelled text. Images are kept; tool calls and results become text, since
+    a user turn cannot carry tool_use blocks."""
     blocks: list = []
-    for message in messages[:-1]:
+    for message in messages:
         blocks.append(TextBlock(f"{message.role.capitalize()}: "))
-        blocks.extend(message.content)
-    blocks.append(TextBlock("User: "))
-    blocks.extend(messages[-1].content)
+        for block in message.content:
+            if isinstance(block, ToolUseBlock):
+                blocks.append(TextBlock(f"[called tool {block.name} with {block.input_json}]"))
+            elif isinstance(block, ToolResultBlock):
+                result = "".join(part.text for part in block.content if isinstance(part, TextBlock))
+                blocks.append(TextBlock(f"[tool result: {result}]"))
+            else:
+                blocks.append(block)
     return Message("user", tuple(blocks))
 
 

@@ -329,3 +329,18 @@ def test_the_cli_environment_is_quiet_bounded_and_free_of_the_bridges_keys():
     argv = Profile(model="sonnet", system="S").argv("claude")
     assert argv[argv.index("--tools") + 1] == "" and argv[argv.index("--setting-sources") + 1] == ""
     assert "--strict-mcp-config" in argv and "--disable-slash-commands" in argv and "--bare" not in argv
+
+
+def test_flattened_fallback_keeps_every_turn_as_labelled_text():
+    from claude_cli_bridge.engine import _flatten
+
+    flat = _flatten(
+        [
+            Message("user", (TextBlock("q"),)),
+            Message("assistant", (ToolUseBlock("t1", "get", '{"a":1}'),)),
+            Message("user", (ToolResultBlock("t1", (TextBlock("r"),)), TextBlock("next"))),
+        ]
+    )
+    assert flat.role == "user"
+    assert flat.text == 'User: qAssistant: [called tool get with {"a":1}]User: [tool result: r]next'
+    assert not any(isinstance(block, (ToolUseBlock, ToolResultBlock)) for block in flat.content)
