@@ -52,7 +52,10 @@ def test_keys_are_enforced_on_the_ollama_api(keyed, path):
 
 
 def test_health_and_root_stay_open(keyed):
-    assert httpx.get(f"{keyed.base_url}/health", timeout=10).status_code == 200
+    health = httpx.get(f"{keyed.base_url}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["cli_version"]
+    assert "pool" not in health.json() and "cli_path" not in health.json()  # details need the key
+    assert "pool" in httpx.get(f"{keyed.base_url}/health", headers={"x-api-key": KEY}, timeout=10).json()
     assert httpx.get(f"{keyed.ollama_url}/", timeout=10).text == "Ollama is running"
     assert httpx.head(f"{keyed.ollama_url}/", timeout=10).status_code == 200
 
