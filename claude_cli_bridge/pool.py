@@ -129,10 +129,17 @@ class Pool:
                 self._fill_spares_soon()
                 return Lease(spare, "spare")
         await self._reserve()
+        spawning = asyncio.ensure_future(self._spawn(profile, history))
         try:
-            process = await self._spawn(profile, history)
+            # Shielded: a client that leaves mid-start must not leave a half-started CLI
+            # behind; the process is stopped once it exists.
+            process = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            spawning.add_done_callback(self._stop_orphan)
+            raise
         finally:
             self._starting -= 1
+            self._notify()
         self.counters["spawned"] += 1
         self.counters["cold"] += 1
         process.busy = True
@@ -160,6 +167,10 @@ class Pool:
         self._notify()
         self._fill_spares_soon()
 
+    def _stop_orphan(self, spawning: asyncio.Future) -> None:
+        if not spawning.cancelled() and spawning.exception() is None:
+            self._retire(spawning.result())
+
     def discard(self, process: PooledProcess, interrupt: bool = True) -> None:
         """Stop a process whose turn did not complete; never reuse it (its history is partial)."""
         process.spoiled = True
@@ -178,9 +189,6 @@ class Pool:
             "models": sorted({p.profile.model for p in self._procs}),
             "counters": dict(self.counters),
         }
-
-    def processes(self) -> list[PooledProcess]:
-        return list(self._procs)
 
     async def close(self, grace: float) -> None:
         """Stop taking requests, let busy turns finish for ``grace`` seconds, then stop all."""

@@ -304,3 +304,27 @@ def test_newcomers_queue_behind_waiting_requests():
         assert order == ["first", "second"]
 
     run(scenario())
+
+
+def test_a_client_leaving_during_a_cold_start_leaves_no_process():
+    async def scenario():
+        started = []
+
+        async def slow_spawn(profile, history):
+            await asyncio.sleep(0.1)
+            process = StandIn(profile, history)
+            started.append(process)
+            return process
+
+        pool = Pool(slow_spawn, PoolLimits(spare_profiles=0))
+        request = asyncio.create_task(pool.acquire(P, ()))
+        await asyncio.sleep(0.02)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.sleep(0.2)
+        await pool.drain_background()
+        assert started and all(process.stopped for process in started)
+        assert pool.status()["starting"] == 0 and pool.status()["processes"] == 0
+
+    run(scenario())
