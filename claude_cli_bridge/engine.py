@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from .cli.client_tools import split_continuation, with_cli_names, write_config
 from .cli.process import CliProcess
 from .cli.profile import Profile, process_env
 from .cli.wire import write_transcript
@@ -72,12 +74,28 @@ class BridgeEngine:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     async def _spawn(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+        """Start a process holding ``history``: resumed from a transcript of it, and, with the
+        caller's tools, serving them over MCP. A history ending with tool results makes the
+        process continue by itself (see cli.client_tools)."""
         name = uuid.uuid4().hex
+        tmpdir = self.state_dir / "tmp" / name
+        tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env = profile.env(process_env(), self.settings.cli_max_retries)
+        results = tmpdir / "tool-results.json"
+        extra = write_config(tmpdir, profile.tools_json, results) if profile.tools_json else []
         transcript = None
         if history:
             transcript = self.state_dir / "transcripts" / f"{name}.jsonl"
-            write_transcript(list(history), transcript)
-        env = profile.env(process_env(), self.settings.cli_max_retries)
+            messages = with_cli_names(list(history), profile.tool_names)
+            if _ends_with_tool_results(messages):
+                continuation = split_continuation(messages)
+                results.write_text(json.dumps({continuation.marked.id: continuation.result}), encoding="utf-8")
+                if continuation.resume_prompt:
+                    env["CLAUDE_CODE_RESUME_PROMPT"] = continuation.resume_prompt
+                earlier = [continuation.earlier_results] if continuation.earlier_results else []
+                write_transcript(continuation.messages + earlier, transcript, deferred=continuation.marked)
+            else:
+                write_transcript(messages, transcript)
         return await CliProcess.start(
             self.cli_path,
             profile,
@@ -85,7 +103,8 @@ class BridgeEngine:
             env,
             history=history,
             transcript=transcript,
-            tmpdir=self.state_dir / "tmp" / name,
+            tmpdir=tmpdir,
+            extra_args=extra,
         )
 
     # -- the Engine protocol -----------------------------------------------------------
@@ -113,14 +132,16 @@ class BridgeEngine:
             )
         if not messages or messages[-1].role != "user":
             raise InvalidRequest("The last message must be a user message.", param="messages")
-        if any(isinstance(block, ToolResultBlock) for block in messages[-1].content):
-            # The CLI can only take a tool result on resume through its deferred-tool route,
-            # which needs client tools served over MCP; without it the result would be lost.
-            raise InvalidRequest(
-                "A request ending with tool results cannot be answered: this bridge does not run "
-                "client-defined tools yet, so there is no pending tool call to continue.",
-                param="messages",
-            )
+        if _ends_with_tool_results(messages):
+            if not request.tools:
+                # Results reach the model through the caller's tools (cli.client_tools).
+                raise InvalidRequest(
+                    "A request ending with tool results must also send its tools.", param="tools"
+                )
+            try:
+                split_continuation(messages)
+            except ValueError as exc:
+                raise InvalidRequest(f"Invalid tool results: {exc}.", param="messages") from None
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
@@ -135,22 +156,27 @@ class BridgeEngine:
             system=request.system,
             max_tokens=request.max_tokens,
             json_schema=Profile.schema_json(request.json_schema),
+            tools_json=Profile.tools_of(request.tools),
         )
         history, prompt = tuple(messages[:-1]), messages[-1]
-        if self.flatten_history and history:
+        if _ends_with_tool_results(messages):
+            # The CLI continues by itself from a transcript that ends with the results.
+            history, prompt = tuple(messages), None
+        elif self.flatten_history and history:
             history, prompt = (), _flatten(messages)
         waited = time.monotonic_ns()
         lease = await self.pool.acquire(profile, history, request.conversation_key)
         load_ns = time.monotonic_ns() - waited  # queueing plus any process start: Ollama's load_duration
         process = lease.process
         log.info("turn on CLI process %s (%s, %d earlier messages)", process.pid, lease.how, len(history))
-        if self.settings.log_content:  # off by default: prompts and answers stay out of logs
+        if self.settings.log_content and prompt is not None:  # off by default
             log.info("prompt: %r", prompt.text)
         stops = StopScanner(request.stop)
         completed = False
         try:
             turn = process.turn(
                 prompt,
+                client_tools=profile.tool_names,
                 silence_timeout=self.settings.silence_timeout_seconds,
                 turn_timeout=self.settings.turn_timeout_seconds,
             )
@@ -179,10 +205,19 @@ class BridgeEngine:
         finally:
             if self.settings.log_content and completed and process.history:
                 log.info("answer: %r", process.history[-1].text)
-            if completed and not stops.hit and not process.spoiled:
+            # After tool calls the caller's results come back in a new transcript, never on
+            # this process's stdin: it is not held.
+            called_tools = bool(process.history) and any(
+                isinstance(block, ToolUseBlock) for block in process.history[-1].content
+            )
+            if completed and not stops.hit and not process.spoiled and not called_tools:
                 self.pool.release(process, request.conversation_key)
             else:
                 self.pool.discard(process, interrupt=True)
+
+
+def _ends_with_tool_results(messages: list[Message]) -> bool:
+    return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
 
 
 def _flatten(messages: list[Message]) -> Message:

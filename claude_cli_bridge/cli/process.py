@@ -73,6 +73,7 @@ class CliProcess:
         history: tuple[Message, ...] = (),
         transcript: Path | None = None,
         tmpdir: Path | None = None,
+        extra_args: list[str] = (),
     ) -> "CliProcess":
         """Spawn the CLI in ``workdir`` (an empty private directory), resumed from
         ``transcript`` if given (which must hold ``history``).
@@ -87,7 +88,7 @@ class CliProcess:
             tmpdir.mkdir(parents=True, exist_ok=True)
             env = {**env, "TMPDIR": str(tmpdir)}
         process._proc = await asyncio.create_subprocess_exec(
-            *profile.argv(cli, resume=transcript),
+            *profile.argv(cli, resume=transcript, extra=list(extra_args)),
             cwd=str(workdir),
             env=env,
             stdin=asyncio.subprocess.PIPE,
@@ -194,7 +195,7 @@ class CliProcess:
     # -- turns -----------------------------------------------------------------------
     async def turn(
         self,
-        message: Message,
+        message: Message | None,
         *,
         client_tools: frozenset[str] = frozenset(),
         silence_timeout: float,
@@ -202,6 +203,8 @@ class CliProcess:
     ) -> AsyncIterator[TurnEvent]:
         """Run one turn with ``message`` as the user's prompt; yield its events.
 
+        ``message`` None reads the turn a resumed process runs by itself (continuing after
+        deferred tool calls; its history already ends with the tool results).
         On normal completion ``history`` grows by the user message and the assistant's
         answer. If the generator is closed early or fails, the process is spoiled: the caller
         must stop it (or interrupt and stop it) rather than reuse it.
@@ -217,7 +220,8 @@ class CliProcess:
         deadline = time.monotonic() + turn_timeout
         try:
             try:
-                await self._write(user_line(message))
+                if message is not None:
+                    await self._write(user_line(message))
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}") from exc
             pending: list[str] = []  # text already read but not yet passed on
@@ -249,7 +253,8 @@ class CliProcess:
                         tool_calls.append(event)
                     elif isinstance(event, TurnDone) and not parser.cut_short:
                         completed = True
-                        self.history = self.history + (message, _answer_message(answer, tool_calls))
+                        asked = (message,) if message is not None else ()
+                        self.history = self.history + asked + (_answer_message(answer, tool_calls),)
                     yield event
                 if parser.done:
                     return

@@ -33,8 +33,13 @@ class Profile:
     system: str | None = None
     max_tokens: int | None = None
     json_schema: str | None = None  # canonical JSON
+    tools_json: str | None = None  # the caller's tools, canonical JSON (cli.client_tools)
 
-    def argv(self, cli: str, resume: Path | None = None) -> list[str]:
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(tool["name"] for tool in json.loads(self.tools_json)) if self.tools_json else frozenset()
+
+    def argv(self, cli: str, resume: Path | None = None, extra: list[str] = ()) -> list[str]:
         """The command line of a persistent stream-json process for this profile.
 
         Safety comes first: no built-in tools, no setting sources (user, project, local), no
@@ -60,7 +65,7 @@ class Profile:
             args += ["--json-schema", self.json_schema]
         if resume is not None:
             args += ["--resume", str(resume), "--fork-session"]
-        return args
+        return args + list(extra)
 
     def env(self, base: dict[str, str], max_retries: int) -> dict[str, str]:
         """The server's own environment (so ANTHROPIC_* reach the CLI), quieted and bounded."""
@@ -76,6 +81,14 @@ class Profile:
     @staticmethod
     def schema_json(schema: dict | None) -> str | None:
         return None if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def tools_of(tools) -> str | None:
+        """Canonical JSON of ToolSpecs (None for no tools), so equal tool sets share spares."""
+        if not tools:
+            return None
+        specs = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in tools]
+        return json.dumps(specs, sort_keys=True, separators=(",", ":"))
 
 
 def process_env() -> dict[str, str]:

@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..core.messages import Message
+from ..core.messages import Message, ToolUseBlock
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import UpstreamError, upstream_error
+from .client_tools import PREFIX, client_name
 
 
 def user_line(message: Message) -> str:
@@ -31,35 +32,47 @@ def interrupt_line(request_id: str) -> str:
     return json.dumps({"type": "control_request", "request_id": request_id, "request": {"subtype": "interrupt"}}) + "\n"
 
 
-def write_transcript(messages: list[Message], path: Path) -> None:
+def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock | None = None) -> None:
     """Write ``messages`` as a minimal CLI transcript that ``--resume`` replays as real turns.
 
     The records chain by ``uuid``/``parentUuid`` and share one ``sessionId``; each needs a
     ``timestamp``. The history must end with an assistant message (else the CLI inserts a
     synthetic "No response requested." answer), so callers send the newest user message as
-    the turn's prompt instead.
+    the turn's prompt instead. After tool calls, the messages may end with the user turn of
+    the other calls' results, and ``deferred`` names the call whose ``hook_deferred_tool``
+    marker closes the transcript: resumed, the CLI repeats that call (see cli.client_tools).
     """
-    if messages and messages[-1].role != "assistant":
+    ends_with = messages[-1].role if messages else None
+    if ends_with != "assistant" and not (deferred is not None and ends_with == "user"):
         raise ValueError("a transcript must end with an assistant message")
     session_id = str(uuid.uuid4())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     parent: str | None = None
     lines = []
-    for message in messages:
+
+    def add(record: dict[str, Any]) -> None:
+        nonlocal parent
         record_id = str(uuid.uuid4())
-        lines.append(
-            json.dumps(
-                {
-                    "type": message.role,
-                    "uuid": record_id,
-                    "parentUuid": parent,
-                    "sessionId": session_id,
-                    "timestamp": stamp,
-                    "message": message.to_anthropic(),
-                }
-            )
-        )
+        lines.append(json.dumps({**record, "uuid": record_id, "parentUuid": parent, "sessionId": session_id, "timestamp": stamp}))
         parent = record_id
+
+    for message in messages:
+        add({"type": message.role, "message": message.to_anthropic()})
+    if deferred is not None:
+        add(
+            {
+                "type": "attachment",
+                "attachment": {
+                    "type": "hook_deferred_tool",
+                    "toolUseID": deferred.id,
+                    "toolName": deferred.name,
+                    "toolInput": deferred.input,
+                    "hookName": "settings",
+                    "hookEvent": "PreToolUse",
+                    "permissionMode": "default",
+                },
+            }
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -156,8 +169,9 @@ class TurnParser:
                     self.text_seen = True
                     events.append(TextDelta(block["text"]))
         for block in message.get("content") or []:
-            if block.get("type") == "tool_use" and _client_tool_name(block.get("name", "")) in self.client_tools:
-                events.append(ToolCall(block["id"], _client_tool_name(block["name"]), block.get("input") or {}))
+            name = block.get("name", "")
+            if block.get("type") == "tool_use" and name.startswith(PREFIX) and client_name(name) in self.client_tools:
+                events.append(ToolCall(block["id"], client_name(block["name"]), block.get("input") or {}))
         return events
 
     def _result(self, line: dict[str, Any]) -> list[TurnEvent]:
@@ -167,6 +181,8 @@ class TurnParser:
             raise upstream_error(line.get("api_error_status"), str(message))
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
+        if stop_reason == "tool_deferred":  # the caller's tool was called: the caller runs it
+            stop_reason = "tool_use"
         events: list[TurnEvent] = []
         if self.structured:
             # --json-schema: the CLI offers the schema as a StructuredOutput tool, validates the
@@ -180,13 +196,6 @@ class TurnParser:
                 stop_reason = "end_turn"
         events.append(TurnDone(stop_reason=stop_reason, usage=usage, model=self.model))
         return events
-
-
-MCP_PREFIX = "mcp__client__"
-
-
-def _client_tool_name(name: str) -> str:
-    return name[len(MCP_PREFIX) :] if name.startswith(MCP_PREFIX) else name
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

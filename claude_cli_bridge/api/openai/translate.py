@@ -80,6 +80,7 @@ def from_chat_request(
         tools=tuple(
             ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
             for t in request.tools or []
+            if request.tool_choice != "none"  # "none": the model must not see them
         ),
         conversation_key=conversation_key or request.id or request.user,
     )
