@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
+import anyio
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -79,15 +80,17 @@ async def prime(events: AsyncIterator[TurnEvent]) -> tuple[TurnEvent, AsyncItera
     try:
         first = await events.__anext__()
     except BaseException:
-        await _close(events)
+        await close_turn(events)
         raise
     return first, events
 
 
-async def _close(events: AsyncIterator[Any]) -> None:
+async def close_turn(events: AsyncIterator[Any]) -> None:
+    """Close a turn's event iterator however its consumer ended. Shielded: a client that
+    left cancels the task, and the close is what stops the CLI's answer."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
-        with contextlib.suppress(Exception):
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await aclose()
 
 
@@ -114,12 +117,18 @@ class ClientGone(Exception):
     """The client disconnected; nothing is sent back."""
 
 
-async def collect(first: TurnEvent, events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
-    """All events of a turn, the first included; closes the iterator however it ends."""
+async def collect_turn(
+    events: AsyncIterator[TurnEvent], on_first: Callable[[], None] | None = None
+) -> list[TurnEvent]:
+    """All events of a turn (for a non-streaming answer); ``on_first`` runs when the first
+    arrives. Closes the iterator however it ends."""
+    first, rest = await prime(events)
+    if on_first is not None:
+        on_first()
     collected = [first]
     try:
-        async for event in events:
+        async for event in rest:
             collected.append(event)
     finally:
-        await _close(events)
+        await close_turn(rest)
     return collected

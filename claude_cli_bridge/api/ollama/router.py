@@ -14,13 +14,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
-from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
+from ..common import ClientGone, close_turn, collect_turn, prime, read_json, unless_disconnected, validate
 from . import translate
 from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
 
@@ -42,16 +41,10 @@ async def version() -> dict[str, str]:
 # -- generation --------------------------------------------------------------------------
 @router.post("/api/chat", tags=["ollama"])
 async def chat(request: Request) -> Response:
-    started = time.monotonic_ns()
     settings = request.app.state.settings
-    body = validate(ChatRequest, await read_json(request))
-    turn = translate.from_chat_request(
-        body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
-    )
-    writer = translate.FrameWriter(model=body.model or settings.default_model, kind="chat", started_ns=started)
+    body, turn, writer = await _begin(request, ChatRequest, translate.from_chat_request, "chat")
     if turn is None:
-        request.app.state.engine.resolve_model(body.model)
-        return JSONResponse(writer.load(translate.is_unload(body.keep_alive)))
+        return _load_reply(request, body, writer)
     task = translate.task_kind(body)
     if task and settings.task_model:
         # Open WebUI's title/tag/follow-up prompts: cheap, so a small model, and no conversation.
@@ -62,17 +55,28 @@ async def chat(request: Request) -> Response:
 
 @router.post("/api/generate", tags=["ollama"])
 async def generate(request: Request) -> Response:
+    body, turn, writer = await _begin(request, GenerateRequest, translate.from_generate_request, "generate")
+    if turn is None:
+        return _load_reply(request, body, writer)
+    return await _answer(request, turn, writer, streaming=body.stream is not False)
+
+
+async def _begin(request: Request, model: type, build: Any, kind: str):
+    """Parse and translate a chat or generate request; the frame writer's clock starts here.
+    The turn is None for a request that only loads (or unloads) the model."""
     started = time.monotonic_ns()
     settings = request.app.state.settings
-    body = validate(GenerateRequest, await read_json(request))
-    turn = translate.from_generate_request(
+    body = validate(model, await read_json(request))
+    turn = build(
         body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
     )
-    writer = translate.FrameWriter(model=body.model or settings.default_model, kind="generate", started_ns=started)
-    if turn is None:
-        request.app.state.engine.resolve_model(body.model)
-        return JSONResponse(writer.load(translate.is_unload(body.keep_alive)))
-    return await _answer(request, turn, writer, streaming=body.stream is not False)
+    writer = translate.FrameWriter(model=body.model or settings.default_model, kind=kind, started_ns=started)
+    return body, turn, writer
+
+
+def _load_reply(request: Request, body: Any, writer: translate.FrameWriter) -> Response:
+    request.app.state.engine.resolve_model(body.model)  # 404 for a model nobody serves
+    return JSONResponse(writer.load(translate.is_unload(body.keep_alive)))
 
 
 async def _answer(request: Request, turn: TurnRequest, writer: translate.FrameWriter, streaming: bool) -> Response:
@@ -84,16 +88,12 @@ async def _answer(request: Request, turn: TurnRequest, writer: translate.FrameWr
             first, rest = await unless_disconnected(request, prime(events))
             writer.mark_first(time.monotonic_ns())
             return StreamingResponse(_ndjson(writer, first, rest), media_type=NDJSON)
-        collected = await unless_disconnected(request, _collect(events, writer))
+        collected = await unless_disconnected(
+            request, collect_turn(events, on_first=lambda: writer.mark_first(time.monotonic_ns()))
+        )
     except ClientGone:
         return Response(status_code=499)
     return JSONResponse(writer.whole(collected, time.monotonic_ns()))
-
-
-async def _collect(events: AsyncIterator[TurnEvent], writer: translate.FrameWriter) -> list[TurnEvent]:
-    first, rest = await prime(events)
-    writer.mark_first(time.monotonic_ns())
-    return await collect(first, rest)
 
 
 def _line(frame: dict[str, Any]) -> bytes:
@@ -118,11 +118,7 @@ async def _ndjson(writer: translate.FrameWriter, first: TurnEvent, rest: AsyncIt
         log.exception("turn failed mid-stream")
         yield _line({"error": "internal error while streaming the answer; see the server log."})
     finally:
-        # Also on disconnect (a cancelled task): closing the turn stops the CLI's answer.
-        with anyio.CancelScope(shield=True):
-            aclose = getattr(rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        await close_turn(rest)  # also on disconnect: closing the turn stops the CLI's answer
 
 
 # -- models ------------------------------------------------------------------------------

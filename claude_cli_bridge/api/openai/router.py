@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse
 from ...core.models import CATALOG
 from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import BridgeError, CliCrashed
-from ..common import ClientGone, collect, prime, read_json, unless_disconnected, validate
+from ..common import ClientGone, close_turn, collect_turn, prime, read_json, unless_disconnected, validate
 from . import translate
 from ..image_urls import fetch_as_data_url
 from ..schema import json_body
@@ -47,7 +47,7 @@ async def chat_completions(request: Request):
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             writer = translate.ChunkWriter(model=model, include_usage=include_usage)
             return EventSourceResponse(_sse(writer, first, rest), ping=15, sep="\n")
-        collected = await unless_disconnected(request, _collect(events))
+        collected = await unless_disconnected(request, collect_turn(events))
     except ClientGone:
         return JSONResponse({}, status_code=499)
     return JSONResponse(_completion(collected, model))
@@ -68,11 +68,6 @@ async def _inline_image_urls(chat: ChatCompletionRequest, settings) -> None:
                     where=f"messages[{index}].content[{number}]",
                 )
                 part.image_url = ImageURL(url=data_url)
-
-
-async def _collect(events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
-    first, rest = await prime(events)
-    return await collect(first, rest)
 
 
 def _completion(events: list[TurnEvent], model: str) -> dict[str, Any]:
@@ -99,9 +94,7 @@ async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncItera
         log.warning("turn failed mid-stream: %s", error.message)
         yield {"data": json.dumps(translate.error_body(error))}
     finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_turn(rest)
     yield {"data": "[DONE]"}
 
 
