@@ -78,6 +78,11 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
         return render_error(request, exc)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the client gets the API's error shape only.
+        return render_error(request, BridgeError("Internal error; see the server log."))
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return render_error(request, InvalidRequest(describe_validation_error(exc)))  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from .cli.wire import write_transcript
 from .core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
+from .core.tools import check_history_calls, check_tool_specs
 from .core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from .errors import InvalidRequest
 from .pool import Pool, PoolLimits
@@ -82,7 +83,8 @@ class BridgeEngine:
         tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = profile.env(process_env(), self.settings.cli_max_retries)
         results = tmpdir / "tool-results.json"
-        extra = write_config(tmpdir, profile.tools_json, results) if profile.tools_json else []
+        offered = profile.tools_json is not None and profile.tools_offered
+        extra = write_config(tmpdir, profile.tools_json, results) if offered else []
         transcript = None
         if history:
             transcript = self.state_dir / "transcripts" / f"{name}.jsonl"
@@ -126,17 +128,17 @@ class BridgeEngine:
     def _check(self, request: TurnRequest) -> None:
         """What no CLI turn could answer: raises InvalidRequest."""
         messages = request.messages
-        if len(messages) > self.settings.max_messages:
-            raise InvalidRequest(
-                f"Too many messages ({len(messages)}); the limit is {self.settings.max_messages}.", param="messages"
-            )
         if not messages or messages[-1].role != "user":
             raise InvalidRequest("The last message must be a user message.", param="messages")
+        check_tool_specs(request.tools)
+        check_history_calls(messages, request.tools)
         if _ends_with_tool_results(messages):
-            if not request.tools:
+            if not request.tools or request.tool_choice == "none":
                 # Results reach the model through the caller's tools (cli.client_tools).
                 raise InvalidRequest(
-                    "A request ending with tool results must also send its tools.", param="tools"
+                    "A request ending with tool results must also send its tools (and not tool_choice "
+                    "\"none\"): the results reach the model through them.",
+                    param="tools",
                 )
             try:
                 split_continuation(messages)
@@ -157,6 +159,7 @@ class BridgeEngine:
             max_tokens=request.max_tokens,
             json_schema=Profile.schema_json(request.json_schema),
             tools_json=Profile.tools_of(request.tools),
+            tools_offered=request.tool_choice != "none",
         )
         history, prompt = tuple(messages[:-1]), messages[-1]
         if _ends_with_tool_results(messages):
@@ -176,7 +179,7 @@ class BridgeEngine:
         try:
             turn = process.turn(
                 prompt,
-                client_tools=profile.tool_names,
+                client_tools=profile.tool_names.to_caller if profile.tools_offered else {},
                 silence_timeout=self.settings.silence_timeout_seconds,
                 turn_timeout=self.settings.turn_timeout_seconds,
             )

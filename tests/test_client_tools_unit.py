@@ -8,8 +8,11 @@ import json
 import pytest
 
 from claude_cli_bridge.cli import mcp_tools
-from claude_cli_bridge.cli.client_tools import split_continuation, with_cli_names
+from claude_cli_bridge.cli.client_tools import ToolNames, offered_names, split_continuation, with_cli_names
 from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from claude_cli_bridge.core.tools import check_history_calls, check_tool_specs
+from claude_cli_bridge.core.turn import ToolSpec
+from claude_cli_bridge.errors import InvalidRequest
 
 
 def call(id_, name="get"):
@@ -17,9 +20,69 @@ def call(id_, name="get"):
 
 
 def test_history_names_the_callers_tools_as_the_cli_knows_them():
-    history = [Message("assistant", (TextBlock("x"), call("a", "get"), call("b", "other")))]
-    [renamed] = with_cli_names(history, frozenset({"get"}))
-    assert [b.name for b in renamed.content if isinstance(b, ToolUseBlock)] == ["mcp__client__get", "other"]
+    history = [Message("assistant", (TextBlock("x"), call("a", "get"), call("b", "browser.search")))]
+    names = ToolNames.of(["get", "browser.search"])
+    [renamed] = with_cli_names(history, names)
+    cli_names = [b.name for b in renamed.content if isinstance(b, ToolUseBlock)]
+    assert cli_names[0] == "mcp__client__get"
+    assert cli_names[1].startswith("mcp__client__browser_search_") and names.to_caller[cli_names[1]] == "browser.search"
+
+
+SAFE_NAME = __import__("re").compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["get_weather", "search-web"],
+        ["browser.search", "browser_search", "a b", "a_b", "wetter-é", "ns:tool", "x" * 64, "x" * 80],
+        ["a.b", "a:b", "a b", "a/b"],  # all sanitize to a_b: hashes keep them apart
+        ["Get", "get"],
+    ],
+)
+def test_every_caller_name_maps_to_a_distinct_safe_name_and_back(names):
+    mapping = ToolNames.of(names)
+    assert len(set(mapping.to_cli.values())) == len(names)
+    for name in names:
+        full = mapping.to_cli[name]
+        assert SAFE_NAME.match(full), full
+        assert mapping.to_caller[full] == name
+    assert ToolNames.of(reversed(names)) == mapping  # deterministic, order-independent
+
+
+def test_safe_names_are_offered_unchanged():
+    assert offered_names(["get_weather", "x-y", "A1"]) == {"get_weather": "get_weather", "x-y": "x-y", "A1": "A1"}
+
+
+@pytest.mark.parametrize(
+    "parameters, fragment",
+    [
+        ({"type": "array"}, "must describe an object"),
+        ({"type": "objekt"}, "must describe an object"),
+        ({"type": "object", "properties": {"a": {"type": "strang"}}}, "not a valid JSON Schema"),
+        ({"type": "object", "required": "a"}, "not a valid JSON Schema"),
+        ([], "must be a JSON Schema object"),
+    ],
+)
+def test_a_schema_the_model_cannot_be_offered_is_refused_naming_the_tool(parameters, fragment):
+    with pytest.raises(InvalidRequest) as caught:
+        check_tool_specs([ToolSpec("ok", "", {"type": "object"}), ToolSpec("lookup", "", parameters)])
+    assert "lookup" in caught.value.message and fragment in caught.value.message
+
+
+def test_duplicate_and_empty_tool_names_are_refused():
+    with pytest.raises(InvalidRequest, match="Two tools"):
+        check_tool_specs([ToolSpec("a", "", {"type": "object"}), ToolSpec("a", "", {"type": "object"})])
+    with pytest.raises(InvalidRequest, match="not usable"):
+        check_tool_specs([ToolSpec("", "", {"type": "object"})])
+
+
+def test_a_history_calling_an_undefined_tool_is_refused_naming_it():
+    history = [Message("user", (TextBlock("q"),)), Message("assistant", (call("a", "Bash"),))]
+    with pytest.raises(InvalidRequest) as caught:
+        check_history_calls(history, [ToolSpec("get", "", {"type": "object"})])
+    assert "'Bash'" in caught.value.message and "CLAUDE_CODE" not in caught.value.message
+    check_history_calls(history, [ToolSpec("Bash", "", {"type": "object"})])  # defined: fine
 
 
 def test_continuation_marks_the_last_call_and_keeps_the_others_as_results():

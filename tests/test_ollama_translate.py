@@ -178,7 +178,7 @@ def test_tool_results_without_ids_pair_by_name_then_order():
                 {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]},
                 user("y"),
             ],
-            "not a JSON object",
+            "is not valid JSON",
         ),
     ],
 )

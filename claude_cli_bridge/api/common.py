@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, TypeVar
 
 import anyio
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from ..core.turn import TurnEvent
-from ..errors import EmbeddingUnavailable, InvalidRequest, RequestTooLarge
+from ..core import safe_json
+from ..core.turn import TurnDone, TurnEvent
+from ..errors import BridgeError, CliCrashed, EmbeddingUnavailable, InvalidRequest, RequestTooLarge
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+F = TypeVar("F")
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``max_request_bytes``, 400 if not a JSON object."""
+    """The body as a JSON object; 413 past ``max_request_bytes``, 400 if not a JSON object or
+    if ``core.safe_json`` refuses it (deep nesting, huge numbers, NUL, lone surrogates)."""
     limit = request.app.state.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -34,13 +38,16 @@ async def read_json(request: Request) -> dict[str, Any]:
             raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
     if not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    value = safe_json.loads(bytes(body))
     if not isinstance(value, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return value
+
+
+def check_message_count(count: int, limit: int) -> None:
+    """``MAX_MESSAGES`` counts the messages the caller sent (before any merging)."""
+    if count > limit:
+        raise InvalidRequest(f"Too many messages ({count}); the limit is {limit}.", param="messages")
 
 
 def embedding_engine(request: Request) -> Any:
@@ -131,4 +138,56 @@ async def collect_turn(
             collected.append(event)
     finally:
         await close_turn(rest)
+    if not isinstance(collected[-1], TurnDone):
+        raise CliCrashed(ENDED_WITHOUT_RESULT)
     return collected
+
+
+ENDED_WITHOUT_RESULT = "The Claude CLI ended the turn without a result."
+
+
+class StreamWriter(Protocol[F]):
+    """One API's per-stream state: neutral events in, that API's frames out."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the closing frame (the turn's TurnDone) was written."""
+        ...
+
+    def on_event(self, event: TurnEvent) -> list[F]: ...
+
+    def on_error(self, error: BridgeError) -> list[F]:
+        """The in-band error frames sent when the turn fails after the first byte."""
+        ...
+
+    def closing(self) -> list[F]:
+        """Frames after everything else, error or not (OpenAI's ``[DONE]``)."""
+        ...
+
+
+async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[TurnEvent]) -> AsyncIterator[F]:
+    """The one streaming relay both APIs use, after the first event arrived (so errors before
+    the first byte were HTTP statuses). Any failure after the first byte, expected or not,
+    becomes the API's in-band error and then its terminator; a turn that ends without its
+    TurnDone is such a failure, never a silent success. A client that leaves cancels this
+    generator, and the turn is closed (which stops the CLI's answer)."""
+    try:
+        for frame in writer.on_event(first):
+            yield frame
+        async for event in rest:
+            for frame in writer.on_event(event):
+                yield frame
+        if not writer.finished:
+            raise CliCrashed(ENDED_WITHOUT_RESULT)
+    except BridgeError as error:
+        log.warning("turn failed mid-stream: %s", error.message)
+        for frame in writer.on_error(error):
+            yield frame
+    except Exception:
+        log.exception("turn failed mid-stream")
+        for frame in writer.on_error(BridgeError("Internal error while streaming the answer; see the server log.")):
+            yield frame
+    finally:
+        await close_turn(rest)
+    for frame in writer.closing():
+        yield frame

@@ -16,33 +16,88 @@ The route (observed, see CLI_NOTES.md "Client-defined tools"):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from ..core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 
 SERVER = "client"
 PREFIX = f"mcp__{SERVER}__"
+# The upstream takes tool names matching ^[a-zA-Z0-9_-]{1,64}$, and the CLI rewrites MCP tool
+# names outside that set. Callers' names are looser (OpenAI allows "." and ":", Ollama almost
+# anything), so the bridge offers each tool under a name of its own and maps calls back.
+_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_NAME = 64 - len(PREFIX)
 
 
-def cli_name(name: str) -> str:
-    return PREFIX + name
+def offered_names(names: Iterable[str]) -> dict[str, str]:
+    """The name under which each caller tool is offered (without PREFIX), caller name first.
+
+    A name already safe and short enough is kept, so the model sees the caller's own name;
+    any other becomes its safe characters plus a hash of the original, so distinct caller
+    names never share an offered name. Deterministic: equal tool sets map equally.
+    """
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    ordered = sorted(set(names), key=lambda name: (not _is_safe(name), name))
+    for name in ordered:
+        offered = name if _is_safe(name) else _hashed(name, 8)
+        width = 8
+        while offered in taken:  # a hashed name met a caller's own: lengthen the hash
+            width += 4
+            offered = _hashed(name, width)
+        taken.add(offered)
+        mapping[name] = offered
+    return mapping
 
 
-def client_name(name: str) -> str:
-    return name[len(PREFIX) :] if name.startswith(PREFIX) else name
+def _is_safe(name: str) -> bool:
+    return len(name) <= _MAX_NAME and _SAFE.fullmatch(name) is not None
 
 
-def with_cli_names(messages: list[Message], tools: frozenset[str]) -> list[Message]:
-    """History as the CLI knows it: calls of the caller's tools carry the MCP names."""
+def _hashed(name: str, width: int) -> str:
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:width]
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", name)[: _MAX_NAME - width - 1]
+    return f"{base}_{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolNames:
+    """Caller tool names and the full names the CLI gives the model (``mcp__client__...``)."""
+
+    to_cli: Mapping[str, str]  # caller name -> full CLI name
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> "ToolNames":
+        return cls({name: PREFIX + offered for name, offered in offered_names(names).items()})
+
+    @property
+    def to_caller(self) -> dict[str, str]:
+        return {cli: caller for caller, cli in self.to_cli.items()}
+
+    def offered(self, caller: str) -> str:
+        """The bare offered name (what the MCP server lists)."""
+        return self.to_cli[caller][len(PREFIX) :]
+
+
+def is_client_call(name: str) -> bool:
+    """Whether a tool_use names one of the caller's tools (as opposed to a CLI tool)."""
+    return name.startswith(PREFIX)
+
+
+def with_cli_names(messages: list[Message], names: ToolNames) -> list[Message]:
+    """History as the CLI knows it: calls of the caller's tools carry their offered names.
+    (Calls of tools the request does not define are refused before this, by the engine.)"""
     renamed = []
     for message in messages:
         blocks = tuple(
-            dataclasses.replace(block, name=cli_name(block.name))
-            if isinstance(block, ToolUseBlock) and block.name in tools
+            dataclasses.replace(block, name=names.to_cli[block.name])
+            if isinstance(block, ToolUseBlock) and block.name in names.to_cli
             else block
             for block in message.content
         )
@@ -55,9 +110,11 @@ def write_config(directory: Path, tools_json: str, results: Path) -> list[str]:
 
     ``results`` is where the caller's results for this process are stored (it may not exist).
     """
+    tools = json.loads(tools_json)
+    names = ToolNames.of(tool["name"] for tool in tools)
     spec = [
-        {"name": tool["name"], "description": tool["description"], "inputSchema": tool["input_schema"]}
-        for tool in json.loads(tools_json)
+        {"name": names.offered(tool["name"]), "description": tool["description"], "inputSchema": tool["input_schema"]}
+        for tool in tools
     ]
     (directory / "tools.json").write_text(json.dumps(spec), encoding="utf-8")
     package_root = str(Path(__file__).resolve().parents[2])  # the CLI runs elsewhere

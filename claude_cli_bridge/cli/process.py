@@ -17,7 +17,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import psutil
 
@@ -197,7 +197,7 @@ class CliProcess:
         self,
         message: Message | None,
         *,
-        client_tools: frozenset[str] = frozenset(),
+        client_tools: Mapping[str, str] = {},
         silence_timeout: float,
         turn_timeout: float,
     ) -> AsyncIterator[TurnEvent]:

@@ -6,10 +6,13 @@ output limit, structured-output schema. Two requests with equal profiles can sha
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .client_tools import ToolNames
 
 # Variables that keep the CLI from reading or injecting host context, from CLI_NOTES.md.
 QUIET_ENV = {
@@ -34,10 +37,12 @@ class Profile:
     max_tokens: int | None = None
     json_schema: str | None = None  # canonical JSON
     tools_json: str | None = None  # the caller's tools, canonical JSON (cli.client_tools)
+    tools_offered: bool = True  # False: defined (the history may call them) but not offered
 
-    @property
-    def tool_names(self) -> frozenset[str]:
-        return frozenset(tool["name"] for tool in json.loads(self.tools_json)) if self.tools_json else frozenset()
+    @functools.cached_property
+    def tool_names(self) -> ToolNames:
+        """The caller's tool names and the names the model sees them under."""
+        return ToolNames.of(tool["name"] for tool in json.loads(self.tools_json)) if self.tools_json else ToolNames({})
 
     def argv(self, cli: str, resume: Path | None = None, extra: list[str] = ()) -> list[str]:
         """The command line of a persistent stream-json process for this profile.

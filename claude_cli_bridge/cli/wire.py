@@ -14,12 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..core.messages import Message, ToolUseBlock
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ..errors import UpstreamError, upstream_error
-from .client_tools import PREFIX, client_name
+from ..errors import CliCrashed, UpstreamError, upstream_error
+from .client_tools import is_client_call
 
 
 def user_line(message: Message) -> str:
@@ -86,7 +86,7 @@ class TurnParser:
     calls are reported to the caller (the CLI's own tools are off, so other calls never run).
     """
 
-    client_tools: frozenset[str] = frozenset()
+    client_tools: Mapping[str, str] = field(default_factory=dict)  # CLI tool name -> caller's name
     done: bool = False
     cut_short: bool = False  # done before the CLI finished its turn (the process must not be reused)
     model: str = ""
@@ -170,8 +170,14 @@ class TurnParser:
                     events.append(TextDelta(block["text"]))
         for block in message.get("content") or []:
             name = block.get("name", "")
-            if block.get("type") == "tool_use" and name.startswith(PREFIX) and client_name(name) in self.client_tools:
-                events.append(ToolCall(block["id"], client_name(block["name"]), block.get("input") or {}))
+            if block.get("type") != "tool_use" or not is_client_call(name):
+                continue  # the CLI's own tools are off: such a call runs nothing
+            if name not in self.client_tools:
+                raise CliCrashed(
+                    f"The model called a tool named {name!r}, which is none of the request's tools; "
+                    "the call cannot be returned."
+                )
+            events.append(ToolCall(block["id"], self.client_tools[name], block.get("input") or {}))
         return events
 
     def _result(self, line: dict[str, Any]) -> list[TurnEvent]:

@@ -31,6 +31,8 @@ class TurnRequest:
     ``messages`` is the whole conversation the client sent (alternating, merged), ending
     with a user turn; the system prompt is kept apart because the CLI takes it as a flag.
     ``conversation_key`` is the client's explicit conversation id, if it gave one.
+    ``tools`` are every tool the caller defined (its history may call any of them);
+    ``tool_choice`` "none" means the model is not offered them this turn.
     """
 
     model: str
@@ -40,6 +42,7 @@ class TurnRequest:
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
     tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Literal["auto", "none"] = "auto"
     conversation_key: str | None = None
 
 

@@ -123,8 +123,8 @@ def check_dimensions(requested: int | None, actual: int) -> None:
 @router.post("/api/embed", tags=["ollama"], openapi_extra=json_body(EmbedRequest))
 async def embed(request: Request) -> JSONResponse:
     start = time.perf_counter_ns()
-    engine = embedding_engine(request)
     body: EmbedRequest = parse_body(EmbedRequest, await read_json(request))
+    engine = embedding_engine(request)
     _check_model(engine, body.model)
     texts = from_embed_input(body.input)
     load_ns = 0
@@ -139,8 +139,8 @@ async def embed(request: Request) -> JSONResponse:
 
 @router.post("/api/embeddings", tags=["ollama"], openapi_extra=json_body(EmbeddingsRequest))
 async def embeddings(request: Request) -> JSONResponse:
-    engine = embedding_engine(request)
     body: EmbeddingsRequest = parse_body(EmbeddingsRequest, await read_json(request))
+    engine = embedding_engine(request)
     _check_model(engine, body.model)
     if not body.prompt:
         await engine.load()

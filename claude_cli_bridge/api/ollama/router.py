@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
-from ..common import ClientGone, close_turn, collect_turn, prime, read_json, unless_disconnected, validate
+from ..common import ClientGone, check_message_count, collect_turn, prime, read_json, relay, unless_disconnected, validate
 from . import translate
 from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
 
@@ -67,6 +67,7 @@ async def _begin(request: Request, model: type, build: Any, kind: str):
     started = time.monotonic_ns()
     settings = request.app.state.settings
     body = validate(model, await read_json(request))
+    check_message_count(len(getattr(body, "messages", None) or ()), settings.max_messages)
     turn = build(
         body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
     )
@@ -100,25 +101,30 @@ def _line(frame: dict[str, Any]) -> bytes:
     return (json.dumps(frame, ensure_ascii=False) + "\n").encode()
 
 
+class _Frames:
+    """The relay's view of a FrameWriter: it stamps each event with the time it arrived."""
+
+    def __init__(self, writer: translate.FrameWriter):
+        self.writer = writer
+
+    @property
+    def finished(self) -> bool:
+        return self.writer.finished
+
+    def on_event(self, event: TurnEvent) -> list[dict[str, Any]]:
+        return self.writer.on_event(event, time.monotonic_ns())
+
+    def on_error(self, error: BridgeError) -> list[dict[str, Any]]:
+        return [translate.error_frame(error)]  # ollama-python and ollama-js raise on it
+
+    def closing(self) -> list[dict[str, Any]]:
+        return []
+
+
 async def _ndjson(writer: translate.FrameWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):
-    """NDJSON lines for one turn: no blank lines; a failure after the first frame becomes a
-    final ``{"error": ...}`` line (ollama-python and ollama-js raise on it)."""
-    try:
-        for frame in writer.on_event(first, time.monotonic_ns()):
-            yield _line(frame)
-        async for event in rest:
-            for frame in writer.on_event(event, time.monotonic_ns()):
-                yield _line(frame)
-        if not writer.finished:
-            raise BridgeError("The Claude CLI ended the turn without a result.")
-    except BridgeError as error:
-        log.warning("turn failed mid-stream: %s", error.message)
-        yield _line(translate.error_frame(error))
-    except Exception:
-        log.exception("turn failed mid-stream")
-        yield _line({"error": "internal error while streaming the answer; see the server log."})
-    finally:
-        await close_turn(rest)  # also on disconnect: closing the turn stops the CLI's answer
+    """NDJSON lines for one turn, never a blank one (the shared relay decides errors)."""
+    async for frame in relay(_Frames(writer), first, rest):
+        yield _line(frame)
 
 
 # -- models ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Literal
 
+from ...core import safe_json
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
@@ -225,10 +226,7 @@ def _arguments(call: ToolCallIn, where: str) -> dict[str, Any]:
     if arguments is None or arguments == "":
         return {}
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise InvalidRequest(f"{where}.function.arguments is not a JSON object.", param=where) from None
+        arguments = safe_json.loads(arguments, f"{where}.function.arguments")
     return arguments if isinstance(arguments, dict) else {"value": arguments}
 
 

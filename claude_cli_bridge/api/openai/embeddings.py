@@ -174,8 +174,8 @@ def _shape_message(detail: str) -> str:
 @router.post("/v1/embeddings", tags=["openai"], openapi_extra=json_body(EmbeddingRequest))
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request) -> JSONResponse:
-    engine = embedding_engine(request)
     body = parse_embedding_request(await read_json(request))
+    engine = embedding_engine(request)
     model = body.model or engine.model_names()[0]
     if not engine.serves(model):
         raise ModelNotFound(

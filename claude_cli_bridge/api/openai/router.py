@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse
 from ...core.models import CATALOG
 from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import BridgeError, CliCrashed
-from ..common import ClientGone, close_turn, collect_turn, prime, read_json, unless_disconnected, validate
+from ..common import ClientGone, check_message_count, collect_turn, prime, read_json, relay, unless_disconnected, validate
 from . import translate
 from ..image_urls import fetch_as_data_url
 from ..schema import json_body
@@ -32,6 +32,7 @@ router = APIRouter()
 async def chat_completions(request: Request):
     settings = request.app.state.settings
     chat = validate(ChatCompletionRequest, await read_json(request))
+    check_message_count(len(chat.messages), settings.max_messages)
     if settings.allow_image_urls:
         await _inline_image_urls(chat, settings)
     turn = translate.from_chat_request(
@@ -82,20 +83,9 @@ def _completion(events: list[TurnEvent], model: str) -> dict[str, Any]:
 
 
 async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):
-    """SSE frames for one turn. An error after the first byte becomes an in-band error frame
-    (the SDKs raise on it), then ``[DONE]``."""
-    try:
-        for chunk in writer.on_event(first):
-            yield {"data": json.dumps(chunk)}
-        async for event in rest:
-            for chunk in writer.on_event(event):
-                yield {"data": json.dumps(chunk)}
-    except BridgeError as error:
-        log.warning("turn failed mid-stream: %s", error.message)
-        yield {"data": json.dumps(translate.error_body(error))}
-    finally:
-        await close_turn(rest)
-    yield {"data": "[DONE]"}
+    """SSE frames for one turn (the shared relay decides errors and the end)."""
+    async for frame in relay(writer, first, rest):
+        yield {"data": frame if isinstance(frame, str) else json.dumps(frame)}
 
 
 @router.get("/v1/models", tags=["openai"])

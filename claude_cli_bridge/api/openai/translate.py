@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core import safe_json
 from ...core.images import image_from_data_url
 from ...core.messages import (
     Block,
@@ -36,6 +37,9 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+DONE = "[DONE]"  # the SSE stream's last data, error or not
 
 
 def finish_reason(stop_reason: str) -> str:
@@ -80,8 +84,8 @@ def from_chat_request(
         tools=tuple(
             ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
             for t in request.tools or []
-            if request.tool_choice != "none"  # "none": the model must not see them
         ),
+        tool_choice="none" if request.tool_choice == "none" else "auto",
         conversation_key=conversation_key or request.id or request.user,
     )
 
@@ -144,13 +148,7 @@ def _assistant_blocks(message: ChatMessage, where: str) -> tuple[Block, ...]:
                 blocks.append(TextBlock(text))
     for number, call in enumerate(message.tool_calls or []):
         arguments = call.function.arguments or "{}"
-        try:
-            parsed = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise InvalidRequest(
-                f"{where}.tool_calls[{number}].function.arguments is not valid JSON.",
-                param=f"{where}.tool_calls",
-            ) from None
+        parsed = safe_json.loads(arguments, f"{where}.tool_calls[{number}].function.arguments")
         if not isinstance(parsed, dict):
             parsed = {"value": parsed}
         blocks.append(ToolUseBlock(call.id, call.function.name, canonical_json(parsed)))
@@ -207,6 +205,7 @@ class ChunkWriter:
     include_usage: bool = False
     completion_id: str = field(default_factory=new_completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
+    finished: bool = False
     _started: bool = False
     _tool_index: int = 0
 
@@ -237,6 +236,7 @@ class ChunkWriter:
             chunks.append(self._chunk({"tool_calls": [call]}))
             chunks.append(self._chunk({"tool_calls": [{"index": call["index"], "function": {"arguments": arguments}}]}))
         elif isinstance(event, TurnDone):
+            self.finished = True
             chunks.append(self._chunk({}, finish_reason(event.stop_reason)))
             if self.include_usage:
                 chunks.append(
@@ -250,6 +250,13 @@ class ChunkWriter:
                     }
                 )
         return chunks
+
+    def on_error(self, error: BridgeError) -> list[dict[str, Any]]:
+        """A failure after the first byte: an error frame (the SDKs raise on it)."""
+        return [error_body(error)]
+
+    def closing(self) -> list[str]:
+        return [DONE]
 
 
 def error_body(error: BridgeError) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The route tier's engine: scripted turns, no CLI. Injected into ``create_app`` and driven
+over ``httpx.ASGITransport``, so HTTP behaviour (shapes, statuses, relays' error paths) is
+tested fast and exactly. What the real CLI does is tested end to end elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+import httpx
+
+from claude_cli_bridge.app import create_app
+from claude_cli_bridge.core.models import CATALOG, resolve_model
+from claude_cli_bridge.core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
+from claude_cli_bridge.settings import Settings
+
+Script = Callable[[TurnRequest], list[Any]]
+
+
+def text_turn(*chunks: str, stop: str = "end_turn", usage: Usage = Usage(5, 3)) -> list[Any]:
+    return [*(TextDelta(chunk) for chunk in chunks), TurnDone(stop, usage, "claude-scripted")]
+
+
+@dataclass
+class ScriptedEngine:
+    """Answers each turn with ``script(request)``: a list of events, where an exception
+    instance is raised at that point (before or after the first event)."""
+
+    settings: Settings = field(default_factory=lambda: Settings(_env_file=None))
+    script: Script = lambda request: text_turn("Hello", " world")
+    requests: list[TurnRequest] = field(default_factory=list)
+    closed_turns: int = 0
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+        self.requests.append(request)
+        try:
+            for item in self.script(request):
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, (int, float)) and not isinstance(item, bool):
+                    await asyncio.sleep(item)
+                    continue
+                yield item
+        finally:
+            self.closed_turns += 1
+
+    def resolve_model(self, requested: str | None) -> str:
+        return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)
+
+    def models(self) -> list[str]:
+        return [info.id for info in CATALOG]
+
+    def status(self) -> dict[str, Any]:
+        return {"status": "ok", "cli_version": "scripted", "pool": {"processes": 0, "busy": 0, "starting": 0}}
+
+
+def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
+    app = create_app(settings or engine.settings, engine, embeddings)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://bridge.test")
