@@ -216,7 +216,7 @@ class Bench:
     @staticmethod
     def spawned(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
         """Processes started (cold starts and spares) and held conversations evicted."""
-        return {k: after[k] - before[k] for k in ("spawned", "evictions")}
+        return {k: after[k] - before[k] for k in ("launched", "evictions")}
 
     def cpu_snapshot(self, direct: DirectCli | None = None) -> dict[str, Any]:
         cli_pids = [direct.pid] if direct else list(self.server.cli_pids())

@@ -101,7 +101,12 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
     @app.get("/health", tags=["bridge"])
     async def health(request: Request) -> dict[str, Any]:
         status = engine.status()
-        summary = {"status": "ok", "version": __version__, "cli_found": True, "cli_version": status.get("cli_version")}
+        summary = {
+            "status": status.get("status", "ok"),
+            "version": __version__,
+            "cli_found": True,
+            "cli_version": status.get("cli_version"),
+        }
         keys = settings.api_keys()
         if keys and not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
             return summary  # open to anyone: no paths, process ids or pool details without a key

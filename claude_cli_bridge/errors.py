@@ -6,6 +6,8 @@ request could help (the OpenAI SDK retries 429/5xx unless told ``x-should-retry:
 
 from __future__ import annotations
 
+import re
+
 
 class BridgeError(Exception):
     status = 500
@@ -83,14 +85,26 @@ class CliNotLoggedIn(BridgeError):
 
 
 class UpstreamError(BridgeError):
-    """The CLI reported an error answering (result.is_error), mapped from the upstream status."""
+    """The CLI reported an error answering, mapped from the upstream status.
+
+    ``status`` is what the client gets; ``upstream_status`` what the upstream answered
+    (529 "overloaded" becomes 503 for OpenAI clients, for example)."""
 
     kind = "api_error"
 
-    def __init__(self, message: str, *, status: int, retry: bool = False, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry: bool = False,
+        retry_after: float | None = None,
+        upstream_status: int | None = None,
+    ):
         super().__init__(message, retry_after=retry_after)
         self.status = status
         self.retry = retry
+        self.upstream_status = upstream_status
         self.kind = {
             401: "authentication_error",
             403: "permission_error",
@@ -113,8 +127,34 @@ class TurnTimeout(BridgeError):
     code = "timeout"
 
 
+class FeatureUnavailable(BridgeError):
+    """The CLI in use cannot do what the request needs (its start-up probe failed); the
+    message names the feature and the CLI version. A 501: no retry can help."""
+
+    status = 501
+    kind = "invalid_request_error"
+    code = "feature_unavailable"
+
+
+_STATUS_IN_TEXT = re.compile(r"\b(?:API Error|status(?: code)?)[: ]+(\d{3})\b", re.IGNORECASE)
+
+
+def status_in_text(message: str) -> int | None:
+    """The HTTP status a CLI error text names ("API Error: 429 ..."), for CLIs whose result
+    line lacks ``api_error_status``."""
+    match = _STATUS_IN_TEXT.search(message)
+    return int(match[1]) if match else None
+
+
 def upstream_error(api_status: int | None, message: str) -> BridgeError:
     """Map a failed CLI result to a typed error, by the upstream HTTP status it carries."""
+    error = _upstream_error(api_status, message)
+    if isinstance(error, UpstreamError):
+        error.upstream_status = api_status
+    return error
+
+
+def _upstream_error(api_status: int | None, message: str) -> BridgeError:
     lowered = message.lower()
     if "not logged in" in lowered or "/login" in lowered:
         return CliNotLoggedIn(

@@ -1,61 +1,94 @@
-"""The pool of CLI processes: warm spares, held conversations, admission, health.
+"""The pool of CLI processes: the one owner of every process's lifetime.
 
-Every live process is in exactly one state:
+Every live process is in exactly one state, kept in one ``_Entry``:
 
-- *spare*: started for a profile, holding no history, ready to answer a new conversation;
-- *held*: idle, holding a conversation's history, waiting for its follow-up (a warm turn);
-- *busy*: running a turn for a request.
+- ``starting``: being launched, for a waiting request or as a spare;
+- ``spare``: launched for a profile, holding no history, ready for a new conversation;
+- ``held``: idle, holding a conversation's history, waiting for its follow-up (a warm turn);
+- ``busy``: leased to a request;
+- ``stopping``: retired, not yet exited (it still counts against ``max_processes``).
 
-``acquire`` finds a held process whose history is exactly the request's, else a spare (for a
-new conversation), else starts one (resumed from a transcript of the history). When the pool
-is full, idle processes are evicted (spares of old profiles first, then the least recently
-used conversation); when every process is busy, the request waits in a bounded queue and is
-refused with ``PoolBusy`` when the queue is full or the wait too long. Eviction only ever
-costs a rebuild: a process is used only for the exact history it holds.
+One task, ``_run``, owns all of this state: requests, lease returns, finished launches and
+exits arrive as messages in its inbox and it alone changes the state, then grants what it
+can (ollama's ``server/sched.go`` is the model). A request is served from a held process
+whose history is exactly the request's, else (for a new conversation) a spare, else a new
+process once there is room; room is made by retiring idle processes (unwanted spares
+first, then the least recently used conversation). Requests that wait for room queue
+first come, first served, in a queue of at most ``queue_size``; a full queue refuses at
+once, whatever else is happening.
 
-The spawn function is injected so pool mechanics can be tested without the real CLI.
+``async with pool.lease(profile, history, key) as lease:`` always gives the process back.
+Whether it can serve again is the process's own verdict (``reusable``: it finished its turn,
+was not cut short, did not end in a deferred tool call); the pool never second-guesses it.
+
+Spares follow demand: per profile, as many as the peak of concurrent new conversations
+seen in the last ``spare_demand_window_seconds`` (at least one for the ``spare_profiles``
+most recent profiles), within free room. A process that dies at launch or soon after puts
+its profile into exponential backoff: no spares are relaunched for it meanwhile and
+requests that need a new process fail fast with the CLI's own error.
+
+The launch function is injected, so the mechanics are tested with a stand-in process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
-from .errors import PoolBusy
+from .errors import BridgeError, CliCrashed, PoolBusy
 
 log = logging.getLogger(__name__)
+
+State = Literal["starting", "spare", "held", "busy", "stopping"]
 
 
 class PooledProcess(Protocol):
     """What the pool needs of a process (``cli.process.CliProcess`` in production)."""
 
-    id: int
     profile: Profile
     history: tuple[Message, ...]
-    busy: bool
-    spoiled: bool
-    last_used: float
-    pid: int | None
+
+    @property
+    def pid(self) -> int | None: ...
 
     @property
     def alive(self) -> bool: ...
 
+    @property
+    def reusable(self) -> bool:
+        """Alive and its last turn completed cleanly: it may serve the next turn."""
+        ...
+
+    @property
+    def started(self) -> bool:
+        """The CLI printed something of its protocol: it launched fine, whatever came after."""
+        ...
+
     def rss(self) -> int: ...
 
-    async def interrupt(self, wait: float = 2.0) -> None: ...
+    def failure(self) -> str:
+        """What the process said when it failed (its stderr tail), for error messages."""
+        ...
 
-    async def stop(self) -> None: ...
+    async def wait(self) -> None:
+        """Return when the process has exited."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop it (interrupting a turn still running) and remove what it leaves behind."""
+        ...
 
 
-Spawn = Callable[[Profile, tuple[Message, ...]], Awaitable[PooledProcess]]
-Slot = tuple[Profile, str]
+Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[PooledProcess]]
 
 
 @dataclass
@@ -63,357 +96,662 @@ class PoolLimits:
     max_processes: int = 6
     max_memory_bytes: int = 4096 * 1024 * 1024
     spare_profiles: int = 2
+    max_spares_per_profile: int = 4
+    spare_demand_window_seconds: float = 600
     max_conversations: int = 8
     conversation_idle_seconds: float = 900
     spare_idle_seconds: float = 1800
     queue_size: int = 32
     queue_timeout_seconds: float = 30
     reap_interval_seconds: float = 5
+    early_death_seconds: float = 10  # a process dying this soon after launch failed to launch
+    backoff_max_seconds: float = 60
 
 
 @dataclass
 class Lease:
-    """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'."""
+    """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
+    is how long the request waited for it (queueing plus any launch), in seconds."""
 
     process: PooledProcess
     how: str
+    waited: float
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class _Entry:
+    profile: Profile
+    history: tuple[Message, ...]
+    state: State = "starting"
+    process: PooledProcess | None = None
+    fingerprint: str = ""
+    key: str | None = None
+    launched_at: float = 0.0
+    idle_since: float = 0.0
+    id: int = field(default_factory=lambda: next(_ids))
+    for_request: _Request | None = None
+    served: bool = False  # completed a turn: a later death is not a failure to launch
+
+
+@dataclass(eq=False)
+class _Request:
+    profile: Profile
+    history: tuple[Message, ...]
+    fingerprint: str
+    key: str | None
+    future: asyncio.Future[Lease]
+    submitted: float
+    launching: bool = False  # a process is being launched for it
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    until: float = 0.0
+    last_error: str = ""
+
+
+# Messages to the owner task.
+@dataclass
+class _Submit:
+    request: _Request
+
+
+@dataclass
+class _Withdraw:
+    request: _Request
+
+
+@dataclass
+class _Return:
+    process: PooledProcess
+    key: str | None
+
+
+@dataclass
+class _Launched:
+    entry: _Entry
+    process: PooledProcess | None
+    error: BaseException | None
+
+
+@dataclass
+class _Died:
+    """The process exited by itself (seen by its watcher)."""
+
+    entry: _Entry
+
+
+@dataclass
+class _Stopped:
+    """A retired process has exited and its leftovers are removed."""
+
+    entry: _Entry
+
+
+@dataclass
+class _Tick:
+    memory_bytes: int | None = None
+
+
+@dataclass
+class _Close:
+    """Stop taking work. ``force``: stop busy processes too. ``done`` resolves when nothing is
+    busy or starting (not forced) or when every process has exited (forced)."""
+
+    done: asyncio.Future[None]
+    force: bool
 
 
 class Pool:
-    def __init__(self, spawn: Spawn, limits: PoolLimits):
-        self._spawn = spawn
+    def __init__(self, launch: Launch, limits: PoolLimits, clock: Callable[[], float] = time.monotonic):
+        self._launch = launch
         self.limits = limits
-        self._procs: set[PooledProcess] = set()
-        self._stopping: set[PooledProcess] = set()  # retired, not yet exited
-        self._starting = 0
-        self._spares: dict[Profile, list[PooledProcess]] = {}
-        self._held: OrderedDict[Slot, PooledProcess] = OrderedDict()
-        self._keys: dict[str, Slot] = {}
-        self._recent: OrderedDict[Profile, float] = OrderedDict()
-        self._changed = asyncio.Condition()
-        self._queue: deque[object] = deque()  # tickets of requests waiting for room, oldest first
-        self._closed = False
-        self._background: set[asyncio.Task] = set()
-        self._filling = False
-        self._fill_again = False
+        self._clock = clock
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._entries: dict[int, _Entry] = {}
+        self._by_process: dict[int, _Entry] = {}  # id(process) -> entry
+        self._held: OrderedDict[tuple[Profile, str], _Entry] = OrderedDict()  # least recently used first
+        self._keys: dict[str, _Entry] = {}
+        self._waiting: deque[_Request] = deque()
+        self._recent: OrderedDict[Profile, float] = OrderedDict()  # profiles by last use
+        self._new_in_flight: dict[Profile, int] = {}
+        self._demand: deque[tuple[float, Profile, int]] = deque()
+        self._backoff: dict[Profile, _Backoff] = {}
+        self._memory_bytes = 0
+        self._tasks: set[asyncio.Task] = set()  # launches and stops
+        self._watchers: set[asyncio.Task] = set()  # one per live process, until it exits
+        self._owner: asyncio.Task | None = None
         self._reaper: asyncio.Task | None = None
-        self.counters = {"held": 0, "spare": 0, "cold": 0, "busy_refusals": 0, "evictions": 0, "spawned": 0}
+        self._closing = False
+        self._close_waiters: list[_Close] = []
+        self.counters = {"held": 0, "spare": 0, "cold": 0, "busy_refusals": 0, "evictions": 0, "launched": 0,
+                         "launch_failures": 0}  # fmt: skip
 
     # -- public ----------------------------------------------------------------------
-    def start(self, warm_profiles: list[Profile] = ()) -> None:
-        """Start the reaper, and spares for ``warm_profiles``."""
+    def start(self, warm_profiles: tuple[Profile, ...] | list[Profile] = ()) -> None:
+        """Start the owner and the reaper; keep spares for ``warm_profiles``."""
+        now = self._clock()
         for profile in warm_profiles:
-            self._note_profile(profile)
-        self._reaper = asyncio.create_task(self._reap_forever())
-        self._fill_spares_soon()
+            self._recent[profile] = now
+        self._owner = asyncio.create_task(self._run(), name="pool-owner")
+        self._reaper = asyncio.create_task(self._reap_forever(), name="pool-reaper")
+        self._post(_Tick())
 
-    async def acquire(self, profile: Profile, history: tuple[Message, ...], key: str | None = None) -> Lease:
-        if self._closed:
-            raise PoolBusy("The server is shutting down.", retry_after=5)
-        self._note_profile(profile)
-        slot: Slot = (profile, history_fingerprint(history))
-        if key is not None:
-            self._forget_stale_key(key, slot)
-        held = self._held.pop(slot, None)
-        if held is not None:
-            if held.alive and not held.spoiled:
-                held.busy = True
-                self.counters["held"] += 1
-                self._fill_spares_soon()
-                return Lease(held, "held")
-            self._retire(held)
-        if not history:
-            spare = self._take_spare(profile)
-            if spare is not None:
-                self.counters["spare"] += 1
-                self._fill_spares_soon()
-                return Lease(spare, "spare")
-        await self._reserve()
-        spawning = asyncio.ensure_future(self._spawn(profile, history))
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, profile: Profile, history: tuple[Message, ...], key: str | None = None
+    ) -> AsyncIterator[Lease]:
+        """A process holding exactly ``history`` for ``profile``, given back on exit.
+
+        Raises PoolBusy when the queue is full or the wait exceeds ``queue_timeout_seconds``,
+        CliCrashed when the CLI cannot be launched.
+        """
+        if self._owner is None or self._closing:
+            raise PoolBusy("The server is shutting down." if self._closing else "The pool is not running.", retry_after=5)
+        loop = asyncio.get_running_loop()
+        request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
+        self._post(_Submit(request))
         try:
-            # Shielded: a client that leaves mid-start must not leave a half-started CLI
-            # behind; the process is stopped once it exists.
-            process = await asyncio.shield(spawning)
+            async with asyncio.timeout(self.limits.queue_timeout_seconds):
+                lease = await asyncio.shield(request.future)
+        except TimeoutError:
+            self._post(_Withdraw(request))
+            raise PoolBusy(
+                f"All Claude CLI processes stayed busy for {self.limits.queue_timeout_seconds:.0f} s; retry shortly.",
+                retry_after=5,
+            ) from None
         except asyncio.CancelledError:
-            spawning.add_done_callback(self._stop_orphan)
+            self._post(_Withdraw(request))  # a grant that raced the cancellation comes back
             raise
+        try:
+            yield lease
         finally:
-            self._starting -= 1
-            self._notify()
-        self.counters["spawned"] += 1
-        self.counters["cold"] += 1
-        process.busy = True
-        self._procs.add(process)
-        self._fill_spares_soon()
-        return Lease(process, "cold")
-
-    def release(self, process: PooledProcess, key: str | None = None) -> None:
-        """Hold a process after a completed turn, for the conversation's next request."""
-        process.busy = False
-        if self._closed or not process.alive or process.spoiled or process not in self._procs:
-            self._retire(process)
-            return
-        slot: Slot = (process.profile, history_fingerprint(process.history))
-        previous = self._held.pop(slot, None)
-        if previous is not None and previous is not process:
-            self._retire(previous)
-        self._held[slot] = process
-        if key is not None:
-            self._keys[key] = slot
-        while len(self._held) > self.limits.max_conversations:
-            _, oldest = self._held.popitem(last=False)
-            self.counters["evictions"] += 1
-            self._retire(oldest)
-        self._notify()
-        self._fill_spares_soon()
-
-    def _stop_orphan(self, spawning: asyncio.Future) -> None:
-        if not spawning.cancelled() and spawning.exception() is None:
-            self._retire(spawning.result())
-
-    def discard(self, process: PooledProcess, interrupt: bool = True) -> None:
-        """Stop a process whose turn did not complete; never reuse it (its history is partial)."""
-        process.spoiled = True
-        self._retire(process, interrupt=interrupt)
+            self._post(_Return(lease.process, key))
 
     def status(self) -> dict:
+        """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
+        states = {state: 0 for state in ("starting", "spare", "held", "busy", "stopping")}
+        for entry in self._entries.values():
+            states[entry.state] += 1
+        live = [e for e in self._entries.values() if e.process is not None and e.state != "stopping"]
         return {
-            "processes": len(self._procs),
-            "stopping": len(self._stopping),
-            "starting": self._starting,
-            "busy": sum(1 for p in self._procs if p.busy),
-            "held": len(self._held),
-            "spares": sum(len(s) for s in self._spares.values()),
-            "waiting": len(self._queue),
-            "pids": sorted(p.pid for p in self._procs if p.pid),
-            "models": sorted({p.profile.model for p in self._procs}),
+            "processes": len(live) + states["starting"],
+            **states,
+            "spares": states["spare"],
+            "waiting": len(self._waiting),
+            "memory_mb": round(self._memory_bytes / 1024 / 1024, 1),
+            "spare_targets": {p.model + (" (custom)" if _custom(p) else ""): n for p, n in self._spare_targets().items()},
+            "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
+            "models": sorted({e.profile.model for e in self._entries.values() if e.state != "stopping"}),
+            "backoff": {
+                p.model: {"failures": b.failures, "seconds_left": round(max(0.0, b.until - self._clock()), 1),
+                          "last_error": b.last_error}
+                for p, b in self._backoff.items() if b.failures
+            },  # fmt: skip
             "counters": dict(self.counters),
         }
 
     async def close(self, grace: float) -> None:
-        """Stop taking requests, let busy turns finish for ``grace`` seconds, then stop all."""
-        self._closed = True
-        self._notify()
-        if self._reaper:
-            self._reaper.cancel()
-        end = time.monotonic() + grace
-        while any(p.busy for p in self._procs) and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-        for process in list(self._procs):
-            self._retire(process, interrupt=process.busy)
-        await self.drain_background()
-
-    async def drain_background(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
-
-    # -- admission -------------------------------------------------------------------
-    def _has_room(self) -> bool:
-        """Whether one more process fits. Processes still being stopped count: they are
-        alive until they exit, and MAX_PROCESSES bounds live processes."""
-        if len(self._procs) + len(self._stopping) + self._starting >= self.limits.max_processes:
-            return False
-        return sum(p.rss() for p in [*self._procs, *self._stopping]) < self.limits.max_memory_bytes
-
-    async def _reserve(self) -> None:
-        """Wait until a new process may be started; count it as starting. Raises PoolBusy.
-
-        First come, first served: only the request at the head of the queue may take room,
-        and a newcomer queues behind requests already waiting.
-        """
-        if not self._queue and self._take_room():
+        """Refuse new work, let busy turns finish for ``grace`` seconds, then stop everything."""
+        if self._owner is None or self._owner.done():
             return
-        if len(self._queue) >= self.limits.queue_size and not self._stopping:
-            self.counters["busy_refusals"] += 1
-            raise PoolBusy("All Claude CLI processes are busy and the queue is full; retry shortly.", retry_after=2)
-        ticket = object()
-        self._queue.append(ticket)
-        deadline = time.monotonic() + self.limits.queue_timeout_seconds
+        self._closing = True  # lease() refuses at once; the owner refuses what was queued
+        loop = asyncio.get_running_loop()
+        drained: asyncio.Future[None] = loop.create_future()
+        self._post(_Close(drained, force=False))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await asyncio.shield(drained)
+        gone: asyncio.Future[None] = loop.create_future()
+        self._post(_Close(gone, force=True))
+        await gone
+        for task in (self._owner, self._reaper):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in (self._owner, self._reaper) if t is not None], return_exceptions=True)
+        for task in [*self._tasks, *self._watchers]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._watchers, return_exceptions=True)
+
+    async def settled(self) -> None:
+        """Return once every message, launch and stop in flight has been handled."""
+        while True:
+            await asyncio.sleep(0)
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                continue
+            if self._inbox.empty():
+                await asyncio.sleep(0)
+                if self._inbox.empty() and not self._tasks:
+                    return
+
+    # -- the owner ---------------------------------------------------------------------
+    def _post(self, message: object) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _run(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            self._handle(message)
+            while not self._inbox.empty():
+                self._handle(self._inbox.get_nowait())
+            try:
+                self._schedule()
+                self._check_closed()
+            except Exception:  # never let a bug stop the owner: requests would hang
+                log.exception("pool scheduling failed")
+
+    def _handle(self, message: object) -> None:
         try:
-            async with self._changed:
-                while not (self._queue[0] is ticket and self._take_room()):
-                    if self._closed:
-                        raise PoolBusy("The server is shutting down.", retry_after=5)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self.counters["busy_refusals"] += 1
-                        raise PoolBusy(
-                            "All Claude CLI processes stayed busy for "
-                            f"{self.limits.queue_timeout_seconds:.0f} s; retry shortly.",
-                            retry_after=5,
-                        )
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                    # cancellation (a client that left) arriving as the wait completes.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(remaining):
-                            await self._changed.wait()
-        finally:
-            self._queue.remove(ticket)
-            self._notify()  # the next in line may go now
+            if isinstance(message, _Submit):
+                self._on_submit(message.request)
+            elif isinstance(message, _Withdraw):
+                self._on_withdraw(message.request)
+            elif isinstance(message, _Return):
+                self._on_return(message.process, message.key)
+            elif isinstance(message, _Launched):
+                self._on_launched(message)
+            elif isinstance(message, _Died):
+                self._on_died(message.entry)
+            elif isinstance(message, _Stopped):
+                self._forget(message.entry)
+            elif isinstance(message, _Tick):
+                self._on_tick(message)
+            elif isinstance(message, _Close):
+                self._on_close(message)
+        except Exception:
+            log.exception("pool message %s failed", type(message).__name__)
 
-    def _take_room(self) -> bool:
-        """Count a new process as starting if it fits now. If not, stop an idle process
-        so that room comes, unless processes already stopping will cover the waiters."""
-        if self._has_room():
-            self._starting += 1
-            return True
-        if len(self._stopping) < max(len(self._queue), 1):
-            self._evict_one_idle()
-        return False
-
-    def _evict_one_idle(self) -> bool:
-        """Stop one idle process to make room: an old profile's spare, then any spare, then
-        the least recently used held conversation."""
-        recent = set(self._wanted_profiles())
-        spares = [p for profile, ps in self._spares.items() for p in ps]
-        spares.sort(key=lambda p: (p.profile in recent, p.last_used))
-        if spares:
-            self._retire(spares[0])
-            return True
-        return self._evict_oldest_held()
-
-    # -- spares ----------------------------------------------------------------------
-    def _note_profile(self, profile: Profile) -> None:
-        self._recent[profile] = time.monotonic()
-        self._recent.move_to_end(profile)
+    def _on_submit(self, request: _Request) -> None:
+        if self._closing:
+            self._refuse(request, PoolBusy("The server is shutting down.", retry_after=5))
+            return
+        self._recent[request.profile] = self._clock()
+        self._recent.move_to_end(request.profile)
         while len(self._recent) > max(self.limits.spare_profiles, 1) * 4:
             self._recent.popitem(last=False)
-
-    def _wanted_profiles(self) -> list[Profile]:
-        return list(reversed(self._recent))[: self.limits.spare_profiles]
-
-    def _take_spare(self, profile: Profile) -> PooledProcess | None:
-        spares = self._spares.get(profile, [])
-        while spares:
-            spare = spares.pop(0)
-            if spare.alive and not spare.spoiled:
-                spare.busy = True
-                return spare
-            self._retire(spare)
-        return None
-
-    def _fill_spares_soon(self) -> None:
-        if self._closed:
+        if request.key is not None:
+            self._drop_diverged(request.key, request.profile, request.fingerprint)
+        if self._serve_idle(request):
             return
-        if self._filling:
-            self._fill_again = True  # the running fill may have passed the profile already
+        queued = sum(1 for r in self._waiting if not r.launching)
+        if not queued and self._has_room() and self._backoff_error(request.profile) is None:
+            request.launching = True  # room now and nobody ahead: no queueing at all
+            self._waiting.append(request)
+            self._start_launch(request.profile, request.history, request)
             return
-        self._filling = True
-        self._run_background(self._fill_spares())
+        if queued >= self.limits.queue_size:
+            self.counters["busy_refusals"] += 1
+            self._refuse(request, PoolBusy("All Claude CLI processes are busy and the queue is full; retry shortly.",
+                                           retry_after=2))  # fmt: skip
+            return
+        self._waiting.append(request)
 
-    async def _fill_spares(self) -> None:
-        """Start one spare for each recently seen profile that has none. The most recent
-        profile's spare may evict the least recently used idle conversation (a new
-        conversation is likelier than the return of the oldest one); other spares use free
-        room only. Spares never take room a waiting request needs."""
-        try:
-            for rank, profile in enumerate(self._wanted_profiles()):
-                if self._closed or self._spares.get(profile) or self._queue:
-                    continue
-                if not self._has_room():
-                    if rank == 0 and not self._stopping:
-                        self._evict_oldest_held()  # its exit triggers another fill
-                    continue
-                self._starting += 1
-                try:
-                    spare = await self._spawn(profile, ())
-                except Exception as exc:  # a failed spare costs only a cold start later
-                    log.warning("could not start a spare CLI process: %s", exc)
-                    continue
-                finally:
-                    self._starting -= 1
-                self.counters["spawned"] += 1
-                if self._closed:
-                    await spare.stop()
-                    return
-                self._procs.add(spare)
-                self._spares.setdefault(profile, []).append(spare)
-                self._notify()
-        finally:
-            self._filling = False
-            if self._fill_again:
-                self._fill_again = False
-                self._fill_spares_soon()
+    def _on_withdraw(self, request: _Request) -> None:
+        if request in self._waiting:
+            self._waiting.remove(request)
+        future = request.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            # Granted just as the caller gave up: nothing ran, so the process is as it was.
+            self._on_return(future.result().process, None)
+        elif not future.done():
+            future.cancel()
 
-    def _evict_oldest_held(self) -> bool:
-        """Stop the least recently used idle conversation; False if there is none."""
-        for slot, process in self._held.items():
-            if not process.busy:
-                del self._held[slot]
-                self.counters["evictions"] += 1
-                self._retire(process)
+    def _on_return(self, process: PooledProcess, key: str | None) -> None:
+        entry = self._by_process.get(id(process))
+        if entry is None or entry.state != "busy":
+            return
+        if new_conversation(entry.history):
+            self._new_in_flight[entry.profile] = max(0, self._new_in_flight.get(entry.profile, 0) - 1)
+        if self._closing or not process.reusable:
+            self._retire(entry)
+            return
+        self._backoff.pop(entry.profile, None)  # it served: the CLI launches fine
+        entry.served = True
+        entry.history = process.history
+        if new_conversation(entry.history):  # given back unused: still a spare
+            entry.state, entry.idle_since = "spare", self._clock()
+        else:
+            self._make_held(entry, key)
+
+    def _on_launched(self, message: _Launched) -> None:
+        entry, request = message.entry, message.entry.for_request
+        entry.for_request = None
+        if message.process is None:
+            self.counters["launch_failures"] += 1
+            del self._entries[entry.id]
+            error = message.error
+            detail = error.message if isinstance(error, BridgeError) else str(error)
+            if not (isinstance(error, BridgeError) and error.status < 500):  # not the request's own fault
+                self._note_failure(entry.profile, detail)
+            log.warning("could not launch a CLI process: %s", detail)
+            if request is not None and not request.future.done():
+                if request in self._waiting:
+                    self._waiting.remove(request)
+                self._refuse(request, error if isinstance(error, BridgeError) else CliCrashed(
+                    f"The Claude CLI could not be started: {detail}"))  # fmt: skip
+            return
+        process = message.process
+        self.counters["launched"] += 1
+        entry.process = process
+        entry.launched_at = self._clock()
+        self._by_process[id(process)] = entry
+        watcher = asyncio.ensure_future(self._watch(entry, process))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        if self._closing:
+            entry.state = "spare"
+            self._retire(entry)
+        elif request is not None and not request.future.done() and request in self._waiting:
+            self._waiting.remove(request)
+            self._grant(request, entry, "cold")
+        elif new_conversation(entry.history):
+            entry.state, entry.idle_since = "spare", self._clock()
+        else:  # launched for a request that left: keep it for the same history
+            self._make_held(entry, None)
+
+    def _on_died(self, entry: _Entry) -> None:
+        """A process exited by itself. An idle one is retired (which removes its leftovers);
+        a busy one's turn fails by itself and comes back unusable. Dying soon after launch,
+        before the CLI said anything, is a failure to launch."""
+        if entry.state == "stopping":
+            return
+        started = entry.served or (entry.process is not None and entry.process.started)
+        if not started and self._clock() - entry.launched_at < self.limits.early_death_seconds:
+            self._note_failure(entry.profile, entry.process.failure() if entry.process else "")
+        if entry.state in ("spare", "held"):
+            self._retire(entry)
+
+    def _on_close(self, close: _Close) -> None:
+        self._closing = True
+        for request in list(self._waiting):
+            self._waiting.remove(request)
+            self._refuse(request, PoolBusy("The server is shutting down.", retry_after=5))
+        for entry in list(self._entries.values()):
+            if entry.state in ("spare", "held") or (close.force and entry.state == "busy"):
+                self._retire(entry)
+        self._close_waiters.append(close)
+
+    def _check_closed(self) -> None:
+        if not self._close_waiters:
+            return
+        busy = any(e.state in ("busy", "starting") for e in self._entries.values())
+        for close in list(self._close_waiters):
+            if (close.force and not self._entries) or (not close.force and not busy):
+                self._close_waiters.remove(close)
+                if not close.done.done():
+                    close.done.set_result(None)
+
+    def _on_tick(self, tick: _Tick) -> None:
+        if tick.memory_bytes is not None:
+            self._memory_bytes = tick.memory_bytes
+        now = self._clock()
+        targets = self._spare_targets()
+        for entry in list(self._entries.values()):
+            if entry.state == "spare":
+                surplus = self._count("spare", entry.profile) > targets.get(entry.profile, 0)
+                if now - entry.idle_since > self.limits.spare_idle_seconds or surplus:
+                    self._retire(entry)
+            elif entry.state == "held" and now - entry.idle_since > self.limits.conversation_idle_seconds:
+                self._retire(entry)
+        while self._memory_bytes > self.limits.max_memory_bytes and self._evict_one():
+            self._memory_bytes -= self._memory_bytes // max(1, self._live_count())
+
+    # -- decisions ---------------------------------------------------------------------
+    def _schedule(self) -> None:
+        """Grant what can be granted, launch or make room for the head of the queue, and
+        keep spares at their targets with the room nobody waits for."""
+        for request in list(self._waiting):
+            if request.future.done():
+                self._waiting.remove(request)
+            elif self._serve_idle(request):
+                self._waiting.remove(request)
+        needing_room = [r for r in self._waiting if not r.launching]
+        for request in needing_room:  # first come, first served
+            failure = self._backoff_error(request.profile)
+            if failure is not None:
+                self._waiting.remove(request)
+                self._refuse(request, failure)
+                continue
+            if self._has_room():
+                request.launching = True
+                self._start_launch(request.profile, request.history, request)
+                continue
+            if self._count("stopping") < len([r for r in self._waiting if not r.launching]):
+                self._evict_one()
+            break
+        if not any(not r.launching for r in self._waiting):
+            self._fill_spares()
+
+    def _serve_idle(self, request: _Request) -> bool:
+        """Grant a held process with exactly this history, or a spare for a new conversation."""
+        if request.future.done():
+            return False
+        held = self._held.pop((request.profile, request.fingerprint), None)
+        if held is not None:
+            if held.process is not None and held.process.alive:
+                self._grant(request, held, "held")
                 return True
+            self._retire(held)
+        if new_conversation(request.history):
+            spares = [e for e in self._entries.values() if e.state == "spare" and e.profile == request.profile]
+            for spare in sorted(spares, key=lambda e: e.idle_since):
+                if spare.process is not None and spare.process.alive:
+                    self._grant(request, spare, "spare")
+                    return True
+                self._retire(spare)
         return False
 
-    # -- retiring and reaping ----------------------------------------------------------
-    def _forget_stale_key(self, key: str, slot: Slot) -> None:
-        """A conversation id whose held process no longer matches its history has diverged
-        (edited, regenerated, trimmed): that process can never match again."""
-        previous = self._keys.get(key)
-        if previous is not None and previous != slot:
-            stale = self._held.pop(previous, None)
-            del self._keys[key]
-            if stale is not None:
-                self._retire(stale)
+    def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+        if entry.key is not None:
+            self._keys.pop(entry.key, None)
+            entry.key = None
+        entry.state = "busy"
+        if new_conversation(request.history):
+            count = self._new_in_flight.get(request.profile, 0) + 1
+            self._new_in_flight[request.profile] = count
+            self._demand.append((self._clock(), request.profile, count))
+        self.counters[how] += 1
+        assert entry.process is not None and not request.future.done()
+        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted))
 
-    def _retire(self, process: PooledProcess, interrupt: bool = False) -> None:
-        """Take a process out of every index now and stop it in the background; it counts
-        against the limits until it has exited."""
-        if process in self._stopping:
+    def _make_held(self, entry: _Entry, key: str | None) -> None:
+        entry.state, entry.idle_since = "held", self._clock()
+        entry.fingerprint = history_fingerprint(entry.history)
+        slot = (entry.profile, entry.fingerprint)
+        previous = self._held.pop(slot, None)
+        if previous is not None and previous is not entry:
+            self._retire(previous)
+        self._held[slot] = entry
+        if key is not None:
+            stale = self._keys.get(key)
+            if stale is not None and stale is not entry:
+                self._retire(stale)  # the same conversation, moved on: the old one can never match
+            self._keys[key] = entry
+            entry.key = key
+        while len(self._held) > self.limits.max_conversations:
+            _, oldest = next(iter(self._held.items()))
+            self.counters["evictions"] += 1
+            self._retire(oldest)
+
+    def _drop_diverged(self, key: str, profile: Profile, fingerprint: str) -> None:
+        """A conversation id whose held process holds another history has diverged (edited,
+        regenerated, trimmed): that process can never match again."""
+        entry = self._keys.get(key)
+        if entry is not None and (entry.profile, entry.fingerprint) != (profile, fingerprint):
+            self._retire(entry)
+
+    def _has_room(self) -> bool:
+        """Whether one more process fits. Processes still stopping count: they are alive
+        until they exit, and MAX_PROCESSES bounds live processes."""
+        if len(self._entries) >= self.limits.max_processes:
+            return False
+        per_process = self._memory_bytes / max(1, self._live_count())
+        return self._memory_bytes + per_process * self._count("starting") < self.limits.max_memory_bytes
+
+    def _evict_one(self) -> bool:
+        """Retire one idle process to make room: spares beyond their profile's target, then
+        any spare, then the least recently used conversation. False if none is idle."""
+        targets = self._spare_targets()
+        spares = [e for e in self._entries.values() if e.state == "spare"]
+        spares.sort(key=lambda e: (self._count("spare", e.profile) <= targets.get(e.profile, 0), e.idle_since))
+        if spares:
+            self.counters["evictions"] += 1
+            self._retire(spares[0])
+            return True
+        for entry in self._held.values():
+            self.counters["evictions"] += 1
+            self._retire(entry)
+            return True
+        return False
+
+    # -- spares --------------------------------------------------------------------------
+    def _spare_targets(self) -> dict[Profile, int]:
+        """Spares wanted per profile: the recent peak of concurrent new conversations, at
+        least one for the most recently used profiles."""
+        horizon = self._clock() - self.limits.spare_demand_window_seconds
+        while self._demand and self._demand[0][0] < horizon:
+            self._demand.popleft()
+        recent = list(reversed(self._recent))[: self.limits.spare_profiles]
+        targets = {profile: 1 for profile in recent}
+        for _, profile, count in self._demand:
+            if profile in targets or count > 1:
+                targets[profile] = max(targets.get(profile, 0), min(count, self.limits.max_spares_per_profile))
+        return targets
+
+    def _fill_spares(self) -> None:
+        """Launch spares up to their targets with free room; the most recent profile's first
+        spare may retire the least recently used idle conversation (a new conversation is
+        likelier than the return of the oldest one)."""
+        if self._closing:
             return
-        self._stopping.add(process)
-        self._procs.discard(process)
-        for spares in self._spares.values():
-            if process in spares:
-                spares.remove(process)
-        for slot, held in list(self._held.items()):
-            if held is process:
-                del self._held[slot]
-        self._run_background(self._stop(process, interrupt))
-        self._notify()
+        recent = list(reversed(self._recent))
+        for profile, target in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):
+            if self._backoff_error(profile) is not None:
+                continue
+            while self._count("spare", profile) + self._count_launching_spares(profile) < target:
+                if not self._has_room():
+                    first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
+                    if first_of_latest and not self._count_launching_spares(profile) and not self._count("stopping"):
+                        for entry in list(self._held.values())[:1]:
+                            self.counters["evictions"] += 1
+                            self._retire(entry)
+                    return
+                self._start_launch(profile, (), None)
 
-    async def _stop(self, process: PooledProcess, interrupt: bool) -> None:
-        try:
-            if interrupt:
-                with contextlib.suppress(Exception):
-                    await process.interrupt(wait=1.0)
-            await process.stop()
-        finally:
-            self._stopping.discard(process)
-            self._notify()
-            self._fill_spares_soon()
+    def _count_launching_spares(self, profile: Profile) -> int:
+        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile
+                   and e.for_request is None)  # fmt: skip
 
-    def _run_background(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    # -- launching, retiring, watching -----------------------------------------------------
+    def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: _Request | None) -> None:
+        entry = _Entry(profile, history, for_request=request)
+        self._entries[entry.id] = entry
 
-    def _notify(self) -> None:
-        async def wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
+        async def launch() -> None:
+            try:
+                process = await self._launch(profile, history)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self._post(_Launched(entry, None, exc))
+            else:
+                self._post(_Launched(entry, process, None))
 
-        if self._queue:
-            self._run_background(wake())
+        self._spawn_task(launch())
+
+    def _retire(self, entry: _Entry) -> None:
+        """Take a process out of every index now and stop it in the background (a turn still
+        running is interrupted by ``stop``); it counts against the limits until it has exited.
+        A process still starting is retired when its launch reports back."""
+        if entry.state in ("stopping", "starting"):
+            return
+        entry.state = "stopping"
+        self._unindex(entry)
+        process = entry.process
+        if process is None:
+            self._forget(entry)
+            return
+
+        async def stop() -> None:
+            try:
+                await process.stop()
+            except Exception:
+                log.exception("stopping CLI process %s failed", process.pid)
+            finally:
+                self._post(_Stopped(entry))
+
+        self._spawn_task(stop())
+
+    async def _watch(self, entry: _Entry, process: PooledProcess) -> None:
+        with contextlib.suppress(Exception):
+            await process.wait()
+        self._post(_Died(entry))
+
+    def _unindex(self, entry: _Entry) -> None:
+        if self._held.get((entry.profile, entry.fingerprint)) is entry:
+            del self._held[(entry.profile, entry.fingerprint)]
+        if entry.key is not None and self._keys.get(entry.key) is entry:
+            del self._keys[entry.key]
+        entry.key = None
+
+    def _forget(self, entry: _Entry) -> None:
+        self._unindex(entry)
+        self._entries.pop(entry.id, None)
+        if entry.process is not None:
+            self._by_process.pop(id(entry.process), None)
+
+    def _spawn_task(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- failures ------------------------------------------------------------------------
+    def _note_failure(self, profile: Profile, detail: str) -> None:
+        backoff = self._backoff.setdefault(profile, _Backoff())
+        backoff.failures += 1
+        backoff.last_error = detail.strip()[-500:]
+        delay = min(self.limits.backoff_max_seconds, 2.0 ** (backoff.failures - 1))
+        backoff.until = self._clock() + delay
+        log.error(
+            "the Claude CLI failed to start (%d in a row); next attempt in %.0f s: %s",
+            backoff.failures, delay, backoff.last_error or "no output",
+        )  # fmt: skip
+        asyncio.get_running_loop().call_later(delay, self._post, _Tick())
+
+    def _backoff_error(self, profile: Profile) -> BridgeError | None:
+        backoff = self._backoff.get(profile)
+        if backoff is None or not backoff.failures or self._clock() >= backoff.until:
+            return None
+        return CliCrashed(f"The Claude CLI fails to start: {backoff.last_error or 'it exited at once'}")
+
+    def _refuse(self, request: _Request, error: BaseException) -> None:
+        if not request.future.done():
+            request.future.set_exception(error)
+            request.future.exception()  # retrieved: a caller that left must not log it
 
     async def _reap_forever(self) -> None:
-        while not self._closed:
+        while True:
             await asyncio.sleep(self.limits.reap_interval_seconds)
-            with contextlib.suppress(Exception):
-                self.reap()
+            processes = [e.process for e in self._entries.values() if e.process is not None]
+            memory = await asyncio.to_thread(lambda: sum(p.rss() for p in processes))
+            self._post(_Tick(memory))
 
-    def reap(self) -> None:
-        """Stop dead processes, idle conversations and spares past their idle time, and idle
-        processes while memory is over its bound."""
-        now = time.monotonic()
-        for process in list(self._procs):
-            if process.busy:
-                continue
-            is_spare = any(process in spares for spares in self._spares.values())
-            idle_limit = self.limits.spare_idle_seconds if is_spare else self.limits.conversation_idle_seconds
-            if not process.alive or process.spoiled or now - process.last_used > idle_limit:
-                self._retire(process)
-        while sum(p.rss() for p in self._procs) > self.limits.max_memory_bytes:
-            if not self._evict_one_idle():
-                break
-        self._fill_spares_soon()
+    # -- counting --------------------------------------------------------------------------
+    def _count(self, state: State, profile: Profile | None = None) -> int:
+        return sum(1 for e in self._entries.values() if e.state == state and (profile is None or e.profile == profile))
+
+    def _live_count(self) -> int:
+        return sum(1 for e in self._entries.values() if e.process is not None)
+
+
+def new_conversation(history: tuple[Message, ...]) -> bool:
+    return not history
+
+
+def _custom(profile: Profile) -> bool:
+    return profile != Profile(model=profile.model)

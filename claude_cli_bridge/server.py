@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
 import sys
+from dataclasses import dataclass
 
 import uvicorn
 
 from .app import create_app
-from .cli.locate import CliMissing, cli_version, find_cli
+from .cli.launch import WorkDirUnusable, prepare_work_dir
+from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
+from .cli.probe import ProbeReport, run_probes
+from .cli.version import check_range, dotted, parse_version
 from .embeddings import EmbeddingEngine
 from .engine import BridgeEngine
 from .settings import Settings
@@ -52,18 +57,48 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_engine(settings: Settings) -> BridgeEngine:
+@dataclass
+class Cli:
+    """The CLI this server drives: where, which version, and what it can do."""
+
+    path: str
+    version: str
+    features: ProbeReport
+
+
+def find_checked_cli(settings: Settings) -> tuple[str, str]:
+    """The CLI's path and version; raises StartupError outside the supported range."""
     try:
-        cli = find_cli(settings.claude_cli_path)
+        path = find_cli(settings.claude_cli_path)
     except CliMissing as exc:
         raise StartupError(str(exc)) from None
-    version = cli_version(cli)
-    if not version:
-        raise StartupError(f"The Claude CLI at {cli} did not report a version; is it a working install?")
-    log.info("using the Claude CLI %s at %s", version, cli)
-    return BridgeEngine(settings, cli, version)
+    raw = cli_version(path)
+    verdict = check_range(parse_version(raw), raw)
+    if verdict.verdict == "too_old":
+        raise StartupError(f"{verdict.message} (CLI at {path})")
+    if verdict.verdict == "newer":
+        log.warning("%s", verdict.message)
+    version = dotted(parse_version(raw) or (0, 0, 0))
+    if not settings.claude_cli_path:
+        note = shadowed_bundle(path, version)
+        if note:
+            log.warning("%s", note)
+    return path, version
 
 
+def probe_cli(settings: Settings, path: str, version: str) -> ProbeReport:
+    """Run the feature probes (or trust the version when PROBE_FEATURES is off); raises
+    StartupError when the CLI cannot serve safely at all."""
+    if not settings.probe_features:
+        return ProbeReport.unprobed(version)
+    prepare_work_dir(settings.cli_work_dir)
+    report = asyncio.run(run_probes(path, version, settings.cli_work_dir))
+    fatal = report.fatal()
+    if fatal:
+        raise StartupError(f"Refusing to serve: {fatal}.")
+    for name in report.failed():
+        log.warning("feature switched off: %s", report.refusal(name))
+    return report
 
 
 def run(settings: Settings) -> int:
@@ -72,13 +107,17 @@ def run(settings: Settings) -> int:
     )
     try:
         check_binding(settings)
-        engine = build_engine(settings)
+        prepare_work_dir(settings.cli_work_dir)
+        path, version = find_checked_cli(settings)
+        log.info("using the Claude CLI %s at %s", version, path)
         sockets = [bind(settings.host, settings.port)]
         if settings.ollama_port:
             sockets.append(bind(settings.host, settings.ollama_port))
-    except StartupError as exc:
+        features = probe_cli(settings, path, version)
+    except (StartupError, WorkDirUnusable) as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2
+    engine = BridgeEngine(settings, path, version, features=features)
     app = create_app(settings, engine, EmbeddingEngine(settings))
     config = uvicorn.Config(
         app,

@@ -6,6 +6,7 @@ Environment names are the field names in upper case unless an alias says otherwi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -61,7 +62,11 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=_default_state_dir,
-        description="Private directory for the CLI's empty working directories and transcripts.",
+        description="Private directory for the CLI processes' files (transcripts, tool configuration).",
+    )
+    cli_work_dir: Path = Field(
+        Path("/tmp/claude-cli-bridge-work"),
+        description="The CLI's empty working directory; its path is shown to the model, so it names nothing of the host.",
     )
 
     # --- models ----------------------------------------------------------------------
@@ -84,8 +89,10 @@ class Settings(BaseSettings):
     turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
     silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
     shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")
-    probe_transcripts: bool = Field(
-        True, description="At start-up, check that this CLI resumes transcripts; else fall back to flattened history."
+    probe_features: bool = Field(
+        True,
+        validation_alias=AliasChoices("PROBE_FEATURES", "PROBE_TRANSCRIPTS"),
+        description="At start-up, check what this CLI can do (a few seconds, no quota); off: trust the version alone.",
     )
 
     # --- request limits ----------------------------------------------------------------
@@ -114,7 +121,7 @@ class Settings(BaseSettings):
     embed_max_inputs: int = Field(2048, description="Most inputs in one embeddings request.")
     embed_max_chars: int = Field(100_000, description="Most characters in one embeddings input.")
 
-    @field_validator("state_dir", "embed_cache_dir", mode="after")
+    @field_validator("state_dir", "embed_cache_dir", "cli_work_dir", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
@@ -124,3 +131,31 @@ class Settings(BaseSettings):
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every setting, its description and its default (a test
+    keeps the file equal to this; regenerate with ``python -m claude_cli_bridge.settings``)."""
+    lines = [
+        "# claude-cli-bridge settings: every setting with its default. Copy to .env and edit.",
+        "# Environment variables override .env.",
+    ]
+    home = str(Path.home())
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name.upper()
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            text = str(default).lower()
+        elif isinstance(default, dict):
+            text = json.dumps(default, separators=(",", ":"))
+        else:
+            text = str(default)
+        if text.startswith(home):
+            text = "~" + text[len(home) :]
+        lines += ["", f"# {field.description}", f"{env_name}={text}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    Path(".env.example").write_text(env_example(), encoding="utf-8")

@@ -58,7 +58,7 @@ class BridgeServer:
             "STATE_DIR": str(self.home / "state"),
             "LOG_LEVEL": "info",
             # The probe has its own tests; skipping it keeps each test server's start cheap.
-            "PROBE_TRANSCRIPTS": "false",
+            "PROBE_FEATURES": "false",
             "PYTHONUNBUFFERED": "1",
         }
         self.env.update({key: str(value) for key, value in env.items()})

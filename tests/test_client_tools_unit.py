@@ -102,7 +102,8 @@ def test_continuation_marks_the_last_call_and_keeps_the_others_as_results():
         "content": [{"type": "text", "text": "rb"}, {"type": "image", "data": "AAAA", "mimeType": "image/png"}],
         "isError": True,
     }
-    assert cont.resume_prompt == "and?"
+    assert cont.beside == Message("user", (TextBlock("and?"),))
+    assert cont.records() == [*history[:2], cont.earlier_results, cont.beside]
 
 
 @pytest.mark.parametrize(

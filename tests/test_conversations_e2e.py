@@ -49,7 +49,7 @@ def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
     assert ask(server, follow_up).choices[0].message.content == "Two pump blood to the gills."
     after = server.wait_idle()["pool"]
     assert after["counters"]["held"] == before["counters"]["held"] + 1
-    assert after["counters"]["spawned"] == before["counters"]["spawned"], "a new CLI process was started"
+    assert after["counters"]["launched"] == before["counters"]["launched"], "a new CLI process was started"
     assert server.cli_pids() == pids_before
     assert fake.received[-1].plain_messages() == [
         ("user", "Tell me a fact."),
@@ -63,14 +63,14 @@ def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, f
     fake.enqueue(Reply(chunks=["First answer."]))
     ask(server, [{"role": "user", "content": "Original question"}], user="conv-edit")
     server.wait_idle()
-    spawned = server.health()["pool"]["counters"]["spawned"]
+    spawned = server.health()["pool"]["counters"]["launched"]
     edited = [
         {"role": "user", "content": "Edited question"},
         {"role": "assistant", "content": "First answer."},
         {"role": "user", "content": "Next"},
     ]
     ask(server, edited, user="conv-edit")
-    assert server.wait_idle()["pool"]["counters"]["spawned"] == spawned + 1
+    assert server.wait_idle()["pool"]["counters"]["launched"] == spawned + 1
     assert fake.received[-1].plain_messages() == [
         ("user", "Edited question"),
         ("assistant", "First answer."),
@@ -106,11 +106,12 @@ def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge
         {"role": "assistant", "content": "It is -3 C and snowing in Oslo."},
         {"role": "user", "content": "Should I bring a coat?"},
     ]
-    ask(bridge, history)
+    ask(bridge, history, tools=[WEATHER_TOOL])
     messages = [m for m in fake.received[-1].messages if m["role"] in ("user", "assistant")]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
-    assert tool_use["id"] == "toolu_01abc" and tool_use["name"] == "get_weather"
+    # The caller's tools reach the model through the bridge's MCP server, so under its prefix.
+    assert tool_use["id"] == "toolu_01abc" and tool_use["name"] == "mcp__client__get_weather"
     assert tool_use["input"] == {"city": "Oslo"}
     tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
     assert tool_result["tool_use_id"] == "toolu_01abc"
@@ -119,6 +120,24 @@ def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge
         ("assistant", "It is -3 C and snowing in Oslo."),
         ("user", "Should I bring a coat?"),
     ]
+
+
+def test_a_history_calling_an_undefined_tool_is_refused_naming_it(bridge, fake):
+    history = [
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"ls /"}'}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "etc home"},
+        {"role": "user", "content": "and now?"},
+    ]
+    calls = len(fake.received)
+    response = httpx.post(f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30)
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "'Bash'" in message and "CLAUDE_CODE" not in message
+    assert len(fake.received) == calls
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 
 
 def test_a_request_ending_in_tool_results_is_refused_clearly(bridge):
@@ -212,12 +231,13 @@ def test_ollama_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks
             {"role": "assistant", "content": "It is -3 C."},
             {"role": "user", "content": "Thanks"},
         ],
+        tools=[WEATHER_TOOL],
     )
     messages = [m for m in fake.received[-1].messages if m["role"] in ("user", "assistant")]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
     tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
-    assert tool_use["name"] == "get_weather" and tool_use["input"] == {"city": "Oslo"}
+    assert tool_use["name"] == "mcp__client__get_weather" and tool_use["input"] == {"city": "Oslo"}
     assert tool_result["tool_use_id"] == tool_use["id"] and "-3 C" in json.dumps(tool_result["content"])
 
 
@@ -230,8 +250,8 @@ def test_ollama_follow_up_is_a_warm_turn(start_bridge, fake):
     first = [{"role": "user", "content": "Sky colour?"}]
     answer = client.chat(model="sonnet", messages=first).message.content
     server.wait_idle()
-    spawned = server.health()["pool"]["counters"]["spawned"]
+    spawned = server.health()["pool"]["counters"]["launched"]
     client.chat(model="sonnet", messages=first + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}])
     pool = server.wait_idle()["pool"]
-    assert pool["counters"]["spawned"] == spawned and pool["counters"]["held"] >= 1
+    assert pool["counters"]["launched"] == spawned and pool["counters"]["held"] >= 1
     assert fake.received[-1].plain_messages() == [("user", "Sky colour?"), ("assistant", "Blue."), ("user", "Why?")]

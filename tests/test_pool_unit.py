@@ -3,328 +3,453 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import random
 
 import pytest
 
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock
-from claude_cli_bridge.errors import PoolBusy
-from claude_cli_bridge.pool import Pool, PoolLimits
+from claude_cli_bridge.errors import CliCrashed, PoolBusy
+from claude_cli_bridge.pool import Lease, Pool, PoolLimits
 
 _pids = itertools.count(1000)
 
 
 class StandIn:
+    """What the pool sees of a CLI process: history, liveness and the reuse verdict."""
+
     def __init__(self, profile, history):
-        self.id = self.pid = next(_pids)
+        self.pid = next(_pids)
         self.profile = profile
         self.history = history
-        self.busy = False
         self.spoiled = False
-        self.last_used = 0.0
         self.stopped = False
-        self.interrupted = False
+        self.died = False
+        self.started = False
+        self.stop_delay = 0.0
+        self._exited = asyncio.Event()
 
     @property
     def alive(self):
-        return not self.stopped
+        return not (self.stopped or self.died)
+
+    @property
+    def reusable(self):
+        return self.alive and not self.spoiled
 
     def rss(self):
         return 100
 
-    async def interrupt(self, wait=2.0):
-        self.interrupted = True
+    def failure(self):
+        return "stand-in died"
+
+    async def wait(self):
+        await self._exited.wait()
 
     async def stop(self):
+        await asyncio.sleep(self.stop_delay)
         self.stopped = True
+        self._exited.set()
+
+    def die(self):
+        self.died = True
+        self._exited.set()
 
     def answer(self, prompt: str, reply: str):
-        self.history = self.history + (user(prompt), Message("assistant", (TextBlock(reply),)))
+        self.started = True
+        self.history = (*self.history, user(prompt), Message("assistant", (TextBlock(reply),)))
 
 
 def user(text):
     return Message("user", (TextBlock(text),))
 
 
-def make_pool(**limits):
-    spawned = []
+P = Profile(model="sonnet", system="be nice")
+TASK = Profile(model="haiku")
 
-    async def spawn(profile, history):
-        await asyncio.sleep(0)
+
+class Harness:
+    def __init__(self, **limits):
+        self.spawned: list[StandIn] = []
+        self.launch_delay = 0.0
+        self.launch_error: Exception | None = None
+        self.stop_delay = 0.0
+        self.pool = Pool(self.launch, PoolLimits(**{"queue_timeout_seconds": 0.3, "spare_profiles": 0, **limits}))
+
+    async def launch(self, profile, history):
+        await asyncio.sleep(self.launch_delay)
+        if self.launch_error is not None:
+            raise self.launch_error
         process = StandIn(profile, history)
-        spawned.append(process)
+        process.stop_delay = self.stop_delay
+        self.spawned.append(process)
         return process
 
-    pool = Pool(spawn, PoolLimits(**{"queue_timeout_seconds": 0.3, **limits}))
-    return pool, spawned
+    async def take(self, profile=P, history=(), key=None) -> tuple[Lease, contextlib.AbstractAsyncContextManager]:
+        """A lease kept open until ``give`` (the ``async with`` body, spread over a test)."""
+        manager = self.pool.lease(profile, history, key)
+        return await manager.__aenter__(), manager
+
+    async def give(self, manager) -> None:
+        await manager.__aexit__(None, None, None)
+        await self.pool.settled()
+
+    async def converse(self, prompt="q", reply="a", profile=P, history=(), key=None) -> Lease:
+        """One whole turn: lease, answer, give back."""
+        async with self.pool.lease(profile, history, key) as lease:
+            lease.process.answer(prompt, reply)
+        await self.pool.settled()
+        return lease
+
+    def live(self) -> list[StandIn]:
+        return [p for p in self.spawned if p.alive]
 
 
-P = Profile(model="sonnet", system="be nice")
+@pytest.fixture
+async def harness():
+    made: list[Harness] = []
+
+    def make(warm=(), **limits) -> Harness:
+        h = Harness(**limits)
+        h.pool.start(list(warm))
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        await h.pool.close(grace=0.1)
 
 
-def run(coro):
-    return asyncio.run(coro)
+async def test_a_new_conversation_takes_a_spare_and_a_replacement_starts(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 1
+    lease, held = await h.take()
+    assert lease.how == "spare" and lease.process is h.spawned[0]
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 1 and len(h.spawned) == 2
+    await h.give(held)
 
 
-def test_a_new_conversation_takes_a_spare_and_a_replacement_starts():
-    async def scenario():
-        pool, spawned = make_pool()
-        pool.start([P])
-        await pool.drain_background()
-        assert pool.status()["spares"] == 1
-        lease = await pool.acquire(P, ())
-        assert lease.how == "spare" and lease.process is spawned[0]
-        await pool.drain_background()
-        assert pool.status()["spares"] == 1 and len(spawned) == 2
-
-    run(scenario())
+async def test_a_follow_up_reuses_the_held_process(harness):
+    h = harness()
+    first = await h.converse("q1", "a1")
+    history = (user("q1"), Message("assistant", (TextBlock("a1 "),)))  # the client trims differently
+    async with h.pool.lease(P, history) as again:
+        assert again.how == "held" and again.process is first.process
 
 
-def test_a_follow_up_reuses_the_held_process():
-    async def scenario():
-        pool, spawned = make_pool(spare_profiles=0)
-        lease = await pool.acquire(P, ())
-        lease.process.answer("q1", "a1")
-        pool.release(lease.process)
-        history = (user("q1"), Message("assistant", (TextBlock("a1 "),)))  # client trims differently
-        again = await pool.acquire(P, history)
-        assert again.how == "held" and again.process is lease.process
-
-    run(scenario())
-
-
-def test_a_diverged_history_starts_a_new_process_and_never_reuses_the_old():
-    async def scenario():
-        pool, spawned = make_pool(spare_profiles=0)
-        lease = await pool.acquire(P, (), key="conv")
-        lease.process.answer("q1", "a1")
-        pool.release(lease.process, key="conv")
-        edited = (user("q1 edited"), Message("assistant", (TextBlock("a1"),)))
-        rebuilt = await pool.acquire(P, edited, key="conv")
-        assert rebuilt.how == "cold" and rebuilt.process is not lease.process
-        assert rebuilt.process.history == edited
-        await pool.drain_background()
-        assert lease.process.stopped  # the stale conversation was dropped
-
-    run(scenario())
-
-
-def test_a_changed_system_prompt_is_a_different_profile():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0)
-        lease = await pool.acquire(P, ())
+async def test_an_unusable_process_is_never_held(harness):
+    h = harness()
+    async with h.pool.lease(P, ()) as lease:
         lease.process.answer("q", "a")
-        pool.release(lease.process)
-        other = Profile(model="sonnet", system="be rude")
-        again = await pool.acquire(other, lease.process.history)
+        lease.process.spoiled = True  # e.g. cut at a stop sequence: its verdict, not the pool's
+    await h.pool.settled()
+    assert lease.process.stopped and h.pool.status()["held"] == 0
+
+
+async def test_a_diverged_history_starts_a_new_process_and_never_reuses_the_old(harness):
+    h = harness()
+    first = await h.converse("q1", "a1", key="conv")
+    edited = (user("q1 edited"), Message("assistant", (TextBlock("a1"),)))
+    async with h.pool.lease(P, edited, key="conv") as rebuilt:
+        assert rebuilt.how == "cold" and rebuilt.process is not first.process
+        assert rebuilt.process.history == edited
+    await h.pool.settled()
+    assert first.process.stopped  # the stale conversation was dropped
+
+
+async def test_two_interleaved_conversations_without_keys_both_stay_warm(harness):
+    h = harness(max_conversations=4)
+    a = await h.converse("a1", "x")
+    b = await h.converse("b1", "y")
+    for n in range(3):
+        a = await h.converse(f"a{n + 2}", "x", history=a.process.history)
+        b = await h.converse(f"b{n + 2}", "y", history=b.process.history)
+    assert h.pool.counters["cold"] == 2 and h.pool.counters["held"] == 6
+
+
+async def test_a_changed_system_prompt_is_a_different_profile(harness):
+    h = harness()
+    first = await h.converse()
+    async with h.pool.lease(Profile(model="sonnet", system="be rude"), first.process.history) as again:
         assert again.how == "cold"
 
-    run(scenario())
+
+async def test_held_conversations_are_bounded_least_recently_used_first(harness):
+    h = harness(max_conversations=2)
+    leases = [await h.converse(f"q{n}") for n in range(3)]
+    assert [lease.process.stopped for lease in leases] == [True, False, False]
+    assert h.pool.status()["held"] == 2
 
 
-def test_held_conversations_are_bounded_least_recently_used_first():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, max_conversations=2)
-        leases = []
-        for n in range(3):
-            lease = await pool.acquire(P, ())
-            lease.process.answer(f"q{n}", "a")
-            pool.release(lease.process)
-            leases.append(lease)
-        await pool.drain_background()
-        assert [lease.process.stopped for lease in leases] == [True, False, False]
-        assert pool.status()["held"] == 2
-
-    run(scenario())
-
-
-def test_a_full_pool_evicts_idle_processes_before_refusing():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, max_processes=1)
-        first = await pool.acquire(P, ())
-        first.process.answer("q", "a")
-        pool.release(first.process)
-        second = await pool.acquire(P, ())
+async def test_a_full_pool_evicts_idle_processes_before_refusing(harness):
+    h = harness(max_processes=1)
+    first = await h.converse()
+    async with h.pool.lease(P, ()) as second:
         assert second.how == "cold"
-        await pool.drain_background()
-        assert first.process.stopped
-
-    run(scenario())
+    assert first.process.stopped
 
 
-def test_when_all_are_busy_requests_queue_then_are_refused():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, max_processes=1, queue_size=1)
-        busy = await pool.acquire(P, ())
-        waiter = asyncio.create_task(pool.acquire(P, ()))
-        await asyncio.sleep(0.01)
-        with pytest.raises(PoolBusy):  # the queue (1) is full
-            await pool.acquire(P, ())
-        with pytest.raises(PoolBusy):  # the waiter times out
-            await waiter
-        pool.discard(busy.process)
-        await pool.drain_background()
-        assert (await pool.acquire(P, ())).how == "cold"
-
-    run(scenario())
+async def test_when_all_are_busy_requests_queue_then_are_refused(harness):
+    h = harness(max_processes=1, queue_size=1)
+    _, busy = await h.take()
+    waiter = asyncio.create_task(h.take())
+    await asyncio.sleep(0.01)
+    with pytest.raises(PoolBusy, match="queue is full"):
+        await h.take()
+    with pytest.raises(PoolBusy, match="stayed busy"):  # the waiter times out
+        await waiter
+    await h.give(busy)
+    lease, held = await h.take()
+    assert lease.how == "spare"  # given back unused: a spare again
+    await h.give(held)
 
 
-def test_a_waiter_gets_the_room_a_finished_turn_frees():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, max_processes=1, queue_timeout_seconds=5)
-        busy = await pool.acquire(P, ())
-        waiter = asyncio.create_task(pool.acquire(P, ()))
-        await asyncio.sleep(0.05)
-        busy.process.answer("q", "a")
-        pool.release(busy.process)  # held and idle: evictable for the waiter
-        lease = await asyncio.wait_for(waiter, 2)
-        assert lease.how == "cold"
-
-    run(scenario())
-
-
-def test_discarded_processes_are_interrupted_and_stopped():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0)
-        lease = await pool.acquire(P, ())
-        pool.discard(lease.process)
-        await pool.drain_background()
-        assert lease.process.interrupted and lease.process.stopped
-        assert pool.status()["processes"] == 0
-
-    run(scenario())
+async def test_a_full_queue_answers_busy_at_once_while_processes_are_stopping(harness):
+    h = harness(max_processes=1, queue_size=1, queue_timeout_seconds=5)
+    h.stop_delay = 1.0
+    lease, busy = await h.take()
+    lease.process.spoiled = True
+    await busy.__aexit__(None, None, None)  # now stopping, for a second
+    waiter = asyncio.create_task(h.take())  # fills the queue
+    await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    for _ in range(5):
+        with pytest.raises(PoolBusy, match="queue is full"):
+            await h.take()
+    assert asyncio.get_running_loop().time() - started < 0.5  # a hang guard, not a benchmark
+    (_, held) = await waiter
+    await h.give(held)
 
 
-def test_close_stops_everything_and_refuses_new_work():
-    async def scenario():
-        pool, spawned = make_pool()
-        pool.start([P])
-        await pool.drain_background()
-        await pool.acquire(P, ())
-        await pool.close(grace=0.1)
-        assert all(process.stopped for process in spawned)
-        with pytest.raises(PoolBusy):
-            await pool.acquire(P, ())
-
-    run(scenario())
+async def test_a_waiter_gets_the_room_a_finished_turn_frees(harness):
+    h = harness(max_processes=1, queue_timeout_seconds=5)
+    lease, busy = await h.take()
+    waiter = asyncio.create_task(h.take())
+    await asyncio.sleep(0.05)
+    lease.process.answer("q", "a")
+    await h.give(busy)  # held and idle: evicted for the waiter
+    second, held = await asyncio.wait_for(waiter, 2)
+    assert second.how == "cold"
+    await h.give(held)
 
 
-def test_reap_stops_idle_and_dead_processes():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, conversation_idle_seconds=0)
-        lease = await pool.acquire(P, ())
-        lease.process.answer("q", "a")
-        pool.release(lease.process)
-        pool.reap()
-        await pool.drain_background()
-        assert lease.process.stopped and pool.status()["held"] == 0
-
-    run(scenario())
+async def test_close_stops_everything_and_refuses_new_work(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    _, busy = await h.take()
+    await h.pool.close(grace=0.1)
+    assert all(process.stopped for process in h.spawned)
+    with pytest.raises(PoolBusy):
+        await h.take()
 
 
-def test_spares_are_refilled_after_conversations_fill_the_pool():
-    async def scenario():
-        pool, spawned = make_pool(max_processes=3, max_conversations=3, spare_profiles=1)
-        pool.start([P])
-        await pool.drain_background()
-        for n in range(4):  # each new conversation takes the spare; the next spare must follow
-            lease = await pool.acquire(P, ())
-            assert lease.how == "spare", f"conversation {n} started cold"
-            lease.process.answer(f"q{n}", "a")
-            pool.release(lease.process)
-            await pool.drain_background()
-        assert pool.status()["spares"] == 1 and pool.status()["processes"] <= 3
-
-    run(scenario())
+async def test_idle_conversations_and_spares_are_reaped(harness):
+    h = harness(conversation_idle_seconds=0, spare_idle_seconds=0, reap_interval_seconds=0.01)
+    lease = await h.converse()
+    await asyncio.sleep(0.05)
+    await h.pool.settled()
+    assert lease.process.stopped and h.pool.status()["held"] == 0
 
 
-class SlowStop(StandIn):
-    async def stop(self):
-        await asyncio.sleep(0.2)
-        self.stopped = True
+async def test_a_process_that_dies_while_idle_is_cleaned_up(harness):
+    h = harness()
+    lease = await h.converse()
+    lease.process.die()
+    await asyncio.sleep(0.01)
+    await h.pool.settled()
+    assert h.pool.status()["held"] == 0 and lease.process.stopped  # stop() ran: leftovers removed
 
 
-def test_processes_being_stopped_still_count_against_max_processes():
-    async def scenario():
-        live = []
-
-        async def spawn(profile, history):
-            process = SlowStop(profile, history)
-            live.append(process)
-            return process
-
-        pool = Pool(spawn, PoolLimits(max_processes=1, spare_profiles=0, queue_timeout_seconds=5))
-        first = await pool.acquire(P, ())
-        pool.discard(first.process)  # stopping takes 0.2 s
-        second = asyncio.create_task(pool.acquire(P, ()))
-        await asyncio.sleep(0.1)
-        assert not second.done(), "a new process started while the old one was still alive"
-        lease = await asyncio.wait_for(second, 2)
-        assert first.process.stopped and lease.process is not first.process
-
-    run(scenario())
+async def test_spares_are_refilled_after_conversations_fill_the_pool(harness):
+    h = harness(warm=[P], max_processes=3, max_conversations=3, spare_profiles=1)
+    await h.pool.settled()
+    for n in range(4):  # each new conversation takes the spare; the next spare must follow
+        lease = await h.converse(f"q{n}")
+        assert lease.how == "spare", f"conversation {n} started cold"
+    status = h.pool.status()
+    assert status["spare"] == 1 and status["processes"] <= 3
 
 
-def test_a_cancelled_waiter_does_not_take_a_process():
-    async def scenario():
-        pool, spawned = make_pool(spare_profiles=0, max_processes=1, queue_timeout_seconds=5)
-        busy = await pool.acquire(P, ())
-        waiter = asyncio.create_task(pool.acquire(P, ()))
-        await asyncio.sleep(0.01)
-        busy.process.answer("q", "a")
-        pool.release(busy.process)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        await pool.drain_background()
-        assert pool.status()["starting"] == 0
-        assert sum(1 for p in spawned if not p.stopped) <= 1
-
-    run(scenario())
+async def test_a_burst_of_new_conversations_raises_the_spare_target(harness):
+    h = harness(warm=[TASK], spare_profiles=1, max_processes=8)
+    h.launch_delay = 0.01
+    await h.pool.settled()
+    burst = await asyncio.gather(*(h.take(TASK) for _ in range(3)))  # Open WebUI: title, tags, follow-ups
+    assert sorted(lease.how for lease, _ in burst) == ["cold", "cold", "spare"]
+    for _, manager in burst:
+        await h.give(manager)
+    await h.pool.settled()
+    assert h.pool.status()["spare_targets"]["haiku"] == 3
+    second = await asyncio.gather(*(h.take(TASK) for _ in range(3)))
+    assert [lease.how for lease, _ in second] == ["spare"] * 3
+    for _, manager in second:
+        await h.give(manager)
 
 
-def test_newcomers_queue_behind_waiting_requests():
-    async def scenario():
-        pool, _ = make_pool(spare_profiles=0, max_processes=1, queue_timeout_seconds=5)
-        busy = await pool.acquire(P, ())
-        order = []
+async def test_processes_being_stopped_still_count_against_max_processes(harness):
+    h = harness(max_processes=1, queue_timeout_seconds=5)
+    h.stop_delay = 0.2
+    lease, busy = await h.take()
+    lease.process.spoiled = True
+    await busy.__aexit__(None, None, None)  # stopping takes 0.2 s
+    second = asyncio.create_task(h.take())
+    await asyncio.sleep(0.1)
+    assert not second.done(), "a new process started while the old one was still alive"
+    new, held = await asyncio.wait_for(second, 2)
+    assert lease.process.stopped and new.process is not lease.process
+    await h.give(held)
 
-        async def ask(name):
-            lease = await pool.acquire(P, ())
+
+async def test_a_cancelled_waiter_does_not_take_a_process(harness):
+    h = harness(max_processes=1, queue_timeout_seconds=5)
+    lease, busy = await h.take()
+    waiter = asyncio.create_task(h.take())
+    await asyncio.sleep(0.01)
+    lease.process.answer("q", "a")
+    await busy.__aexit__(None, None, None)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await h.pool.settled()
+    status = h.pool.status()
+    assert status["busy"] == 0 and status["starting"] == 0 and len(h.live()) <= 1
+
+
+async def test_newcomers_queue_behind_waiting_requests(harness):
+    h = harness(max_processes=1, queue_timeout_seconds=5)
+    lease, busy = await h.take()
+    order = []
+
+    async def ask(name):
+        async with h.pool.lease(P, ()) as got:
             order.append(name)
             await asyncio.sleep(0.01)
-            pool.discard(lease.process)
+            got.process.spoiled = True
 
-        first = asyncio.create_task(ask("first"))
-        await asyncio.sleep(0.01)
-        pool.discard(busy.process)
-        second = asyncio.create_task(ask("second"))
-        await asyncio.gather(first, second)
-        assert order == ["first", "second"]
+    first = asyncio.create_task(ask("first"))
+    await asyncio.sleep(0.01)
+    lease.process.spoiled = True
+    await busy.__aexit__(None, None, None)
+    second = asyncio.create_task(ask("second"))
+    await asyncio.gather(first, second)
+    assert order == ["first", "second"]
 
-    run(scenario())
+
+async def test_a_client_leaving_during_a_cold_start_leaves_no_busy_process(harness):
+    h = harness()
+    h.launch_delay = 0.1
+    request = asyncio.create_task(h.take())
+    await asyncio.sleep(0.02)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await asyncio.sleep(0.15)
+    await h.pool.settled()
+    status = h.pool.status()
+    assert status["starting"] == 0 and status["busy"] == 0
+    assert len(h.live()) <= 1  # kept as a spare at most, never leaked busy
 
 
-def test_a_client_leaving_during_a_cold_start_leaves_no_process():
-    async def scenario():
-        started = []
+async def test_keys_never_outlive_their_slots(harness):
+    h = harness(max_conversations=2)
+    for n in range(50):
+        await h.converse(f"q{n}", key=f"conversation-{n}")
+    assert len(h.pool._keys) <= 2
+    assert all(entry.state == "held" for entry in h.pool._keys.values())
 
-        async def slow_spawn(profile, history):
-            await asyncio.sleep(0.1)
-            process = StandIn(profile, history)
-            started.append(process)
-            return process
 
-        pool = Pool(slow_spawn, PoolLimits(spare_profiles=0))
-        request = asyncio.create_task(pool.acquire(P, ()))
-        await asyncio.sleep(0.02)
-        request.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await request
-        await asyncio.sleep(0.2)
-        await pool.drain_background()
-        assert started and all(process.stopped for process in started)
-        assert pool.status()["starting"] == 0 and pool.status()["processes"] == 0
+async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harness):
+    h = harness(warm=[P], spare_profiles=1, queue_timeout_seconds=5)
+    h.launch_error = CliCrashed("unknown option '--tools'")
+    await asyncio.sleep(0.01)
+    await h.pool.settled()
+    status = h.pool.status()
+    assert status["backoff"]["sonnet"]["failures"] == 1
+    assert "unknown option" in status["backoff"]["sonnet"]["last_error"]
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(CliCrashed, match="unknown option"):
+        await h.take()
+    assert asyncio.get_running_loop().time() - started < 1  # failed fast, did not wait for the queue
+    assert len(h.spawned) == 0 and h.pool.counters["launch_failures"] == 1  # no relaunch during backoff
 
-    run(scenario())
+
+async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    h.spawned[0].die()
+    await asyncio.sleep(0.01)
+    await h.pool.settled()
+    assert h.pool.status()["backoff"]["sonnet"]["failures"] == 1
+    with pytest.raises(CliCrashed, match="stand-in died"):
+        await h.take()
+
+
+async def test_randomized_stress_keeps_the_pool_invariants(harness):
+    """Acquire, give back, spoil, cancel, crash and evict in random order; after every step
+    the pool holds its limits, and once every lease ended nothing is busy."""
+    rng = random.Random(1234)
+    limits = {"max_processes": 4, "queue_size": 3, "max_conversations": 2, "queue_timeout_seconds": 0.2,
+              "early_death_seconds": 0}  # injected crashes are not failures to launch
+    h = harness(warm=[P], spare_profiles=2, **limits)
+    h.launch_delay = 0.001
+    histories: list[tuple] = [()]
+    outcomes = {"ok": 0, "busy": 0, "crashed": 0, "cancelled": 0}
+
+    async def one_request(n: int) -> None:
+        profile = rng.choice([P, TASK])
+        history = rng.choice(histories)
+        key = rng.choice([None, None, f"k{rng.randrange(4)}"])
+        try:
+            async with h.pool.lease(profile, history, key) as lease:
+                await asyncio.sleep(rng.random() * 0.02)
+                action = rng.random()
+                if action < 0.15:
+                    lease.process.die()
+                elif action < 0.3:
+                    lease.process.spoiled = True
+                else:
+                    lease.process.answer(f"q{n}", "a")
+                    histories.append(lease.process.history)
+            outcomes["ok"] += 1
+        except PoolBusy:
+            outcomes["busy"] += 1
+        except CliCrashed:
+            outcomes["crashed"] += 1
+
+    def check() -> None:
+        entries = list(h.pool._entries.values())
+        assert len(entries) <= limits["max_processes"]
+        assert len([p for p in h.spawned if p.alive]) <= limits["max_processes"]
+        assert sum(1 for r in h.pool._waiting if not r.launching) <= limits["queue_size"]
+        assert all(entry.state == "held" for entry in h.pool._keys.values())
+        assert all(entry.state == "held" for entry in h.pool._held.values())
+
+    tasks = []
+    for n in range(300):
+        task = asyncio.create_task(one_request(n))
+        tasks.append(task)
+        if rng.random() < 0.1:
+            await asyncio.sleep(0.005)
+            victim = rng.choice(tasks)
+            if not victim.done():
+                victim.cancel()
+                outcomes["cancelled"] += 1
+        if rng.random() < 0.05:
+            idle = [p for p in h.spawned if p.alive]
+            if idle:
+                rng.choice(idle).die()  # a crash at any time, busy or not
+        await asyncio.sleep(rng.random() * 0.004)
+        check()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    await h.pool.settled()
+    check()
+    status = h.pool.status()
+    assert status["busy"] == 0 and status["starting"] == 0 and status["waiting"] == 0
+    assert outcomes["ok"] > 50 and outcomes["busy"] > 0
+    alive_pids = {p.pid for p in h.spawned if p.alive}
+    assert alive_pids == set(status["pids"])  # every live process is known, none leaked

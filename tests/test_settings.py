@@ -74,3 +74,9 @@ def test_public_binding_needs_a_key(host, key, allow, refused):
             check_binding(settings)
     else:
         check_binding(settings)
+
+
+def test_env_example_is_generated_from_the_settings_class():
+    from claude_cli_bridge.settings import env_example
+
+    assert (ROOT / ".env.example").read_text() == env_example(), "run: python -m claude_cli_bridge.settings"

@@ -43,22 +43,23 @@ def test_a_public_address_without_a_key_is_refused():
     assert "BRIDGE_API_KEY" in result.stderr
 
 
-def test_doctor_runs_the_transcript_probe_against_the_real_cli():
+def test_doctor_runs_the_feature_probes_against_the_real_cli():
     result = run_module("doctor", CLAUDE_CLI_PATH=find_test_cli())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "transcript probe: ok" in result.stdout
+    for feature in ("basic", "caller_text", "single_call", "transcripts", "client_tools", "structured_output"):
+        assert f"[ok  ] feature {feature}:" in result.stdout
 
 
-def test_the_server_probes_transcripts_at_start_up(fake):
-    server = BridgeServer(fake.base_url, PROBE_TRANSCRIPTS="true").start()
+def test_the_server_probes_the_cli_at_start_up_without_reaching_the_upstream(fake):
+    server = BridgeServer(fake.base_url, PROBE_FEATURES="true").start()
     try:
-        deadline = time.monotonic() + 30
-        while server.health()["transcript_probe"] == "not run" and time.monotonic() < deadline:
-            time.sleep(0.1)
         health = server.health()
-        assert health["history_mode"] == "transcript"
-        assert "real turns" in health["transcript_probe"]
-        assert not fake.received, "the probe must not reach the configured upstream"
+        assert health["status"] == "ok"
+        assert {name: f["state"] for name, f in health["features"].items()} == {
+            name: "ok" for name in health["features"]
+        }
+        assert "caller_text" in health["features"]
+        assert not fake.received, "the probes must not reach the configured upstream"
     finally:
         server.stop()
 

@@ -317,6 +317,7 @@ def test_history_fingerprint_ignores_whitespace_and_split_text_only():
 
 
 def test_the_cli_environment_is_quiet_bounded_and_free_of_the_bridges_keys():
+    from claude_cli_bridge.cli.launch import LaunchFiles, build_argv
     from claude_cli_bridge.cli.profile import Profile
 
     env = Profile(model="sonnet", max_tokens=50).env(
@@ -326,21 +327,8 @@ def test_the_cli_environment_is_quiet_bounded_and_free_of_the_bridges_keys():
     assert "BRIDGE_API_KEY" not in env and "CLAUDE_CODE_SIMPLE" not in env
     assert env["CLAUDE_CODE_MAX_RETRIES"] == "1" and env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "50"
     assert env["CLAUDE_CODE_DISABLE_CLAUDE_MDS"] == "1" and env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    argv = Profile(model="sonnet", system="S").argv("claude")
+    assert env["CLAUDE_CODE_DISABLE_ATTACHMENTS"] == "1"
+    argv = build_argv("claude", Profile(model="sonnet"), LaunchFiles())
     assert argv[argv.index("--tools") + 1] == "" and argv[argv.index("--setting-sources") + 1] == ""
     assert "--strict-mcp-config" in argv and "--disable-slash-commands" in argv and "--bare" not in argv
-
-
-def test_flattened_fallback_keeps_every_turn_as_labelled_text():
-    from claude_cli_bridge.engine import _flatten
-
-    flat = _flatten(
-        [
-            Message("user", (TextBlock("q"),)),
-            Message("assistant", (ToolUseBlock("t1", "get", '{"a":1}'),)),
-            Message("user", (ToolResultBlock("t1", (TextBlock("r"),)), TextBlock("next"))),
-        ]
-    )
-    assert flat.role == "user"
-    assert flat.text == 'User: qAssistant: [called tool get with {"a":1}]User: [tool result: r]next'
-    assert not any(isinstance(block, (ToolUseBlock, ToolResultBlock)) for block in flat.content)
+    assert argv[argv.index("--system-prompt") + 1] == ""  # never Claude Code's agent prompt

@@ -10,7 +10,8 @@ The route (observed, see CLI_NOTES.md "Client-defined tools"):
    assistant's tool calls, the other parallel results as a user tool_result line, and a
    ``hook_deferred_tool`` marker for the last call, and the caller's result is stored. Resumed,
    the CLI repeats that call, the hook lets it through, ``cli.mcp_tools`` answers it with the
-   stored result, and the model goes on (a further call is deferred again). Text the caller sent beside its results becomes ``CLAUDE_CODE_RESUME_PROMPT``.
+   stored result, and the model goes on (a further call is deferred again). Text the caller
+   sent beside its results is a user record of the transcript, before the marker.
 """
 
 from __future__ import annotations
@@ -105,11 +106,10 @@ def with_cli_names(messages: list[Message], names: ToolNames) -> list[Message]:
     return renamed
 
 
-def write_config(directory: Path, tools_json: str, results: Path) -> list[str]:
-    """Write the MCP config and the deferring hook into ``directory``; return the CLI flags.
-
-    ``results`` is where the caller's results for this process are stored (it may not exist).
-    """
+def write_config(directory: Path, tools_json: str, results: Path) -> Path:
+    """Write the MCP server's config and the tools it lists into ``directory``; return the
+    config's path. ``results`` is where the caller's results for this process are stored
+    (it may not exist)."""
     tools = json.loads(tools_json)
     names = ToolNames.of(tool["name"] for tool in tools)
     spec = [
@@ -117,20 +117,26 @@ def write_config(directory: Path, tools_json: str, results: Path) -> list[str]:
         for tool in tools
     ]
     (directory / "tools.json").write_text(json.dumps(spec), encoding="utf-8")
-    package_root = str(Path(__file__).resolve().parents[2])  # the CLI runs elsewhere
     server = {
         "command": sys.executable,
         "args": ["-m", "claude_cli_bridge.cli.mcp_tools", str(directory / "tools.json"), str(results)],
-        "env": {"PYTHONPATH": package_root},
+        "env": {"PYTHONPATH": _PACKAGE_ROOT},
     }
-    (directory / "mcp.json").write_text(json.dumps({"mcpServers": {SERVER: server}}), encoding="utf-8")
+    config = directory / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {SERVER: server}}), encoding="utf-8")
+    return config
+
+
+def hook_settings(results: Path) -> dict[str, Any]:
+    """The ``--settings`` entries of the PreToolUse hook that defers the caller's tool calls."""
     command = " ".join(
         shlex.quote(part)
-        for part in ("env", f"PYTHONPATH={package_root}", sys.executable, "-m", "claude_cli_bridge.cli.mcp_tools", "hook", str(results))
+        for part in ("env", f"PYTHONPATH={_PACKAGE_ROOT}", sys.executable, "-m", "claude_cli_bridge.cli.mcp_tools", "hook", str(results))
     )
-    settings = {"hooks": {"PreToolUse": [{"matcher": f"{PREFIX}.*", "hooks": [{"type": "command", "command": command}]}]}}
-    (directory / "hooks.json").write_text(json.dumps(settings), encoding="utf-8")
-    return ["--mcp-config", str(directory / "mcp.json"), "--allowedTools", f"{PREFIX}*", "--settings", str(directory / "hooks.json")]
+    return {"hooks": {"PreToolUse": [{"matcher": f"{PREFIX}.*", "hooks": [{"type": "command", "command": command}]}]}}
+
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the CLI runs the server elsewhere
 
 
 @dataclasses.dataclass
@@ -141,7 +147,17 @@ class Continuation:
     earlier_results: Message | None  # results of all but the marked call, as a user turn
     marked: ToolUseBlock
     result: dict[str, Any]  # the marked call's result, in MCP form
-    resume_prompt: str  # the caller's text beside its results ("" for none)
+    beside: Message | None  # the caller's own text (and images) beside its results
+
+    def records(self) -> list[Message]:
+        """The transcript's messages before the deferred-call marker.
+
+        The caller's text beside its results is a user record of its own: transcript history
+        is never interpreted by the CLI, where CLAUDE_CODE_RESUME_PROMPT would be (``@path``
+        read from the host, ``/cost`` answered locally), so it reaches the model as written.
+        """
+        extra = [record for record in (self.earlier_results, self.beside) if record is not None]
+        return self.messages + extra
 
 
 def split_continuation(messages: list[Message]) -> Continuation:
@@ -157,13 +173,13 @@ def split_continuation(messages: list[Message]) -> Continuation:
     answered = [call for call in calls if call.id in results]
     marked = answered[-1]
     others = tuple(results[call.id] for call in answered[:-1])
-    text = "".join(block.text for block in last.content if isinstance(block, TextBlock))
+    beside = tuple(block for block in last.content if isinstance(block, (TextBlock, ImageBlock)))
     return Continuation(
         messages=list(before),
         earlier_results=Message("user", others) if others else None,
         marked=marked,
         result=_mcp_result(results[marked.id]),
-        resume_prompt=text,
+        beside=Message("user", beside) if beside else None,
     )
 
 

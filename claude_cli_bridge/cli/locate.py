@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .version import parse_version
+
 INSTALL_HINT = (
     "Install it with `npm install -g @anthropic-ai/claude-code` (or `pip install claude-agent-sdk`, "
     "which bundles it), log in once by running `claude`, or set CLAUDE_CLI_PATH to the binary."
@@ -30,7 +32,7 @@ def _bundled_cli() -> str | None:
 
 
 def find_cli(configured: str = "") -> str:
-    """Return the CLI's path or raise CliMissing."""
+    """Return the CLI's absolute path or raise CliMissing."""
     if configured:
         path = shutil.which(configured) or configured
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -39,15 +41,38 @@ def find_cli(configured: str = "") -> str:
     found = shutil.which("claude") or _bundled_cli()
     if not found:
         raise CliMissing(f"The Claude Code CLI (`claude`) was not found. {INSTALL_HINT}")
-    return found
+    return os.path.abspath(found)
 
 
-def cli_version(path: str, timeout: float = 20.0) -> str:
-    """The CLI's version string, e.g. '2.1.328'; empty if it cannot be read."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.strip().split(" ")[0] if out.strip() else ""
+def shadowed_bundle(found: str, found_version: str) -> str | None:
+    """A note when the `claude` found on PATH is older than the one the `claude-agent-sdk`
+    wheel bundles (users rarely know which one runs); None otherwise."""
+    bundled = _bundled_cli()
+    if bundled is None or os.path.abspath(bundled) == os.path.abspath(found):
+        return None
+    bundled_version = cli_version(bundled)
+    old, new = parse_version(found_version), parse_version(bundled_version)
+    if old is not None and new is not None and old < new:
+        return (
+            f"`claude` on PATH ({found}, {found_version}) is older than the CLI bundled with claude-agent-sdk "
+            f"({bundled}, {bundled_version}); the PATH one is used. Upgrade it, or set CLAUDE_CLI_PATH={bundled}."
+        )
+    return None
+
+
+def cli_version(path: str, timeout: float = 60.0, attempts: int = 2) -> str:
+    """The CLI's ``--version`` output (e.g. '2.1.332 (Claude Code)'); empty if it cannot be read.
+
+    A first run can be slow (a cold disk, a security scanner): a generous limit, then one retry.
+    """
+    for _ in range(attempts):
+        try:
+            result = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        except OSError:
+            return ""
+        return result.stdout.strip()
+    return ""

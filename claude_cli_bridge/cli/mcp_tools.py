@@ -18,6 +18,11 @@ import sys
 from typing import Any
 
 
+# What the server answers a call with no stored result (a CLI that did not defer, or lost
+# the result); cli.wire turns this text reaching the model into an error.
+NO_STORED_RESULT = "claude-cli-bridge: no result is stored for this call"
+
+
 def _reply(request_id: Any, result: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}) + "\n")
     sys.stdout.flush()
@@ -46,7 +51,7 @@ def handle(message: dict[str, Any], spec_path: str, results_path: str) -> dict[s
         tool_use_id = (params.get("_meta") or {}).get("claudecode/toolUseId")
         stored = _load(results_path).get(tool_use_id)
         if stored is None:
-            return {"content": [{"type": "text", "text": "No result was provided for this call."}], "isError": True}
+            return {"content": [{"type": "text", "text": NO_STORED_RESULT}], "isError": True}
         return stored
     return {}
 

@@ -2,8 +2,10 @@
 
 A process holds a conversation: the history it was resumed from plus every completed turn.
 ``history`` records exactly that, so the pool can tell whether a request extends it. A turn
-that did not complete (interrupted, failed, timed out) leaves a half answer in the CLI's
-memory: the process is then marked ``spoiled`` and must not serve again.
+that did not complete (interrupted, failed, timed out, cut at a stop sequence) leaves a half
+answer in the CLI's memory: the process is then ``spoiled``. A turn that ended in the
+caller's tool calls is continued from a new transcript, never on this process. ``reusable``
+is the one verdict on all of this, and the pool takes it as it is.
 """
 
 from __future__ import annotations
@@ -36,26 +38,28 @@ _ids = itertools.count(1)
 
 
 class CliProcess:
-    """A running ``claude -p`` process. Create with ``await CliProcess.start(...)``."""
+    """A running ``claude -p`` process. Create with ``await CliProcess.start(...)`` (through
+    ``cli.launch.Launcher``, which writes its files and builds its argv)."""
 
-    def __init__(self, profile: Profile, workdir: Path, history: tuple[Message, ...], tmpdir: Path | None = None):
+    def __init__(self, profile: Profile, history: tuple[Message, ...], private_dir: Path | None = None):
         self.id = next(_ids)
         self.profile = profile
-        self.workdir = workdir
-        self.tmpdir = tmpdir
         self.history = history
+        self.private_dir = private_dir  # removed with the process (cli.launch)
         self.spoiled = False
-        self.busy = False
         self.turns = 0
         self.created = time.monotonic()
         self.last_used = self.created
-        self.transcript: Path | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._lines: asyncio.Queue = asyncio.Queue()
         self._stderr_tail = bytearray()
         self._tasks: list[asyncio.Task] = []
         self._request_ids = itertools.count(1)
         self._parser = TurnParser()
+        self._turn_open = False  # a turn began and its result line was not read
+        self._ended_in_tool_call = False
+        self.started = False  # it printed a JSON line: the launch worked
+        self._config_dir = Path.home() / ".claude"
 
     @property
     def partial_usage(self) -> Usage:
@@ -66,36 +70,27 @@ class CliProcess:
     @classmethod
     async def start(
         cls,
-        cli: str,
-        profile: Profile,
-        workdir: Path,
+        argv: list[str],
         env: dict[str, str],
+        *,
+        cwd: Path,
+        profile: Profile,
         history: tuple[Message, ...] = (),
-        transcript: Path | None = None,
-        tmpdir: Path | None = None,
-        extra_args: list[str] = (),
-    ) -> "CliProcess":
-        """Spawn the CLI in ``workdir`` (an empty private directory), resumed from
-        ``transcript`` if given (which must hold ``history``).
-
-        ``tmpdir`` becomes the CLI's TMPDIR: its sockets, watch probes and image files land
-        there and are removed with it, even when the process had to be killed.
-        """
-        process = cls(profile, workdir, history, tmpdir)
-        process.transcript = transcript
-        workdir.mkdir(parents=True, exist_ok=True)
-        if tmpdir is not None:
-            tmpdir.mkdir(parents=True, exist_ok=True)
-            env = {**env, "TMPDIR": str(tmpdir)}
+        private_dir: Path | None = None,
+    ) -> CliProcess:
+        """Spawn the CLI in its own session (so its whole group can be stopped, and our
+        Ctrl-C does not reach it). ``history`` is what its argv resumes."""
+        process = cls(profile, history, private_dir)
+        process._config_dir = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else Path.home() / ".claude"
         process._proc = await asyncio.create_subprocess_exec(
-            *profile.argv(cli, resume=transcript, extra=list(extra_args)),
-            cwd=str(workdir),
+            *argv,
+            cwd=str(cwd),
             env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=LINE_LIMIT,
-            start_new_session=True,  # our Ctrl-C must not reach it; we stop it ourselves
+            start_new_session=True,
         )
         process._tasks = [
             asyncio.create_task(process._read_stdout()),
@@ -111,8 +106,25 @@ class CliProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
+    @property
+    def busy(self) -> bool:
+        return self._turn_open
+
+    @property
+    def reusable(self) -> bool:
+        """Whether this process may serve the next turn of the conversation it holds."""
+        return self.alive and not self.spoiled and not self._turn_open and not self._ended_in_tool_call
+
+    def failure(self) -> str:
+        """What the CLI printed last (stderr and non-JSON stdout), for error messages."""
+        return self.stderr_tail()
+
+    async def wait(self) -> None:
+        if self._proc is not None:
+            await self._proc.wait()
+
     def rss(self) -> int:
-        """Resident memory of the process tree in bytes (0 if gone)."""
+        """Resident memory of the process tree in bytes (0 if gone). Blocking: /proc reads."""
         try:
             root = psutil.Process(self.pid)
             return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
@@ -120,19 +132,31 @@ class CliProcess:
             return 0
 
     async def stop(self, patience: float = 0.5) -> None:
-        """End the process (closing stdin lets the CLI exit cleanly; after ``patience``
-        seconds its whole tree is killed), reap it, and remove what it leaves behind."""
+        """End the process and remove everything it leaves behind.
+
+        A turn still running is interrupted first (the CLI drops its upstream request at once).
+        Closing stdin lets an idle CLI exit cleanly; after ``patience`` seconds its whole
+        process group is killed (the MCP server and hooks included), then any descendant
+        that left the group.
+        """
         pid = self.pid
+        if self._turn_open and self.alive:
+            await self.interrupt(wait=1.0)
+        if self._proc is not None and self._proc.returncode is None and self._proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                self._proc.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(patience):
+                    await self._proc.wait()
         if self._proc is not None and self._proc.returncode is None:
-            if not self.busy and self._proc.stdin is not None:
-                with contextlib.suppress(Exception):
-                    self._proc.stdin.close()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._proc.wait(), patience)
-        if self._proc is not None and self._proc.returncode is None:
-            _kill_tree(pid)
-            with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
-                await asyncio.wait_for(self._proc.wait(), 5)
+            descendants = _descendants(pid)
+            _kill_group(pid)
+            for child in descendants:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            with contextlib.suppress(TimeoutError, ProcessLookupError):
+                async with asyncio.timeout(5):
+                    await self._proc.wait()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -142,17 +166,9 @@ class CliProcess:
             with contextlib.suppress(Exception):
                 self._proc.stdin.close()
         if pid is not None:
-            _remove_leftovers(pid)
-        self._forget_transcript()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def _forget_transcript(self) -> None:
-        if self.transcript is not None:
-            with contextlib.suppress(OSError):
-                self.transcript.unlink()
-            self.transcript = None
+            await asyncio.to_thread(_remove_leftovers, pid, self._config_dir)
+        if self.private_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.private_dir, True)
 
     # -- I/O -------------------------------------------------------------------------
     async def _read_stdout(self) -> None:
@@ -164,6 +180,7 @@ class CliProcess:
                     break
                 line = parse_line(raw)
                 if line is not None:
+                    self.started = True
                     self._lines.put_nowait(line)
                 else:  # the CLI prints start-up errors as plain text: keep them for diagnostics
                     self._note_diagnostic(raw)
@@ -206,12 +223,13 @@ class CliProcess:
         ``message`` None reads the turn a resumed process runs by itself (continuing after
         deferred tool calls; its history already ends with the tool results).
         On normal completion ``history`` grows by the user message and the assistant's
-        answer. If the generator is closed early or fails, the process is spoiled: the caller
-        must stop it (or interrupt and stop it) rather than reuse it.
+        answer. If the generator is closed early or fails, the process is spoiled and no
+        longer ``reusable``; ``stop`` interrupts a turn left running.
         """
         if self.spoiled or not self.alive:
             raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
-        self.busy = True
+        self._turn_open = True
+        self._ended_in_tool_call = False
         self.turns += 1
         parser = self._parser = TurnParser(client_tools=client_tools, structured=self.profile.json_schema is not None)
         answer: list[str] = []
@@ -253,15 +271,18 @@ class CliProcess:
                         tool_calls.append(event)
                     elif isinstance(event, TurnDone) and not parser.cut_short:
                         completed = True
+                        self._ended_in_tool_call = bool(tool_calls)
                         asked = (message,) if message is not None else ()
-                        self.history = self.history + asked + (_answer_message(answer, tool_calls),)
+                        self.history = (*self.history, *asked, _answer_message(answer, tool_calls))
                     yield event
                 if parser.done:
+                    # Cut short (max_tokens), the CLI's own turn goes on: it stays open.
+                    self._turn_open = parser.cut_short
                     return
         finally:
-            self.busy = False
             self.last_used = time.monotonic()
-            self._forget_transcript()  # read at start-up; no longer needed
+            if parser.done and not parser.cut_short:
+                self._turn_open = False  # the result line was read, even if it was a failure
             if not completed:
                 self.spoiled = True
 
@@ -290,19 +311,19 @@ class CliProcess:
             return
         with contextlib.suppress(Exception):
             await self._write(interrupt_line(f"interrupt-{next(self._request_ids)}"))
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            try:
-                line = await asyncio.wait_for(self._lines.get(), end - time.monotonic())
-            except asyncio.TimeoutError:
-                return
-            if line is _EOF or (isinstance(line, dict) and line.get("type") == "result"):
-                return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                while True:
+                    line = await self._lines.get()
+                    if line is _EOF or (isinstance(line, dict) and line.get("type") == "result"):
+                        self._turn_open = False
+                        return
 
     async def _returncode(self) -> int | None:
         assert self._proc
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), 2)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self._proc.wait()
         return self._proc.returncode
 
 
@@ -315,27 +336,24 @@ def _answer_message(texts: list[str], tool_calls: list[ToolCall]) -> Message:
     return Message("assistant", tuple(blocks))
 
 
-def _kill_tree(pid: int | None) -> None:
+def _descendants(pid: int | None) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True) if pid is not None else []
+    except psutil.Error:
+        return []
+
+
+def _kill_group(pid: int | None) -> None:
+    """SIGKILL the process group the CLI leads (started with its own session)."""
     if pid is None:
         return
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
-def _config_dir() -> Path:
-    configured = os.environ.get("CLAUDE_CONFIG_DIR")
-    return Path(configured) if configured else Path.home() / ".claude"
-
-
-def _remove_leftovers(pid: int) -> None:
+def _remove_leftovers(pid: int, config_dir: Path) -> None:
     """A killed CLI leaves ``<config>/sessions/<pid>.*`` and ``/tmp/cc-socks/<pid>.sock``."""
-    sessions = _config_dir() / "sessions"
+    sessions = config_dir / "sessions"
     if sessions.is_dir():
         for leftover in sessions.glob(f"{pid}.*"):
             with contextlib.suppress(OSError):

@@ -1,16 +1,15 @@
-"""A process profile: the start-up flags a turn needs. Spares are keyed by it.
+"""A process profile: what a CLI process is launched with. Spares are keyed by it.
 
 Everything that can only be set when the CLI starts belongs here: model, system prompt,
-output limit, structured-output schema. Two requests with equal profiles can share a process.
+output limit, structured-output schema, the caller's tools. Two requests with equal profiles
+can share a process. (``cli.launch`` turns a profile into files, argv and environment.)
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from .client_tools import ToolNames
 
@@ -23,6 +22,9 @@ QUIET_ENV = {
     "DISABLE_AUTOUPDATER": "1",
     "DISABLE_TELEMETRY": "1",
     "DISABLE_ERROR_REPORTING": "1",
+    # No @-mention pass at all (files, directories, agents, MCP resources), whatever text
+    # reaches the CLI: defence in depth behind client_composed (cli.wire.user_line).
+    "CLAUDE_CODE_DISABLE_ATTACHMENTS": "1",
 }
 
 # Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (CLI_NOTES.md); the
@@ -43,34 +45,6 @@ class Profile:
     def tool_names(self) -> ToolNames:
         """The caller's tool names and the names the model sees them under."""
         return ToolNames.of(tool["name"] for tool in json.loads(self.tools_json)) if self.tools_json else ToolNames({})
-
-    def argv(self, cli: str, resume: Path | None = None, extra: list[str] = ()) -> list[str]:
-        """The command line of a persistent stream-json process for this profile.
-
-        Safety comes first: no built-in tools, no setting sources (user, project, local), no
-        MCP servers but those given explicitly, no slash commands.
-        """
-        args = [
-            cli,
-            "-p",
-            "--input-format", "stream-json",
-            "--output-format", "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-            "--tools", "",
-            "--setting-sources", "",
-            "--strict-mcp-config",
-            "--disable-slash-commands",
-            "--no-session-persistence",
-            "--model", self.model,
-        ]  # fmt: skip
-        if self.system is not None:
-            args += ["--system-prompt", self.system]
-        if self.json_schema is not None:
-            args += ["--json-schema", self.json_schema]
-        if resume is not None:
-            args += ["--resume", str(resume), "--fork-session"]
-        return args + list(extra)
 
     def env(self, base: dict[str, str], max_retries: int) -> dict[str, str]:
         """The server's own environment (so ANTHROPIC_* reach the CLI), quieted and bounded."""
@@ -96,5 +70,3 @@ class Profile:
         return json.dumps(specs, sort_keys=True, separators=(",", ":"))
 
 
-def process_env() -> dict[str, str]:
-    return dict(os.environ)

@@ -18,13 +18,23 @@ from typing import Any, Mapping
 
 from ..core.messages import Message, ToolUseBlock
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ..errors import CliCrashed, UpstreamError, upstream_error
+from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
 from .client_tools import is_client_call
+from .mcp_tools import NO_STORED_RESULT
+
+# Tool-result texts that mean the caller's result never reached the model.
+MISSING_RESULT_MARKERS = (NO_STORED_RESULT, "Tool result missing due to internal error")
 
 
 def user_line(message: Message) -> str:
-    """A stdin line that starts a turn with ``message`` (a user message of Anthropic blocks)."""
-    return json.dumps({"type": "user", "message": message.to_anthropic()}) + "\n"
+    """A stdin line that starts a turn with ``message`` (a user message of Anthropic blocks).
+
+    ``client_composed`` tells the CLI the text was not typed at its prompt: it is delivered
+    as written, with no ``@path`` expansion and no slash-command dispatch (the SDK message
+    schema documents the field; CLI_NOTES.md "Caller text"). Without it, a caller's
+    ``@/etc/passwd`` would be read from the host and ``/init`` handled locally.
+    """
+    return json.dumps({"type": "user", "message": message.to_anthropic(), "client_composed": True}) + "\n"
 
 
 def interrupt_line(request_id: str) -> str:
@@ -106,6 +116,9 @@ class TurnParser:
             return self._stream_event(line.get("event") or {})
         if kind == "assistant":
             return self._assistant(line.get("message") or {})
+        if kind == "user":
+            self._check_tool_results(line.get("message") or {})
+            return []
         if kind == "result":
             return self._result(line)
         if kind == "system" and line.get("subtype") == "init":
@@ -180,11 +193,31 @@ class TurnParser:
             events.append(ToolCall(block["id"], self.client_tools[name], block.get("input") or {}))
         return events
 
+    def _check_tool_results(self, message: dict[str, Any]) -> None:
+        """The CLI echoes the tool results it gives the model. A result that says the caller's
+        result went missing means the model answered without it: an internal error, never
+        an answer (older CLIs did not match deferred results)."""
+        for block in message.get("content") or []:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                continue
+            text = json.dumps(block.get("content"))
+            if any(marker in text for marker in MISSING_RESULT_MARKERS):
+                raise CliCrashed(
+                    "The caller's tool result did not reach the model (the Claude CLI lost it); "
+                    "this CLI version cannot continue after tool calls."
+                )
+
     def _result(self, line: dict[str, Any]) -> list[TurnEvent]:
         self.done = True
-        if line.get("is_error"):
-            message = line.get("result") or "; ".join(line.get("errors") or []) or line.get("subtype") or "CLI error"
-            raise upstream_error(line.get("api_error_status"), str(message))
+        subtype = str(line.get("subtype") or "")
+        if line.get("is_error") or subtype.startswith("error"):
+            # Some CLIs report failures (error_max_structured_output_retries...) with
+            # is_error false: the subtype decides as much as the flag.
+            message = line.get("result") or "; ".join(line.get("errors") or []) or subtype or "CLI error"
+            status = line.get("api_error_status")
+            if not isinstance(status, int):
+                status = status_in_text(str(message))
+            raise upstream_error(status, str(message))
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
         if stop_reason == "tool_deferred":  # the caller's tool was called: the caller runs it

@@ -1,0 +1,214 @@
+"""Launching a CLI process: its private directory, its files, its argv and its environment.
+
+``build_argv`` is the one place that knows the CLI's command line; the pool's launches and
+the feature probes (``cli.probe``) both go through ``Launcher``, so a probe checks exactly
+what serves requests.
+
+Each process gets a private directory (mode 0700) under the state directory, removed with
+the process whatever happens, a failed launch included:
+
+- ``tmp/``: the CLI's TMPDIR (its sockets and image files land there);
+- ``system-prompt.txt``: the caller's system prompt (argv is capped at 128 KiB per argument);
+- ``settings.json``: permission rules denying every file, shell and network tool, plus the
+  deferring hook when the caller has tools (``cli.client_tools``);
+- ``transcript.jsonl``: the history to resume, ``mcp.json``/``tools.json``/``results.json``:
+  the caller's tools.
+
+The working directory is one empty directory shared by every process (``CLI_WORK_DIR``,
+``/tmp/claude-cli-bridge-work`` by default): the CLI tells the model its path, so it names
+nothing of the host (no user name, no run id) and is the same for every process.
+
+When the login comes from the environment (``CLAUDE_CODE_OAUTH_TOKEN``, ``ANTHROPIC_API_KEY``,
+``ANTHROPIC_AUTH_TOKEN``), the CLI also gets a private, empty configuration directory: nothing
+of the user's own configuration reaches it, in particular not the account e-mail address that
+the CLI otherwise tells the model (``cli.login``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.messages import Message, ToolResultBlock
+from .client_tools import hook_settings, split_continuation, with_cli_names, write_config
+from .process import CliProcess
+from .profile import Profile
+from .wire import write_transcript
+
+# Defence in depth: the CLI runs with no built-in tools (--tools ""), but features that read
+# or run something internally consult these rules too (the @-mention reader checks the Read
+# rule: a bare tool name denies every path, where "Read(**)" would cover the project only).
+DENIED_TOOLS = (
+    "Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "Glob", "Grep", "LS", "Bash", "BashOutput",
+    "KillShell", "WebFetch", "WebSearch", "Task", "Agent", "TodoWrite", "Skill", "SlashCommand",
+    "PowerShell", "LSP", "ListMcpResourcesTool", "ReadMcpResourceTool",
+)  # fmt: skip
+PERMISSIONS = {"defaultMode": "dontAsk", "deny": list(DENIED_TOOLS)}
+
+
+@dataclass(frozen=True)
+class LaunchFiles:
+    """Paths a launch passes to the CLI (None: not used by this launch)."""
+
+    system_prompt: Path | None = None
+    settings: Path | None = None
+    transcript: Path | None = None
+    mcp_config: Path | None = None
+
+
+def build_argv(cli: str, profile: Profile, files: LaunchFiles) -> list[str]:
+    """The command line of a persistent stream-json process for ``profile``.
+
+    Safety comes first: no built-in tools, no setting sources (user, project, local), no MCP
+    servers but the caller's, no slash commands, nothing persisted.
+    """
+    args = [
+        cli,
+        "-p",
+        "--input-format", "stream-json",
+        "--output-format", "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+        "--tools", "",
+        "--setting-sources", "",
+        "--strict-mcp-config",
+        "--disable-slash-commands",
+        "--no-session-persistence",
+        "--model", profile.model,
+    ]  # fmt: skip
+    if files.system_prompt is not None:
+        args += ["--system-prompt-file", str(files.system_prompt)]  # argv caps one argument at 128 KiB
+    else:
+        args += ["--system-prompt", ""]  # without it the model gets Claude Code's agent prompt
+    if files.settings is not None:
+        args += ["--settings", str(files.settings)]
+    if profile.json_schema is not None:
+        args += ["--json-schema", profile.json_schema]
+    if files.mcp_config is not None:
+        args += ["--mcp-config", str(files.mcp_config), "--allowedTools", f"{CLIENT_TOOLS_PATTERN}"]
+    if files.transcript is not None:
+        args += ["--resume", str(files.transcript), "--fork-session"]
+    return args
+
+
+CLIENT_TOOLS_PATTERN = "mcp__client__*"
+
+
+ENV_LOGINS = ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+class WorkDirUnusable(RuntimeError):
+    """The shared working directory cannot be used safely; the message says why."""
+
+
+def prepare_work_dir(path: Path) -> None:
+    """Create the shared empty working directory, or check one that exists: a real directory
+    (no symlink), owned by this user, private. Raises WorkDirUnusable otherwise."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=False)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise WorkDirUnusable(f"CLI_WORK_DIR {path} is not a directory (a symlink or a file is refused).")
+    if info.st_uid != os.geteuid():
+        raise WorkDirUnusable(f"CLI_WORK_DIR {path} belongs to another user; set CLI_WORK_DIR to a path of your own.")
+    path.chmod(0o700)
+
+
+@dataclass
+class Launcher:
+    """Starts CLI processes for the pool (and the probes): ``await launcher(profile, history)``.
+
+    ``history`` is what the process must hold: resumed from a transcript of it, with the
+    caller's tools served over MCP; a history ending in tool results makes the process go
+    on by itself (see cli.client_tools).
+    """
+
+    cli: str
+    state_dir: Path
+    base_env: dict[str, str]
+    work_dir: Path
+    max_retries: int = 1
+    _env: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._env = dict(self.base_env)
+        if any(self._env.get(name) for name in ENV_LOGINS):
+            self._env["CLAUDE_CONFIG_DIR"] = str(self.state_dir / "cli-config")
+
+    @property
+    def private_config(self) -> bool:
+        """Whether the CLI runs with the bridge's own empty configuration directory."""
+        return self._env.get("CLAUDE_CONFIG_DIR") == str(self.state_dir / "cli-config")
+
+    def prepare(self) -> None:
+        """Create the state directory (private), the CLI's configuration directory if it is
+        the bridge's own, and the shared empty working directory."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir.chmod(0o700)
+        if self.private_config:
+            (self.state_dir / "cli-config").mkdir(exist_ok=True, mode=0o700)
+        prepare_work_dir(self.work_dir)
+
+    async def __call__(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+        private = self.state_dir / f"p-{uuid.uuid4().hex[:16]}"
+        try:
+            argv, env = await asyncio.to_thread(self._write_files, private, profile, history)
+            return await CliProcess.start(
+                argv, env, cwd=self.work_dir, private_dir=private, profile=profile, history=history
+            )
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, private, True)
+            raise
+
+    def _write_files(self, private: Path, profile: Profile, history: tuple[Message, ...]) -> tuple[list[str], dict[str, str]]:
+        """Everything the launch needs on disk (run in a thread: transcripts can be tens of MB)."""
+        private.mkdir(mode=0o700)
+        tmp = private / "tmp"
+        tmp.mkdir(mode=0o700)
+        env = profile.env(self._env, self.max_retries)
+        env["TMPDIR"] = str(tmp)
+        settings: dict[str, Any] = {"permissions": PERMISSIONS}
+        files: dict[str, Path] = {}
+        if profile.system is not None:
+            files["system_prompt"] = private / "system-prompt.txt"
+            files["system_prompt"].write_text(profile.system, encoding="utf-8")
+        offered = profile.tools_json is not None and profile.tools_offered
+        results = private / "results.json"
+        if offered:
+            assert profile.tools_json is not None
+            files["mcp_config"] = write_config(private, profile.tools_json, results)
+            settings.update(hook_settings(results))
+        if history:
+            files["transcript"] = private / "transcript.jsonl"
+            messages = with_cli_names(list(history), profile.tool_names)
+            if _ends_with_tool_results(messages):
+                continuation = split_continuation(messages)
+                results.write_text(json.dumps({continuation.marked.id: continuation.result}), encoding="utf-8")
+                write_transcript(continuation.records(), files["transcript"], deferred=continuation.marked)
+            else:
+                write_transcript(messages, files["transcript"])
+        files["settings"] = private / "settings.json"
+        files["settings"].write_text(json.dumps(settings), encoding="utf-8")
+        return build_argv(self.cli, profile, LaunchFiles(**files)), env
+
+    def cleanup(self) -> None:
+        """Remove the state directory (at shutdown, after every process stopped)."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _ends_with_tool_results(messages: list[Message]) -> bool:
+    return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
+
+
+def process_env() -> dict[str, str]:
+    """The server's own environment (so ANTHROPIC_* and the login reach the CLI)."""
+    return dict(os.environ)
+

@@ -1,0 +1,382 @@
+"""Feature probes: what this CLI really does, checked with the exact launch the pool uses.
+
+Each probe launches the CLI through ``cli.launch.Launcher`` (the one argv builder, the same
+environment, working directory and settings files) against a loopback stand-in of the
+Messages API (``cli.standin``), so nothing reaches the network and no quota is spent, and
+checks what the stand-in received. Each feature ends ``ok`` or failed with a reason:
+
+- ``basic``: a stream-json turn answers (text, usage, a result line). Failing: start-up fails.
+- ``caller_text``: caller text reaches the model as written: a prompt starting with a slash
+  command is sent upstream, and ``@path`` mentions of a planted secret file and directory
+  arrive literally with the secret nowhere in the request. Failing: start-up fails.
+- ``single_call``: every turn makes exactly one upstream request (no warm-up or title calls
+  spending the user's quota). Failing: start-up fails.
+- ``transcripts``: a written history is replayed as the same real turns.
+- ``client_tools``: a tool history of five turns stays five turns in order, a call of the
+  caller's tool is deferred back, and the stored result and the text beside it reach the
+  model on continuation.
+- ``structured_output``: ``--json-schema`` gives the structured answer in one request.
+- ``error_status``: upstream 429 and 529 come back with their statuses.
+
+A failed feature is switched off: requests that need it are refused naming the CLI version
+and the feature (``errors.FeatureUnavailable``), never answered wrongly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock, canonical_json
+from ..core.turn import TextDelta, ToolCall, ToolSpec, TurnDone
+from ..errors import BridgeError, UpstreamError
+from .launch import Launcher, process_env
+from .process import CliProcess
+from .profile import Profile
+from .standin import TOOL_USE_ID, Reply, StandIn, user_texts
+from .version import FEATURE_MINIMUMS, dotted
+
+FEATURES: dict[str, str] = {
+    "basic": "answering a turn over stream-json",
+    "caller_text": "delivering caller text uninterpreted (no @file reads, no slash commands)",
+    "single_call": "one upstream request per turn (no hidden calls spending quota)",
+    "transcripts": "replaying conversation history as real turns",
+    "client_tools": "client-defined tools (deferred calls, tool history, results on continuation)",
+    "structured_output": "structured output (JSON schema)",
+    "error_status": "reporting upstream error statuses",
+}
+FATAL = ("basic", "caller_text", "single_call")
+PROBE_ANSWER = "probe answer"
+
+
+@dataclass
+class FeatureState:
+    ok: bool | None  # None: not probed
+    detail: str
+
+
+@dataclass
+class ProbeReport:
+    """Every feature's state for one CLI."""
+
+    cli_version: str
+    states: dict[str, FeatureState] = field(default_factory=dict)
+
+    @classmethod
+    def unprobed(cls, cli_version: str) -> ProbeReport:
+        return cls(cli_version, {name: FeatureState(None, "not probed (PROBE_FEATURES=false)") for name in FEATURES})
+
+    def failed(self) -> list[str]:
+        return [name for name, state in self.states.items() if state.ok is False]
+
+    def fatal(self) -> str | None:
+        """Why this CLI cannot serve at all, or None."""
+        for name in FATAL:
+            state = self.states.get(name)
+            if state is not None and state.ok is False:
+                return f"the Claude CLI {self.cli_version} fails the '{name}' check ({FEATURES[name]}): {state.detail}"
+        return None
+
+    def refusal(self, name: str) -> str | None:
+        """The message refusing a request that needs ``name``, or None if it is usable."""
+        state = self.states.get(name)
+        if state is None or state.ok is not False:
+            return None
+        minimum = FEATURE_MINIMUMS.get(name)
+        need = f" need Claude Code >= {dotted(minimum)};" if minimum else " are not available with"
+        return (
+            f"{FEATURES[name][0].upper()}{FEATURES[name][1:]}{need} this is {self.cli_version}, where the start-up "
+            f"check failed: {state.detail}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            name: {"state": "ok" if s.ok else ("failed" if s.ok is False else "unknown"), "detail": s.detail}
+            for name, s in self.states.items()
+        }
+
+
+class ProbeFailed(Exception):
+    """A feature does not work; the message says what was seen."""
+
+
+@dataclass
+class _Context:
+    cli: str
+    work_dir: Path
+    root: Path
+    timeout: float
+
+    @contextlib.asynccontextmanager
+    async def upstream(self, name: str, script: Callable[[dict[str, Any]], Reply]):
+        """A stand-in upstream and a launcher pointed at it, for one probe."""
+        async with StandIn(script) as stand_in:
+            env = {k: v for k, v in process_env().items() if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_OAUTH"))}
+            env.pop("CLAUDE_CONFIG_DIR", None)
+            env.update(ANTHROPIC_BASE_URL=stand_in.url, ANTHROPIC_API_KEY="sk-ant-probe")
+            launcher = Launcher(self.cli, self.root / name, env, self.work_dir, max_retries=0)
+            launcher.prepare()
+            yield stand_in, launcher
+
+
+async def _turn(process: CliProcess, prompt: Message | None, tools: dict[str, str] | None = None) -> list[Any]:
+    events = []
+    async for event in process.turn(prompt, client_tools=tools or {}, silence_timeout=30, turn_timeout=60):
+        events.append(event)
+    return events
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def _user(text: str) -> Message:
+    return Message("user", (TextBlock(text),))
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    texts = user_texts(body)
+    return texts[-1][1] if texts and texts[-1][0] == "user" else ""
+
+
+def _expect_calls(stand_in: StandIn, expected: int, what: str) -> None:
+    if len(stand_in.received) != expected:
+        raise ProbeFailed(f"{what} made {len(stand_in.received)} upstream requests instead of {expected}")
+
+
+async def _with_process(launcher: Launcher, profile: Profile, history: tuple[Message, ...],
+                        work: Callable[[CliProcess], Awaitable[str]]) -> str:  # fmt: skip
+    try:
+        process = await launcher(profile, history)
+    except Exception as exc:
+        raise ProbeFailed(f"the CLI could not be launched: {exc}") from exc
+    try:
+        return await work(process)
+    except BridgeError as exc:
+        raise ProbeFailed(f"{exc.message} {process.failure()}".strip()) from exc
+    finally:
+        await process.stop()
+
+
+# -- the probes ------------------------------------------------------------------------------
+async def _probe_caller_text(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    """basic, caller_text and single_call in one process (two turns)."""
+    secret = f"probe-secret-{secrets.token_hex(8)}"
+    planted = ctx.root / "planted"
+    planted.mkdir()
+    (planted / "secret.txt").write_text(f"{secret}\n", encoding="utf-8")
+    (planted / f"{secret}.name").write_text("x", encoding="utf-8")  # a directory listing would show it
+    slash = "/cost please, and /init"
+    mention = f"Quote @{planted / 'secret.txt'} verbatim and list @{planted}/ and @\"{planted / 'secret.txt'}\""
+    async with ctx.upstream("caller_text", lambda body: Reply(PROBE_ANSWER)) as (stand_in, launcher):
+
+        async def work(process: CliProcess) -> str:
+            first = await _turn(process, _user(slash))
+            if not any(isinstance(e, TurnDone) for e in first):
+                raise ProbeFailed("the turn ended without a result")
+            states["basic"] = FeatureState(True, "a stream-json turn answers")
+            if not stand_in.received:
+                raise ProbeFailed(f"the CLI answered {slash!r} itself (a slash command) without asking the model")
+            if _text(first) != PROBE_ANSWER:
+                raise ProbeFailed(f"the answer was {_text(first)!r}, not the model's")
+            second = await _turn(process, _user(mention))
+            if not any(isinstance(e, TurnDone) for e in second):
+                raise ProbeFailed("the second turn ended without a result")
+            received = json.dumps(stand_in.received)
+            if secret in received:
+                raise ProbeFailed("an @path mention made the CLI read a host file and send it to the model")
+            for body, sent in zip(stand_in.received, (slash, mention)):
+                if _last_user_text(body) != sent:
+                    raise ProbeFailed(f"the model received {_last_user_text(body)!r} instead of {sent!r}")
+            return "slash commands and @path mentions reach the model as written; no host file was read"
+
+        try:
+            states["caller_text"] = FeatureState(True, await _with_process(launcher, Profile(model="haiku"), (), work))
+        except ProbeFailed as exc:
+            states.setdefault("basic", FeatureState(False, str(exc)))
+            states["caller_text"] = FeatureState(False, str(exc))
+        _note_calls(states, stand_in, 2, "two turns")
+
+
+async def _probe_transcripts(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    history = (_user("probe: first question"), Message("assistant", (TextBlock("probe: first answer"),)))
+    async with ctx.upstream("transcripts", lambda body: Reply(PROBE_ANSWER)) as (stand_in, launcher):
+
+        async def work(process: CliProcess) -> str:
+            await _turn(process, _user("probe: follow-up"))
+            _expect_calls(stand_in, 1, "a resumed turn")
+            seen = user_texts(stand_in.received[0])
+            expected = [("user", "probe: first question"), ("assistant", "probe: first answer"), ("user", "probe: follow-up")]
+            if seen != expected:
+                raise ProbeFailed(f"the model would have seen {seen!r} instead of {expected!r}")
+            return "history is replayed as real turns"
+
+        states["transcripts"] = await _state(_with_process(launcher, Profile(model="haiku"), history, work))
+        _note_calls(states, stand_in, 1, "a resumed turn")
+
+
+async def _probe_client_tools(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    tool = ToolSpec("probe_tool", "A probe tool.", {"type": "object", "properties": {"q": {"type": "integer"}}})
+    profile = Profile(model="haiku", tools_json=Profile.tools_of((tool,)))
+    cli_name = profile.tool_names.to_cli["probe_tool"]
+    earlier = ToolUseBlock("toolu_probe_earlier", "probe_tool", canonical_json({"q": 1}))
+    history = (
+        _user("probe: question"),
+        Message("assistant", (TextBlock("probe: calling"), earlier)),
+        Message("user", (ToolResultBlock(earlier.id, (TextBlock("probe: earlier result"),)),)),
+        Message("assistant", (TextBlock("probe: answer"),)),
+    )
+
+    replies = iter([Reply("probe: calling again", tool_name=cli_name, tool_input={"q": 2})])
+
+    def script(body: dict[str, Any]) -> Reply:
+        return next(replies, Reply(PROBE_ANSWER))  # the call first, then answers
+
+    async with ctx.upstream("client_tools", script) as (stand_in, launcher):
+
+        async def call(process: CliProcess) -> str:
+            events = await _turn(process, _user("probe: again"), profile.tool_names.to_caller)
+            _expect_calls(stand_in, 1, "a turn with tool history")
+            roles = [m.get("role") for m in stand_in.received[0]["messages"] if m.get("role") in ("user", "assistant")]
+            if roles != ["user", "assistant", "user", "assistant", "user"]:
+                raise ProbeFailed(f"a five-turn tool history reached the model as {roles}")
+            blocks = [b.get("type") for m in stand_in.received[0]["messages"] for b in m.get("content") or [] if isinstance(b, dict)]
+            if "tool_use" not in blocks or "tool_result" not in blocks:
+                raise ProbeFailed("tool_use/tool_result blocks of the history did not reach the model as such")
+            calls = [e for e in events if isinstance(e, ToolCall)]
+            done = next((e for e in events if isinstance(e, TurnDone)), None)
+            if not calls or calls[0].name != "probe_tool" or done is None or done.stop_reason != "tool_use":
+                raise ProbeFailed("a call of the caller's tool was not deferred back to the caller")
+            return "ok"
+
+        async def resume(process: CliProcess) -> str:
+            await _turn(process, None, profile.tool_names.to_caller)
+            _expect_calls(stand_in, 2, "a continuation")
+            body = stand_in.received[1]
+            last = [m for m in body["messages"] if m.get("role") == "user"][-1]
+            results = [b for b in last.get("content") or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
+            result_text = json.dumps([r.get("content") for r in results])
+            if "probe: stored result" not in result_text:
+                raise ProbeFailed(f"the caller's tool result did not reach the model (it got {result_text[:200]})")
+            if "probe: beside" not in json.dumps(last):
+                raise ProbeFailed("the text sent beside the tool results did not reach the model")
+            return "tool history, deferred calls and results on continuation work"
+
+        try:
+            await _with_process(launcher, profile, history, call)
+            asked = (*history, _user("probe: again"))
+            continued = (
+                *asked,
+                Message("assistant", (TextBlock("probe: calling again"), ToolUseBlock(TOOL_USE_ID, "probe_tool", canonical_json({"q": 2})))),
+                Message("user", (ToolResultBlock(TOOL_USE_ID, (TextBlock("probe: stored result"),)), TextBlock("probe: beside"))),
+            )
+            states["client_tools"] = FeatureState(True, await _with_process(launcher, profile, continued, resume))
+        except ProbeFailed as exc:
+            states["client_tools"] = FeatureState(False, str(exc))
+        _note_calls(states, stand_in, 2, "a tool call and its continuation")
+
+
+async def _probe_structured_output(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+
+    def script(body: dict[str, Any]) -> Reply:
+        if any(tool.get("name") == "StructuredOutput" for tool in body.get("tools", [])):
+            return Reply("", tool_name="StructuredOutput", tool_input={"answer": 42})
+        return Reply("no structured output tool was offered")
+
+    async with ctx.upstream("structured_output", script) as (stand_in, launcher):
+
+        async def work(process: CliProcess) -> str:
+            events = await _turn(process, _user("probe: structured"))
+            _expect_calls(stand_in, 1, "a structured-output turn")
+            try:
+                value = json.loads(_text(events))
+            except ValueError:
+                value = None
+            if value != {"answer": 42}:
+                raise ProbeFailed(f"the structured answer came back as {_text(events)[:200]!r}")
+            return "--json-schema answers with the structured output"
+
+        profile = Profile(model="haiku", json_schema=Profile.schema_json(schema))
+        states["structured_output"] = await _state(_with_process(launcher, profile, (), work))
+        _note_calls(states, stand_in, 1, "a structured-output turn")
+
+
+async def _probe_error_status(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    statuses = iter([(429, "rate_limit_error"), (529, "overloaded_error")])
+
+    def script(body: dict[str, Any]) -> Reply:
+        status, kind = next(statuses, (500, "api_error"))
+        return Reply(status=status, error_type=kind)
+
+    async with ctx.upstream("error_status", script) as (stand_in, launcher):
+        seen: list[int] = []
+        try:
+            for _ in range(2):
+                process = await launcher(Profile(model="haiku"), ())
+                try:
+                    await _turn(process, _user("probe: error"))
+                    raise ProbeFailed("an upstream error was answered as a success")
+                except UpstreamError as exc:
+                    seen.append(exc.upstream_status or 0)
+                except BridgeError as exc:
+                    raise ProbeFailed(f"an upstream error came back as: {exc.message}") from exc
+                finally:
+                    await process.stop()
+            if seen != [429, 529]:
+                raise ProbeFailed(f"upstream 429 and 529 came back as {seen}")
+            states["error_status"] = FeatureState(True, "429 and 529 are reported with their statuses")
+        except ProbeFailed as exc:
+            states["error_status"] = FeatureState(False, str(exc))
+
+
+async def _state(work: Awaitable[str]) -> FeatureState:
+    try:
+        return FeatureState(True, await work)
+    except ProbeFailed as exc:
+        return FeatureState(False, str(exc))
+
+
+def _note_calls(states: dict[str, FeatureState], stand_in: StandIn, expected: int, what: str) -> None:
+    """Record extra upstream requests (a warm-up, a title...) against single_call."""
+    if len(stand_in.received) > expected and states.get("single_call", FeatureState(True, "")).ok is not False:
+        states["single_call"] = FeatureState(
+            False, f"{what} made {len(stand_in.received)} upstream requests instead of {expected}"
+        )
+
+
+PROBES = (_probe_caller_text, _probe_transcripts, _probe_client_tools, _probe_structured_output, _probe_error_status)
+
+
+async def run_probes(cli: str, cli_version: str, work_dir: Path, timeout: float = 90, concurrency: int = 3) -> ProbeReport:
+    """Run every probe against ``cli`` (at most ``concurrency`` CLI processes at once)."""
+    root = Path(tempfile.mkdtemp(prefix="claude-bridge-probe-"))
+    states: dict[str, FeatureState] = {}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(probe: Callable[[_Context, dict[str, FeatureState]], Awaitable[None]]) -> None:
+        async with gate:
+            try:
+                async with asyncio.timeout(timeout):
+                    await probe(_Context(cli, work_dir, root, timeout), states)
+            except TimeoutError:
+                name = probe.__name__.removeprefix("_probe_")
+                states.setdefault(name, FeatureState(False, f"the CLI did not finish within {timeout:.0f} s"))
+
+    try:
+        await asyncio.gather(*(one(probe) for probe in PROBES))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+    states.setdefault("single_call", FeatureState(True, "one upstream request per turn"))
+    for name in FEATURES:
+        states.setdefault(name, FeatureState(False, "the probe did not run to its end"))
+    return ProbeReport(cli_version, {name: states[name] for name in FEATURES})
+
