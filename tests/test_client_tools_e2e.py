@@ -158,3 +158,59 @@ def test_the_model_cannot_reach_the_host_through_a_callers_tool(client, fake, tm
     assert response.choices[0].finish_reason == "tool_calls"
     assert len(fake.received) == 1  # the turn ended at the call: no tool result went upstream
     assert list(tmp_path.iterdir()) == []
+
+
+ODD_NAMES = ["browser.search", "a b", "wetter-é", "ns:lookup"]
+
+
+def named_tool(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+
+
+def call_the_offered(name_fragment: str):
+    """A model that calls the offered tool whose name starts with the safe form of a caller name."""
+
+    def model(body):
+        results = [b for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+                   for b in m["content"] if b.get("type") == "tool_result"]  # fmt: skip
+        if results:
+            return Reply(chunks=["done"])
+        [name] = [t["name"] for t in body.get("tools", []) if t["name"].startswith(f"mcp__client__{name_fragment}")]
+        return Reply(chunks=[], tool_uses=[ToolUse(name, {"q": "x"})])
+
+    return model
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_dotted_spaced_and_non_ascii_tool_names_round_trip_through_openai(client, fake, name):
+    fake.handler = call_the_offered(name[:2].replace(" ", "_").replace(".", "_").replace(":", "_"))
+    messages = [{"role": "user", "content": "go"}]
+    first = client.chat.completions.create(model="sonnet", messages=messages, tools=[named_tool(name), WEATHER])
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls
+    assert call.function.name == name  # the caller's own name comes back
+    messages += [first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "r"}]
+    second = client.chat.completions.create(model="sonnet", messages=messages, tools=[named_tool(name), WEATHER])
+    assert second.choices[0].message.content == "done"
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_dotted_spaced_and_non_ascii_tool_names_round_trip_through_ollama(bridge, fake, name):
+    fake.handler = call_the_offered(name[:2].replace(" ", "_").replace(".", "_").replace(":", "_"))
+    client = ollama.Client(host=bridge.ollama_url)
+    messages = [{"role": "user", "content": "go"}]
+    first = client.chat(model="sonnet", messages=messages, tools=[named_tool(name)])
+    [call] = first.message.tool_calls
+    assert call.function.name == name
+    messages += [first.message, {"role": "tool", "content": "r", "tool_name": name}]
+    assert client.chat(model="sonnet", messages=messages, tools=[named_tool(name)]).message.content == "done"
+
+
+@pytest.mark.parametrize(
+    "parameters", [{"type": "array"}, {"type": "objekt"}, {"type": "object", "properties": {"a": {"type": "strang"}}}]
+)
+def test_a_tool_the_model_cannot_be_offered_is_a_400_naming_it(client, fake, parameters):
+    bad = {"type": "function", "function": {"name": "broken_tool", "parameters": parameters}}
+    with pytest.raises(openai.BadRequestError, match="broken_tool"):
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], tools=[WEATHER, bad])
+    assert not fake.received

@@ -226,7 +226,12 @@ class CliProcess:
         answer. If the generator is closed early or fails, the process is spoiled and no
         longer ``reusable``; ``stop`` interrupts a turn left running.
         """
-        if self.spoiled or not self.alive:
+        if not self.alive:
+            with contextlib.suppress(TimeoutError):  # let the reader tasks collect what it said
+                async with asyncio.timeout(2):
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+            raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}".strip())
+        if self.spoiled:
             raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
         self._turn_open = True
         self._ended_in_tool_call = False

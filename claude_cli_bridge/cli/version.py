@@ -16,19 +16,21 @@ from dataclasses import dataclass
 
 Version = tuple[int, int, int]
 
-OLDEST_SUPPORTED: Version = (2, 1, 250)
-NEWEST_TESTED: Version = (2, 1, 332)
+OLDEST_SUPPORTED: Version = (2, 1, 277)  # scripts/cli-floor; CI probes it
+NEWEST_TESTED: Version = (2, 1, 332)  # scripts/cli-version; CI runs the suite on it
 UPGRADE_COMMAND = "npm install -g @anthropic-ai/claude-code@latest"
 
-# The oldest version each feature was seen working in (see the module docstring).
+# The oldest version each feature was seen working in, by the probes (README, "CLI versions"):
+# caller text is delivered uninterpreted from 2.1.250 (client_composed), deferred tool results
+# are matched from 2.1.277; the others work from 2.1.204 or earlier.
 FEATURE_MINIMUMS: dict[str, Version] = {
-    "basic": OLDEST_SUPPORTED,
-    "caller_text": OLDEST_SUPPORTED,
-    "single_call": OLDEST_SUPPORTED,
-    "transcripts": OLDEST_SUPPORTED,
-    "client_tools": (2, 1, 300),
-    "structured_output": OLDEST_SUPPORTED,
-    "error_status": OLDEST_SUPPORTED,
+    "basic": (2, 1, 204),
+    "caller_text": (2, 1, 250),
+    "single_call": (2, 1, 204),
+    "transcripts": (2, 1, 204),
+    "client_tools": (2, 1, 277),
+    "structured_output": (2, 1, 204),
+    "error_status": (2, 1, 204),
 }
 
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
