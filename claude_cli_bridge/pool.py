@@ -279,7 +279,7 @@ class Pool:
             states[entry.state] += 1
         live = [e for e in self._entries.values() if e.process is not None and e.state != "stopping"]
         return {
-            "processes": len(live) + states["starting"],
+            "processes": len(live),  # launched and not stopping; "starting" and "stopping" apart
             **states,
             "spares": states["spare"],
             "waiting": len(self._waiting),

@@ -61,7 +61,7 @@ def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
 def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, fake):
     server = start_bridge(SPARE_PROFILES="0")
     fake.enqueue(Reply(chunks=["First answer."]))
-    ask(server, [{"role": "user", "content": "Original question"}], user="conv-edit")
+    ask(server, [{"role": "user", "content": "Original question"}], extra_headers={"X-Conversation-Id": "conv-edit"})
     server.wait_idle()
     spawned = server.health()["pool"]["counters"]["launched"]
     edited = [
@@ -69,13 +69,27 @@ def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, f
         {"role": "assistant", "content": "First answer."},
         {"role": "user", "content": "Next"},
     ]
-    ask(server, edited, user="conv-edit")
-    assert server.wait_idle()["pool"]["counters"]["launched"] == spawned + 1
+    ask(server, edited, extra_headers={"X-Conversation-Id": "conv-edit"})
+    status = server.wait_idle()["pool"]
+    assert status["counters"]["launched"] == spawned + 1
+    assert status["held"] == 1  # the diverged conversation's process was dropped with its key
     assert fake.received[-1].plain_messages() == [
         ("user", "Edited question"),
         ("assistant", "First answer."),
         ("user", "Next"),
     ]
+
+
+def test_two_interleaved_chats_of_one_user_both_stay_warm(start_bridge, fake):
+    """`user` names a person (LibreChat sends it on every request), not a conversation."""
+    server = start_bridge(SPARE_PROFILES="0")
+    chats = {"a": [{"role": "user", "content": "Chat A"}], "b": [{"role": "user", "content": "Chat B"}]}
+    for turn in range(3):
+        for name, messages in chats.items():
+            answer = ask(server, messages, user="alice").choices[0].message.content
+            messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": f"{name} turn {turn}"}]
+    counters = server.wait_idle()["pool"]["counters"]
+    assert counters["cold"] == 2 and counters["held"] == 4  # one cold start per chat, then warm turns
 
 
 def test_a_regenerated_answer_is_not_answered_from_the_diverged_process(start_bridge, fake):

@@ -94,7 +94,7 @@ def test_unknown_keys_and_keep_alive_are_accepted():
     "body, header, key",
     [
         ({"id": "conv-1", "user": "u"}, None, "conv-1"),
-        ({"user": "u"}, None, "u"),
+        ({"user": "u"}, None, None),  # `user` is a person, not a conversation
         ({"id": "conv-1"}, "hdr", "hdr"),
         ({}, None, None),
     ],

@@ -100,7 +100,7 @@ def test_from_chat_request_builds_real_turns(messages, system, expected):
         ({"max_completion_tokens": 20, "max_tokens": 10}, "max_tokens", 20),
         ({"stop": "END"}, "stop", ("END",)),
         ({"stop": ["a", "b"]}, "stop", ("a", "b")),
-        ({"user": "u1"}, "conversation_key", "u1"),
+        ({"user": "u1"}, "conversation_key", None),  # `user` is a person, not a conversation
         ({"id": "conv-9", "user": "u1"}, "conversation_key", "conv-9"),
         ({"response_format": {"type": "json_object"}}, "json_schema", {"type": "object"}),
         (

@@ -116,7 +116,7 @@ class _Generation(_Lenient):
     """Conversation id (not Ollama's; the original bridge's)."""
 
     user: Optional[str] = None
-    """Conversation id fallback."""
+    """Accepted and ignored: it names a person, not a conversation."""
 
 
 class ChatRequest(_Generation):

@@ -82,7 +82,7 @@ def from_chat_request(
             ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
             for t in chat.tools or []
         ),
-        conversation_key=conversation_key or chat.id or chat.user,
+        conversation_key=conversation_key or chat.id,  # `user` names a person, not a conversation
     )
 
 
@@ -121,7 +121,7 @@ def from_generate_request(
         max_tokens=_max_tokens(generate.options),
         stop=_stops(generate.options),
         json_schema=json_schema_for(generate.format),
-        conversation_key=conversation_key or generate.id or generate.user,
+        conversation_key=conversation_key or generate.id,
     )
 
 

@@ -86,7 +86,7 @@ def from_chat_request(
             for t in request.tools or []
         ),
         tool_choice="none" if request.tool_choice == "none" else "auto",
-        conversation_key=conversation_key or request.id or request.user,
+        conversation_key=conversation_key or request.id,  # `user` names a person, not a conversation
     )
 
 
