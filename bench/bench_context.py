@@ -24,12 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from claude_cli_bridge.cli import launch, process  # noqa: E402
-from claude_cli_bridge.cli.launch import Launcher, process_env  # noqa: E402
-from claude_cli_bridge.cli.profile import Profile  # noqa: E402
-from claude_cli_bridge.core.messages import Message, TextBlock  # noqa: E402
-from fake_upstream import FakeAnthropic  # noqa: E402
-from harness import find_test_cli  # noqa: E402
+from fake_upstream import FakeAnthropic
+from harness import find_test_cli
+
+from claude_cli_bridge.cli import launch, process
+from claude_cli_bridge.cli.launch import Launcher, process_env
+from claude_cli_bridge.cli.profile import Profile
+from claude_cli_bridge.core.messages import Message, TextBlock
 
 QUESTION = "What is the capital of France?"
 
@@ -59,6 +60,7 @@ def measure(body: dict, count_tokens) -> dict[str, int]:
 async def one_turn(cli: str, fake: FakeAnthropic, before: bool, count_tokens=None) -> dict:
     saved_argv, saved_line = launch.build_argv, process.user_line
     if before:
+
         def old_argv(*args, **kwargs):
             argv = saved_argv(*args, **kwargs)
             index = argv.index("--system-prompt")
@@ -74,7 +76,9 @@ async def one_turn(cli: str, fake: FakeAnthropic, before: bool, count_tokens=Non
         fake.reset()
         cli_process = await launcher(Profile(model="sonnet"), ())
         try:
-            async for _ in cli_process.turn(Message("user", (TextBlock(QUESTION),)), silence_timeout=60, turn_timeout=60):
+            async for _ in cli_process.turn(
+                Message("user", (TextBlock(QUESTION),)), silence_timeout=60, turn_timeout=60
+            ):
                 pass
         finally:
             await cli_process.stop()

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
@@ -156,13 +155,14 @@ def engine_rates(
 def serve(model_dir: Path, cache_dir: Path, port: int, batch_size: int, threads: int | None) -> None:
     """Child process: the real app with a stub chat engine, embeddings only."""
     import uvicorn
+    from scripted_engine import ScriptedEngine  # tests/ is on the path
 
     from claude_cli_bridge.app import create_app
     from claude_cli_bridge.embeddings import EmbeddingEngine
 
     settings = settings_for(model_dir, cache_dir)
     embeddings = EmbeddingEngine(settings, batch_size=batch_size, threads=threads)
-    app = create_app(settings, SimpleNamespace(status=dict), embeddings)
+    app = create_app(settings, ScriptedEngine(settings=settings), embeddings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

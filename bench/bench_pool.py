@@ -79,10 +79,28 @@ CHAT = marker(20, 20)  # concurrency runs: 20 chunks 20 ms apart (about 0.4 s of
 LONG_CHUNKS = 3000
 LONG = marker(LONG_CHUNKS, 0)
 
-FULL = {"ttft": 7, "ttft_fresh": 4, "ttft_unseen": 3, "single": 7, "rounds8": 5, "rounds8_new": 2, "rounds32": 2,
-        "relay": 5, "default_pool": 9}
-QUICK = {"ttft": 3, "ttft_fresh": 2, "ttft_unseen": 2, "single": 4, "rounds8": 2, "rounds8_new": 1, "rounds32": 1,
-         "relay": 3, "default_pool": 8}
+FULL = {
+    "ttft": 7,
+    "ttft_fresh": 4,
+    "ttft_unseen": 3,
+    "single": 7,
+    "rounds8": 5,
+    "rounds8_new": 2,
+    "rounds32": 2,
+    "relay": 5,
+    "default_pool": 9,
+}
+QUICK = {
+    "ttft": 3,
+    "ttft_fresh": 2,
+    "ttft_unseen": 2,
+    "single": 4,
+    "rounds8": 2,
+    "rounds8_new": 1,
+    "rounds32": 1,
+    "relay": 3,
+    "default_pool": 8,
+}
 
 
 def log(message: str) -> None:
@@ -98,13 +116,14 @@ class Conversation:
         self.turns = 0
 
     def ask(self, reply_marker: str) -> list[dict[str, str]]:
-        return self.messages + [
-            {"role": "user", "content": f"{reply_marker} {self.name} turn {self.turns + 1}: say something."}
+        return [
+            *self.messages,
+            {"role": "user", "content": f"{reply_marker} {self.name} turn {self.turns + 1}: say something."},
         ]
 
     def record(self, asked: list[dict[str, str]], result: dict[str, Any]) -> None:
         if result["error"] is None:
-            self.messages = asked + [{"role": "assistant", "content": result["text"]}]
+            self.messages = [*asked, {"role": "assistant", "content": result["text"]}]
             self.turns += 1
 
 
@@ -130,7 +149,7 @@ class CpuWatch:
         while not self._done.wait(0.1):
             self._sample()
 
-    def __enter__(self) -> CpuWatch:  # noqa: PYI034
+    def __enter__(self) -> CpuWatch:
         self.before = self.bench.cpu_snapshot()
         self.first.update(self.before["cli"])
         self._thread.start()
@@ -314,9 +333,9 @@ class Bench:
     def bench_ttft(self) -> None:
         log("1. TTFT: cold claude -p vs new conversation (spare) vs follow-up (held)")
         n = self.n["ttft"]
-        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in
-                                                  ("cold", "spare", "held", "fresh_spare", "unseen",
-                                                   "direct_first", "direct_later")}
+        rows: dict[str, list[dict[str, Any]]] = {
+            k: [] for k in ("cold", "spare", "held", "fresh_spare", "unseen", "direct_first", "direct_later")
+        }
         memory_rows: dict[str, list[dict[str, float]]] = {"spare": [], "held": []}
         key = "bench-ttft"
         # Warm-up: the first request with this system prompt is cold and makes the pool keep a
@@ -345,9 +364,11 @@ class Bench:
                 sample = memory(pid)
                 if sample:
                     memory_rows["held" if pid == held_pid else "spare"].append(sample)
-            log(f"  run {i + 1}/{n}: cold {ms(rows['cold'][-1]['ttft'])} ms, spare {ms(rows['spare'][-1]['ttft'])} ms "
+            log(
+                f"  run {i + 1}/{n}: cold {ms(rows['cold'][-1]['ttft'])} ms, spare {ms(rows['spare'][-1]['ttft'])} ms "
                 f"{rows['spare'][-1]['served']}, held {ms(rows['held'][-1]['ttft'])} ms {rows['held'][-1]['served']}, "
-                f"direct first/later turn {ms(rows['direct_first'][-1]['ttft'])}/{ms(rows['direct_later'][-1]['ttft'])} ms")
+                f"direct first/later turn {ms(rows['direct_first'][-1]['ttft'])}/{ms(rows['direct_later'][-1]['ttft'])} ms"
+            )
         # A spare taken as soon as /health lists it (it is counted from its exec, still booting).
         for i in range(self.n["ttft_fresh"]):
             self.settle(spares=2)
@@ -388,11 +409,9 @@ class Bench:
         async with httpx.AsyncClient(timeout=300, limits=limits) as client:
             asked = [c.ask(reply_marker) for c in conversations]
             started = time.perf_counter()
-            results = await asyncio.gather(
-                *(astream_chat(client, self.server.openai_url, a) for a in asked)
-            )
+            results = await asyncio.gather(*(astream_chat(client, self.server.openai_url, a) for a in asked))
             wall = time.perf_counter() - started
-        for conversation, question, result in zip(conversations, asked, results):
+        for conversation, question, result in zip(conversations, asked, results, strict=False):
             conversation.record(question, result)
         return list(results), wall
 
@@ -405,8 +424,13 @@ class Bench:
         for error in errors[:3]:
             log(f"  ! {error}")
         after = self.counters()
-        return {"results": results, "wall": wall, "served": self.served(before, after),
-                "spawned": self.spawned(before, after), "cpu": cpu}
+        return {
+            "results": results,
+            "wall": wall,
+            "served": self.served(before, after),
+            "spawned": self.spawned(before, after),
+            "cpu": cpu,
+        }
 
     def bench_concurrency(self) -> None:
         log("2. concurrency: 1, 8 and 32 chats at once (20 chunks, 20 ms apart)")
@@ -438,8 +462,10 @@ class Bench:
                 },
             }
             row = rows[name]
-            log(f"  {label}: TTFT p50/p95 {ms(row['ttft_p50'])}/{ms(row['ttft_p95'])} ms, total p50/p95 "
-                f"{ms(row['total_p50'])}/{ms(row['total_p95'])} ms, errors {row['errors']}, served {served}")
+            log(
+                f"  {label}: TTFT p50/p95 {ms(row['ttft_p50'])}/{ms(row['ttft_p95'])} ms, total p50/p95 "
+                f"{ms(row['total_p50'])}/{ms(row['total_p95'])} ms, errors {row['errors']}, served {served}"
+            )
 
         def single(conversation_for, count: int, spares: int | None, key: str | None = None) -> list[dict]:
             batches = []
@@ -449,13 +475,22 @@ class Bench:
                 before = self.counters()
                 started = time.perf_counter()
                 result = self.chat(conversation, CHAT, key)
-                batches.append({"results": [result], "wall": time.perf_counter() - started,
-                                "served": self.served(before, self.counters()), "cpu": result["cpu"]})
+                batches.append(
+                    {
+                        "results": [result],
+                        "wall": time.perf_counter() - started,
+                        "served": self.served(before, self.counters()),
+                        "cpu": result["cpu"],
+                    }
+                )
             return batches
 
         # A single new conversation (served by the settled spare); one key, so each retires the last.
-        add("single_new", "1 new conversation (spare)",
-            single(lambda i: Conversation(f"single-new-{i}"), self.n["single"], spares=2, key="bench-single"))
+        add(
+            "single_new",
+            "1 new conversation (spare)",
+            single(lambda i: Conversation(f"single-new-{i}"), self.n["single"], spares=2, key="bench-single"),
+        )
         # Warm-up: 8 conversations at once (1 spare, 7 cold starts); they stay held.
         self.settle()
         held = [Conversation(f"c8-{i}") for i in range(8)]
@@ -526,7 +561,9 @@ class Bench:
                 "total_median": median(r["total"] for r in runs),
                 "chunks": [r["chunks"] for r in runs],
                 "complete": all(r.get("complete") for r in runs),
-                "cpu_median": {part: median(r["cpu"][part] for r in runs) for part in ("cli", "server", "fake", "client")},
+                "cpu_median": {
+                    part: median(r["cpu"][part] for r in runs) for part in ("cli", "server", "fake", "client")
+                },
             }
 
         out = {"server": summary(server_runs), "direct": summary(direct_runs)}
@@ -573,11 +610,23 @@ class Bench:
             result = self.chat(Conversation(f"default-{i}", system=None), SHORT)
             self.settle(timeout=8)
             status = self.pool()
-            runs.append({"ttft": result["ttft"], "served": result["served"], "spawned": result["spawned"],
-                         "error": result["error"], "after": {k: status[k] for k in ("processes", "held", "spares")}})
-            log(f"  conversation {i + 1}: TTFT {ms(result['ttft'])} ms, served {result['served']}, "
-                f"{result['spawned']}, then {runs[-1]['after']}")
-        self.results["default_pool"] = {"runs": runs, "settings": "defaults (MAX_PROCESSES=8, MAX_CONVERSATIONS=6, SPARE_PROFILES=2)"}
+            runs.append(
+                {
+                    "ttft": result["ttft"],
+                    "served": result["served"],
+                    "spawned": result["spawned"],
+                    "error": result["error"],
+                    "after": {k: status[k] for k in ("processes", "held", "spares")},
+                }
+            )
+            log(
+                f"  conversation {i + 1}: TTFT {ms(result['ttft'])} ms, served {result['served']}, "
+                f"{result['spawned']}, then {runs[-1]['after']}"
+            )
+        self.results["default_pool"] = {
+            "runs": runs,
+            "settings": "defaults (MAX_PROCESSES=8, MAX_CONVERSATIONS=6, SPARE_PROFILES=2)",
+        }
 
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -607,17 +656,21 @@ def verdict(ok: bool | None) -> str:
 def report(results: dict[str, Any]) -> str:
     out: list[str] = []
     meta = results["meta"]
-    out.append(f"Pool benchmark: CLI {meta['cli_version']}, {meta['cpus']} CPUs, Python {meta['python']}, "
-               f"{'quick' if meta['quick'] else 'full'} run, {meta['duration_s']:.0f} s, "
-               f"load average {meta['load_start']} at start, {meta['load_end']} at the end; "
-               f"{meta['settle_timeouts']} waits for a quiet pool timed out. MAX_PROCESSES={MAX_PROCESSES} "
-               "(sections 1-4).")
+    out.append(
+        f"Pool benchmark: CLI {meta['cli_version']}, {meta['cpus']} CPUs, Python {meta['python']}, "
+        f"{'quick' if meta['quick'] else 'full'} run, {meta['duration_s']:.0f} s, "
+        f"load average {meta['load_start']} at start, {meta['load_end']} at the end; "
+        f"{meta['settle_timeouts']} waits for a quiet pool timed out. MAX_PROCESSES={MAX_PROCESSES} "
+        "(sections 1-4)."
+    )
     out.append("")
     t = results.get("ttft")
     if t:
         out.append("### 1. Time to first token (client side, streaming; fake answers at once; median of runs)")
         out.append("")
-        out.append("| Path | Runs | TTFT median (ms) | min–max (ms) | × cold `claude -p` | Served by | CLI processes started |")
+        out.append(
+            "| Path | Runs | TTFT median (ms) | min–max (ms) | × cold `claude -p` | Served by | CLI processes started |"
+        )
         out.append("|---|---|---|---|---|---|---|")
         labels = [
             ("cold", "cold `claude -p` (direct, server's flags and env)"),
@@ -631,52 +684,73 @@ def report(results: dict[str, Any]) -> str:
         for name, label in labels:
             row = t[name]
             served = ", ".join(f"{k} {v}" for k, v in row["served"].items()) or "–"
-            out.append(f"| {label} | {row['n']} | {ms(row['ttft_median'])} | {ms(row['ttft_min'])}–{ms(row['ttft_max'])} "
-                       f"| {times(row['ratio_to_cold'])} | {served} | {row['started'] if row['served'] else '–'} |")
+            out.append(
+                f"| {label} | {row['n']} | {ms(row['ttft_median'])} | {ms(row['ttft_min'])}–{ms(row['ttft_max'])} "
+                f"| {times(row['ratio_to_cold'])} | {served} | {row['started'] if row['served'] else '–'} |"
+            )
         out.append("")
-        out.append(f"Target ≤ 0.25× cold: new conversation {times(t['spare']['ratio_to_cold'])} "
-                   f"{verdict(_le(t['spare']['ratio_to_cold'], 0.25))}; follow-up {times(t['held']['ratio_to_cold'])} "
-                   f"{verdict(_le(t['held']['ratio_to_cold'], 0.25))}.")
+        out.append(
+            f"Target ≤ 0.25× cold: new conversation {times(t['spare']['ratio_to_cold'])} "
+            f"{verdict(_le(t['spare']['ratio_to_cold'], 0.25))}; follow-up {times(t['held']['ratio_to_cold'])} "
+            f"{verdict(_le(t['held']['ratio_to_cold'], 0.25))}."
+        )
         out.append("")
     c = results.get("concurrency")
     if c:
-        out.append("### 2. Concurrent streaming chats (20 chunks, 20 ms apart; p95 ratios against the single chat of the same kind)")
+        out.append(
+            "### 2. Concurrent streaming chats (20 chunks, 20 ms apart; p95 ratios against the single chat of the same kind)"
+        )
         out.append("")
-        out.append("| Workload | Requests | TTFT p50 / p95 (ms) | Total p50 / p95 (ms) | Batch wall (ms) | p95 TTFT × single "
-                   "| p95 total × single | Errors | Served by | CPU ms per chat: CLI / server / fake / client |")
+        out.append(
+            "| Workload | Requests | TTFT p50 / p95 (ms) | Total p50 / p95 (ms) | Batch wall (ms) | p95 TTFT × single "
+            "| p95 total × single | Errors | Served by | CPU ms per chat: CLI / server / fake / client |"
+        )
         out.append("|---|---|---|---|---|---|---|---|---|---|")
         for row in c.values():
             served = ", ".join(f"{k} {v}" for k, v in row["served"].items()) or "–"
-            out.append(f"| {row['label']} | {row['requests']} | {ms(row['ttft_p50'])} / {ms(row['ttft_p95'])} "
-                       f"| {ms(row['total_p50'])} / {ms(row['total_p95'])} | {ms(row['wall_median'])} "
-                       f"| {times(row['ttft_p95_x_single'])} | {times(row['total_p95_x_single'])} | {row['errors']} | {served} "
-                       f"| {_cpu(row['cpu_per_request'])} |")
+            out.append(
+                f"| {row['label']} | {row['requests']} | {ms(row['ttft_p50'])} / {ms(row['ttft_p95'])} "
+                f"| {ms(row['total_p50'])} / {ms(row['total_p95'])} | {ms(row['wall_median'])} "
+                f"| {times(row['ttft_p95_x_single'])} | {times(row['total_p95_x_single'])} | {row['errors']} | {served} "
+                f"| {_cpu(row['cpu_per_request'])} |"
+            )
         out.append("")
         held8 = c["c8_held"]
         new8 = c["c8_new"]
         cpu8 = sum(v for v in held8["cpu_per_request"].values() if v) * 8
-        out.append(f"CPU for one batch of 8 follow-ups: {cpu8 * 1000:.0f} ms (CLI "
-                   f"{held8['cpu_per_request']['cli'] * 8 * 1000:.0f} ms), so on {meta['cpus']} cores a batch takes at "
-                   f"least {cpu8 / meta['cpus'] * 1000:.0f} ms of CPU time, against a single follow-up's TTFT p95 of "
-                   f"{ms(c['single_held']['ttft_p95'])} ms.")
+        out.append(
+            f"CPU for one batch of 8 follow-ups: {cpu8 * 1000:.0f} ms (CLI "
+            f"{held8['cpu_per_request']['cli'] * 8 * 1000:.0f} ms), so on {meta['cpus']} cores a batch takes at "
+            f"least {cpu8 / meta['cpus'] * 1000:.0f} ms of CPU time, against a single follow-up's TTFT p95 of "
+            f"{ms(c['single_held']['ttft_p95'])} ms."
+        )
         out.append("")
-        out.append(f"Target 8 concurrent p95 ≤ 1.5× single (after warm-up, held conversations): TTFT "
-                   f"{times(held8['ttft_p95_x_single'])}, total {times(held8['total_p95_x_single'])} "
-                   f"{verdict(_le(held8['ttft_p95_x_single'], 1.5) and _le(held8['total_p95_x_single'], 1.5))}. "
-                   f"8 new conversations at once: TTFT {times(new8['ttft_p95_x_single'])}, total "
-                   f"{times(new8['total_p95_x_single'])} "
-                   f"{verdict(_le(new8['ttft_p95_x_single'], 1.5) and _le(new8['total_p95_x_single'], 1.5))}.")
+        out.append(
+            f"Target 8 concurrent p95 ≤ 1.5× single (after warm-up, held conversations): TTFT "
+            f"{times(held8['ttft_p95_x_single'])}, total {times(held8['total_p95_x_single'])} "
+            f"{verdict(_le(held8['ttft_p95_x_single'], 1.5) and _le(held8['total_p95_x_single'], 1.5))}. "
+            f"8 new conversations at once: TTFT {times(new8['ttft_p95_x_single'])}, total "
+            f"{times(new8['total_p95_x_single'])} "
+            f"{verdict(_le(new8['ttft_p95_x_single'], 1.5) and _le(new8['total_p95_x_single'], 1.5))}."
+        )
         out.append("")
     r = results.get("relay")
     if r:
         out.append(f"### 3. Relay rate ({LONG_CHUNKS} chunks, no delay; first to last chunk; median of runs)")
         out.append("")
-        out.append("| Path | Chunks/s | First→last (ms) | TTFT (ms) | Complete | CPU ms per answer: CLI / server / fake / client |")
+        out.append(
+            "| Path | Chunks/s | First→last (ms) | TTFT (ms) | Complete | CPU ms per answer: CLI / server / fake / client |"
+        )
         out.append("|---|---|---|---|---|---|")
-        for name, label in (("direct", "persistent CLI read directly"), ("server", "server, streaming (held conversation)")):
+        for name, label in (
+            ("direct", "persistent CLI read directly"),
+            ("server", "server, streaming (held conversation)"),
+        ):
             row = r[name]
-            out.append(f"| {label} | {row['rate_median']:,.0f} | {ms(row['first_to_last_median'])} | {ms(row['ttft_median'])} "
-                       f"| {'yes' if row['complete'] else 'NO'} | {_cpu(row['cpu_median'])} |")
+            out.append(
+                f"| {label} | {row['rate_median']:,.0f} | {ms(row['first_to_last_median'])} | {ms(row['ttft_median'])} "
+                f"| {'yes' if row['complete'] else 'NO'} | {_cpu(row['cpu_median'])} |"
+            )
         out.append("")
         out.append(f"Target ≥ 95%: server/direct = {_pct(r['ratio'])} {verdict(_ge(r['ratio'], 0.95))}.")
         out.append("")
@@ -692,15 +766,23 @@ def report(results: dict[str, Any]) -> str:
         out.append(f"| server, after all runs | 1 | {mb(me['server'], 'rss_mb')} | {mb(me['server'], 'uss_mb')} |")
         spares = [s for s in ms_["spares"] if s] + (m1["spare"] if m1 else [])
         helds = m1["held"] if m1 else []
-        out.append(f"| CLI, idle spare (no turn yet) | {len(spares)} samples | {_med(spares, 'rss_mb')} | {_med(spares, 'uss_mb')} |")
-        out.append(f"| CLI, held conversation (2 short turns) | {len(helds)} samples | {_med(helds, 'rss_mb')} | {_med(helds, 'uss_mb')} |")
+        out.append(
+            f"| CLI, idle spare (no turn yet) | {len(spares)} samples | {_med(spares, 'rss_mb')} | {_med(spares, 'uss_mb')} |"
+        )
+        out.append(
+            f"| CLI, held conversation (2 short turns) | {len(helds)} samples | {_med(helds, 'rss_mb')} | {_med(helds, 'uss_mb')} |"
+        )
         if r and r.get("held_pid_memory"):
             hp = r["held_pid_memory"]
-            out.append(f"| CLI, held conversation after {1 + len(r['server']['rates'])} answers of {LONG_CHUNKS} chunks | 1 "
-                       f"| {mb(hp, 'rss_mb')} | {mb(hp, 'uss_mb')} |")
-        out.append(f"| all idle CLI processes at the end ({me['held']} held, {me['spares']} spares) | {me['cli_count']} "
-                   f"| {_fmt(me['cli_rss_median'])} (total {_fmt(me['cli_rss_total'])}) "
-                   f"| {_fmt(me['cli_uss_median'])} (total {_fmt(me['cli_uss_total'])}) |")
+            out.append(
+                f"| CLI, held conversation after {1 + len(r['server']['rates'])} answers of {LONG_CHUNKS} chunks | 1 "
+                f"| {mb(hp, 'rss_mb')} | {mb(hp, 'uss_mb')} |"
+            )
+        out.append(
+            f"| all idle CLI processes at the end ({me['held']} held, {me['spares']} spares) | {me['cli_count']} "
+            f"| {_fmt(me['cli_rss_median'])} (total {_fmt(me['cli_rss_total'])}) "
+            f"| {_fmt(me['cli_uss_median'])} (total {_fmt(me['cli_uss_total'])}) |"
+        )
         out.append("")
     d = results.get("default_pool")
     if d:
@@ -711,8 +793,10 @@ def report(results: dict[str, Any]) -> str:
         for i, run in enumerate(d["runs"], 1):
             served = ", ".join(f"{k} {v}" for k, v in run["served"].items()) or "–"
             after = run["after"]
-            out.append(f"| {i} | {ms(run['ttft'])} | {served} | {run['spawned']['spawned']} / {run['spawned']['evictions']} "
-                       f"| {after['processes']}, {after['held']}, {after['spares']} |")
+            out.append(
+                f"| {i} | {ms(run['ttft'])} | {served} | {run['spawned']['spawned']} / {run['spawned']['evictions']} "
+                f"| {after['processes']}, {after['held']}, {after['spares']} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -733,38 +817,56 @@ def readme_table(results: dict[str, Any]) -> str:
     ]
     if t:
         cold = t["cold"]["ttft_median"]
-        lines.append(f"| TTFT, new conversation (warm spare) | {ms(t['spare']['ttft_median'])} ms vs {ms(cold)} ms cold "
-                     f"`claude -p` = {times(t['spare']['ratio_to_cold'])} | ≤ 0.25× | {_mark(_le(t['spare']['ratio_to_cold'], 0.25))} |")
-        lines.append(f"| TTFT, follow-up (held conversation) | {ms(t['held']['ttft_median'])} ms vs {ms(cold)} ms = "
-                     f"{times(t['held']['ratio_to_cold'])} | ≤ 0.25× | {_mark(_le(t['held']['ratio_to_cold'], 0.25))} |")
+        lines.append(
+            f"| TTFT, new conversation (warm spare) | {ms(t['spare']['ttft_median'])} ms vs {ms(cold)} ms cold "
+            f"`claude -p` = {times(t['spare']['ratio_to_cold'])} | ≤ 0.25× | {_mark(_le(t['spare']['ratio_to_cold'], 0.25))} |"
+        )
+        lines.append(
+            f"| TTFT, follow-up (held conversation) | {ms(t['held']['ttft_median'])} ms vs {ms(cold)} ms = "
+            f"{times(t['held']['ratio_to_cold'])} | ≤ 0.25× | {_mark(_le(t['held']['ratio_to_cold'], 0.25))} |"
+        )
     if c:
         s, h8, n8, n32 = c["single_held"], c["c8_held"], c["c8_new"], c["c32_new"]
-        lines.append(f"| 8 concurrent follow-ups, p95 TTFT / total | {ms(h8['ttft_p95'])} / {ms(h8['total_p95'])} ms vs single "
-                     f"{ms(s['ttft_p95'])} / {ms(s['total_p95'])} ms = {times(h8['ttft_p95_x_single'])} / "
-                     f"{times(h8['total_p95_x_single'])} | ≤ 1.5× | "
-                     f"{_mark(_le(h8['ttft_p95_x_single'], 1.5) and _le(h8['total_p95_x_single'], 1.5))} |")
-        lines.append(f"| 8 concurrent new conversations, p95 TTFT / total | {ms(n8['ttft_p95'])} / {ms(n8['total_p95'])} ms = "
-                     f"{times(n8['ttft_p95_x_single'])} / {times(n8['total_p95_x_single'])} a single new one | – | |")
-        lines.append(f"| 32 concurrent new conversations, p50 / p95 TTFT (queued over {MAX_PROCESSES} processes) | "
-                     f"{ms(n32['ttft_p50'])} / {ms(n32['ttft_p95'])} ms; total p95 {ms(n32['total_p95'])} ms; "
-                     f"{n32['errors']} errors | – | |")
+        lines.append(
+            f"| 8 concurrent follow-ups, p95 TTFT / total | {ms(h8['ttft_p95'])} / {ms(h8['total_p95'])} ms vs single "
+            f"{ms(s['ttft_p95'])} / {ms(s['total_p95'])} ms = {times(h8['ttft_p95_x_single'])} / "
+            f"{times(h8['total_p95_x_single'])} | ≤ 1.5× | "
+            f"{_mark(_le(h8['ttft_p95_x_single'], 1.5) and _le(h8['total_p95_x_single'], 1.5))} |"
+        )
+        lines.append(
+            f"| 8 concurrent new conversations, p95 TTFT / total | {ms(n8['ttft_p95'])} / {ms(n8['total_p95'])} ms = "
+            f"{times(n8['ttft_p95_x_single'])} / {times(n8['total_p95_x_single'])} a single new one | – | |"
+        )
+        lines.append(
+            f"| 32 concurrent new conversations, p50 / p95 TTFT (queued over {MAX_PROCESSES} processes) | "
+            f"{ms(n32['ttft_p50'])} / {ms(n32['ttft_p95'])} ms; total p95 {ms(n32['total_p95'])} ms; "
+            f"{n32['errors']} errors | – | |"
+        )
     if r:
-        lines.append(f"| Relay rate, {LONG_CHUNKS} fast chunks | {r['server']['rate_median']:,.0f} vs "
-                     f"{r['direct']['rate_median']:,.0f} chunks/s direct = {_pct(r['ratio'])} | ≥ 95% | "
-                     f"{_mark(_ge(r['ratio'], 0.95))} |")
+        lines.append(
+            f"| Relay rate, {LONG_CHUNKS} fast chunks | {r['server']['rate_median']:,.0f} vs "
+            f"{r['direct']['rate_median']:,.0f} chunks/s direct = {_pct(r['ratio'])} | ≥ 95% | "
+            f"{_mark(_ge(r['ratio'], 0.95))} |"
+        )
     d = results.get("default_pool")
     if d:
         spare_runs = [x["ttft"] for x in d["runs"] if x["served"].get("spare")]
         cold_runs = [x["ttft"] for x in d["runs"] if x["served"].get("cold")]
-        lines.append(f"| {len(d['runs'])} new conversations in a row, default settings | {len(spare_runs)} served by a spare "
-                     f"(median {ms(median(spare_runs))} ms), {len(cold_runs)} cold (median {ms(median(cold_runs))} ms) | – | |")
+        lines.append(
+            f"| {len(d['runs'])} new conversations in a row, default settings | {len(spare_runs)} served by a spare "
+            f"(median {ms(median(spare_runs))} ms), {len(cold_runs)} cold (median {ms(median(cold_runs))} ms) | – | |"
+        )
     if ms_ and me:
         spares = [s for s in ms_["spares"] if s] + (m1["spare"] if m1 else [])
         helds = m1["held"] if m1 else []
-        lines.append(f"| Memory per idle CLI process, RSS / USS | spare {_med(spares, 'rss_mb')} / {_med(spares, 'uss_mb')} MB, "
-                     f"held {_med(helds, 'rss_mb')} / {_med(helds, 'uss_mb')} MB | – | |")
-        lines.append(f"| Memory of the server, RSS / USS | {mb(ms_['server'], 'rss_mb')} / {mb(ms_['server'], 'uss_mb')} MB "
-                     f"at start, {mb(me['server'], 'rss_mb')} / {mb(me['server'], 'uss_mb')} MB after the runs | – | |")
+        lines.append(
+            f"| Memory per idle CLI process, RSS / USS | spare {_med(spares, 'rss_mb')} / {_med(spares, 'uss_mb')} MB, "
+            f"held {_med(helds, 'rss_mb')} / {_med(helds, 'uss_mb')} MB | – | |"
+        )
+        lines.append(
+            f"| Memory of the server, RSS / USS | {mb(ms_['server'], 'rss_mb')} / {mb(ms_['server'], 'uss_mb')} MB "
+            f"at start, {mb(me['server'], 'rss_mb')} / {mb(me['server'], 'uss_mb')} MB after the runs | – | |"
+        )
     return "\n".join(lines)
 
 
@@ -820,7 +922,7 @@ def main() -> int:
     except KeyboardInterrupt:
         failure = "interrupted"
         log("interrupted; cleaning up")
-    except Exception as exc:  # noqa: BLE001  (report what was measured so far, and clean up)
+    except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {failure}")
         if bench.server is not None:
@@ -834,9 +936,7 @@ def main() -> int:
             if not leftovers:
                 break
             time.sleep(0.2)
-        results["leftover_processes"] = [
-            {"pid": p.pid, "cmdline": " ".join(_safe_cmdline(p))[:200]} for p in leftovers
-        ]
+        results["leftover_processes"] = [{"pid": p.pid, "cmdline": " ".join(_safe_cmdline(p))[:200]} for p in leftovers]
         if leftovers:
             log(f"WARNING: {len(leftovers)} process(es) left behind; killing them: {results['leftover_processes']}")
             kill_all(leftovers)
@@ -856,8 +956,10 @@ def main() -> int:
     print()
     print(readme_table(results))
     print()
-    print(f"Processes left behind: {len(results['leftover_processes'])} "
-          f"(checked every process carrying {TAG_VAR}={tag}; {len(bench.seen_pids)} pool pids seen).")
+    print(
+        f"Processes left behind: {len(results['leftover_processes'])} "
+        f"(checked every process carrying {TAG_VAR}={tag}; {len(bench.seen_pids)} pool pids seen)."
+    )
     print(f"JSON: {out}")
     return 1 if failure or results["leftover_processes"] else 0
 

@@ -30,6 +30,8 @@ for _path in (str(ROOT), str(ROOT / "tests")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import contextlib
+
 import httpx
 import psutil
 
@@ -155,8 +157,16 @@ def _parse_sse_line(line: str, result: dict[str, Any], started: float) -> bool:
 
 
 def _new_result() -> dict[str, Any]:
-    return {"ttft": None, "total": None, "chunks": 0, "parts": [], "error": None, "status": None,
-            "first_at": None, "last_at": None}
+    return {
+        "ttft": None,
+        "total": None,
+        "chunks": 0,
+        "parts": [],
+        "error": None,
+        "status": None,
+        "first_at": None,
+        "last_at": None,
+    }
 
 
 def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
@@ -265,10 +275,8 @@ def tagged_processes(tag: str, exclude: Iterable[int] = ()) -> list[psutil.Proce
 
 def kill_all(procs: list[psutil.Process]) -> None:
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
     psutil.wait_procs(procs, timeout=5)
 
 
@@ -365,10 +373,8 @@ class DirectCli:
         """End the process: stdin EOF first (a clean exit), SIGKILL to its group if it lingers,
         then remove what a killed CLI leaves behind (CLI_NOTES.md)."""
         if self.proc.stdin:
-            try:
+            with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-            except OSError:
-                pass
         try:
             self.proc.wait(3)
         except subprocess.TimeoutExpired:
@@ -376,10 +382,8 @@ class DirectCli:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except OSError:
                 self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
         self._reader.join(2)
         if config_dir is not None:
             for leftover in (config_dir / "sessions").glob(f"{self.proc.pid}.*"):

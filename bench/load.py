@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import contextlib
+
 from fake_upstream import FakeAnthropic, Reply  # tests/ is put on the path just above
 from harness import BridgeServer
 
@@ -128,8 +130,12 @@ class Upstream:
 
     def _handle(self, body: dict[str, Any]) -> Reply | None:
         messages = [
-            (m.get("role"), m["content"] if isinstance(m.get("content"), str) else
-             "".join(b.get("text", "") for b in m.get("content", []) if isinstance(b, dict)))
+            (
+                m.get("role"),
+                m["content"]
+                if isinstance(m.get("content"), str)
+                else "".join(b.get("text", "") for b in m.get("content", []) if isinstance(b, dict)),
+            )
             for m in body.get("messages", [])
         ]
         token = self.token_of(messages)
@@ -235,12 +241,14 @@ class Sampler(threading.Thread):
         self._bump("stopping_processes", stopping)
         if len(cli) > MAX_PROCESSES and len(self.over) < 20:
             now = time.time()
-            self.over.append({
-                "phase": self.phase,
-                "cli_pids": {pid: f"{now - created:.1f} s old" for pid, created in sorted(cli.items())},
-                "pool_pids": sorted(accounted),
-                "pool_starting": starting,
-            })
+            self.over.append(
+                {
+                    "phase": self.phase,
+                    "cli_pids": {pid: f"{now - created:.1f} s old" for pid, created in sorted(cli.items())},
+                    "pool_pids": sorted(accounted),
+                    "pool_starting": starting,
+                }
+            )
 
     def _pool(self) -> dict[str, Any] | None:
         asked = time.monotonic()
@@ -357,16 +365,14 @@ async def one_request(server: BridgeServer, upstream: Upstream, out: Outcome, cf
                 return
             if out.mode == "drop-upstream-started":
                 task = asyncio.ensure_future(client.post(url, json=body))
-                while not task.done() and not upstream.records(out.token):
+                while not task.done() and not upstream.records(out.token):  # noqa: ASYNC110 - polls another process
                     await asyncio.sleep(0.02)
                 if not task.done():
                     await asyncio.sleep(rng.uniform(0.0, 0.5))
                 if not task.done():
                     task.cancel()
-                    try:
+                    with contextlib.suppress(asyncio.CancelledError):
                         await task
-                    except asyncio.CancelledError:
-                        pass
                     await client.aclose()
                     out.left_at = time.monotonic()
                     out.kind = "left"
@@ -488,12 +494,18 @@ def upstream_stops(upstream: Upstream, outcomes: list[Outcome], cfg: Config) -> 
             dropped += record.disconnected
             finished += record.finished and not record.disconnected
             if delay > cfg.stop_bound:
-                late.append({
-                    "token": out.token, "mode": out.mode, "api": out.api, "delay_s": round(delay, 2),
-                    "client_waited_s": round(out.left_at - out.started, 2),
-                    "upstream_started_after_leaving_s": round(record.started - out.left_at, 2),
-                    "upstream_finished": record.finished, "upstream_dropped": record.disconnected,
-                })
+                late.append(
+                    {
+                        "token": out.token,
+                        "mode": out.mode,
+                        "api": out.api,
+                        "delay_s": round(delay, 2),
+                        "client_waited_s": round(out.left_at - out.started, 2),
+                        "upstream_started_after_leaving_s": round(record.started - out.left_at, 2),
+                        "upstream_finished": record.finished,
+                        "upstream_dropped": record.disconnected,
+                    }
+                )
     return {
         "left": sum(o.kind == "left" for o in outcomes),
         "left_before_upstream": before_upstream,
@@ -552,7 +564,11 @@ def tally(outcomes: list[Outcome]) -> dict[str, Any]:
     # Admission order: how many requests that arrived after a refused one were answered
     # before it was refused (0 for a FIFO queue that refuses only when full).
     overtaken = [
-        sum(1 for a in outcomes if a.kind == "ok" and a.started > o.started and a.started + a.seconds < o.started + o.seconds)
+        sum(
+            1
+            for a in outcomes
+            if a.kind == "ok" and a.started > o.started and a.started + a.seconds < o.started + o.seconds
+        )
         for o in refused
     ]
     return {
@@ -600,8 +616,11 @@ def run(quick: bool = False, cfg: Config | None = None, verbose: bool = True) ->
         results["concurrent"]["settle"] = settle(server, cfg.idle_timeout)
         results["concurrent"]["upstream_calls"] = sum(len(upstream.records(o.token)) for o in concurrent)
 
-        say(f"phase 2: {cfg.disconnect_requests} requests, {cfg.disconnect_concurrency} at a time, "
-            f"~{cfg.disconnect_share:.0%} disconnecting ...", flush=True)
+        say(
+            f"phase 2: {cfg.disconnect_requests} requests, {cfg.disconnect_concurrency} at a time, "
+            f"~{cfg.disconnect_share:.0%} disconnecting ...",
+            flush=True,
+        )
         sampler.phase = "disconnect"
         t0 = time.monotonic()
         disconnect = asyncio.run(phase_disconnect(server, upstream, cfg, rng))
@@ -616,7 +635,9 @@ def run(quick: bool = False, cfg: Config | None = None, verbose: bool = True) ->
 
         sampler.phase = "shutdown"
         sampler.halt()
-        results["memory"] = {phase: {k: round(v, 2) for k, v in stats.items()} for phase, stats in sampler.stats.items()}
+        results["memory"] = {
+            phase: {k: round(v, 2) for k, v in stats.items()} for phase, stats in sampler.stats.items()
+        }
         results["cli_processes_seen"] = len(sampler.seen_cli)
         results["over_max_snapshots"] = sampler.over
         lingered = sorted(sampler.lingered.values())
@@ -628,7 +649,7 @@ def run(quick: bool = False, cfg: Config | None = None, verbose: bool = True) ->
         results["server_exit"] = server.stop()
         time.sleep(0.5)
         results["after_stop_leftovers"] = leftovers(server, sampler.seen_cli)
-    except Exception:  # noqa: BLE001  (reported as a failed run, with the traceback)
+    except Exception:
         results["exception"] = traceback.format_exc()
     finally:
         if sampler is not None and sampler.is_alive():
@@ -657,39 +678,90 @@ def run(quick: bool = False, cfg: Config | None = None, verbose: bool = True) ->
     mem_all = results["memory"].get("all", {})
     for name, phase in (("phase 1", c), ("phase 2", d)):
         bad = {k: phase[k] for k in BAD if phase[k]}
-        checks.append((f"{name}: every request answered correctly, told to retry or left on purpose",
-                       not bad, json.dumps(bad) if bad else "none wrong, errored, lost or hung"))
+        checks.append(
+            (
+                f"{name}: every request answered correctly, told to retry or left on purpose",
+                not bad,
+                json.dumps(bad) if bad else "none wrong, errored, lost or hung",
+            )
+        )
     served = [k for k, v in c["by_api"].items() if v.get("ok", 0) == 0]
-    checks.append(("phase 1: each API and mode answered at least once", not served,
-                   f"never answered: {served}" if served else "all four answered"))
+    checks.append(
+        (
+            "phase 1: each API and mode answered at least once",
+            not served,
+            f"never answered: {served}" if served else "all four answered",
+        )
+    )
     for name, phase in (("phase 1", c), ("phase 2", d)):
         s = phase["settle"]
-        checks.append((f"{name}: idle pool, no CLI process the pool does not report", s["idle"] and not s["unreported_cli_pids"],
-                       f"unreported {s['unreported_cli_pids']}, settled in {s['settled_s']} s"))
+        checks.append(
+            (
+                f"{name}: idle pool, no CLI process the pool does not report",
+                s["idle"] and not s["unreported_cli_pids"],
+                f"unreported {s['unreported_cli_pids']}, settled in {s['settled_s']} s",
+            )
+        )
     ups = d["upstream"]
-    checks.append((f"phase 2: upstream stopped within {cfg.stop_bound:g} s of each client leaving",
-                   not ups["late"] and not ups["never_ended"],
-                   f"worst {ups['worst_stop_s']} s, late {len(ups['late'])}, never ended {len(ups['never_ended'])}"))
-    checks.append(("no process left after shutdown", not results["after_stop_leftovers"],
-                   f"{len(results['after_stop_leftovers'])} left"))
-    checks.append((f"pool counts at most MAX_PROCESSES = {MAX_PROCESSES} (running + starting)",
-                   mem_all.get("pool_processes", 0) <= MAX_PROCESSES, f"max {mem_all.get('pool_processes', 0):.0f}"))
-    checks.append((f"live CLI processes at most MAX_PROCESSES+1 = {MAX_PROCESSES + 1}",
-                   mem_all.get("cli_processes", 0) <= MAX_PROCESSES + 1, f"max {mem_all.get('cli_processes', 0):.0f}"))
-    checks.append((f"all CLI processes together under {cfg.cli_rss_bound_mib} MiB RSS",
-                   mem_all.get("cli_rss_mib", 0) <= cfg.cli_rss_bound_mib, f"max {mem_all.get('cli_rss_mib', 0):.0f} MiB"))
-    checks.append((f"server under {cfg.server_rss_bound_mib} MiB RSS",
-                   mem_all.get("server_rss_mib", 0) <= cfg.server_rss_bound_mib, f"max {mem_all.get('server_rss_mib', 0):.0f} MiB"))
-    checks.append(("no traceback in the server log", results["server_log"]["tracebacks"] == 0,
-                   f"{results['server_log']['tracebacks']} tracebacks"))
+    checks.append(
+        (
+            f"phase 2: upstream stopped within {cfg.stop_bound:g} s of each client leaving",
+            not ups["late"] and not ups["never_ended"],
+            f"worst {ups['worst_stop_s']} s, late {len(ups['late'])}, never ended {len(ups['never_ended'])}",
+        )
+    )
+    checks.append(
+        (
+            "no process left after shutdown",
+            not results["after_stop_leftovers"],
+            f"{len(results['after_stop_leftovers'])} left",
+        )
+    )
+    checks.append(
+        (
+            f"pool counts at most MAX_PROCESSES = {MAX_PROCESSES} (running + starting)",
+            mem_all.get("pool_processes", 0) <= MAX_PROCESSES,
+            f"max {mem_all.get('pool_processes', 0):.0f}",
+        )
+    )
+    checks.append(
+        (
+            f"live CLI processes at most MAX_PROCESSES+1 = {MAX_PROCESSES + 1}",
+            mem_all.get("cli_processes", 0) <= MAX_PROCESSES + 1,
+            f"max {mem_all.get('cli_processes', 0):.0f}",
+        )
+    )
+    checks.append(
+        (
+            f"all CLI processes together under {cfg.cli_rss_bound_mib} MiB RSS",
+            mem_all.get("cli_rss_mib", 0) <= cfg.cli_rss_bound_mib,
+            f"max {mem_all.get('cli_rss_mib', 0):.0f} MiB",
+        )
+    )
+    checks.append(
+        (
+            f"server under {cfg.server_rss_bound_mib} MiB RSS",
+            mem_all.get("server_rss_mib", 0) <= cfg.server_rss_bound_mib,
+            f"max {mem_all.get('server_rss_mib', 0):.0f} MiB",
+        )
+    )
+    checks.append(
+        (
+            "no traceback in the server log",
+            results["server_log"]["tracebacks"] == 0,
+            f"{results['server_log']['tracebacks']} tracebacks",
+        )
+    )
     results["checks"] = [{"check": n, "passed": p, "detail": t} for n, p, t in checks]
     results["passed"] = all(p for _, p, _ in checks)
 
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     results["table"] = table(results, cfg)
     say(results["table"])
-    say(f"{'PASSED' if results['passed'] else 'FAILED'} in {results['seconds']} s; details in {RESULTS.relative_to(ROOT)}"
-        + ("" if results["passed"] else f"; server log {server.log_path}"))
+    say(
+        f"{'PASSED' if results['passed'] else 'FAILED'} in {results['seconds']} s; details in {RESULTS.relative_to(ROOT)}"
+        + ("" if results["passed"] else f"; server log {server.log_path}")
+    )
     return results
 
 
@@ -698,16 +770,22 @@ def table(results: dict[str, Any], cfg: Config) -> str:
     ups = d["upstream"]
     mem = results["memory"]
     lines = [
-        (f"Load test ({results['mode']}, MAX_PROCESSES={MAX_PROCESSES}, CLI {results.get('cli_version')}, "
-         f"{os.cpu_count()} cores, {results['seconds']:.0f} s in all):"),
+        (
+            f"Load test ({results['mode']}, MAX_PROCESSES={MAX_PROCESSES}, CLI {results.get('cli_version')}, "
+            f"{os.cpu_count()} cores, {results['seconds']:.0f} s in all):"
+        ),
         "",
         "| Phase | Requests | Answered correctly | Told to retry | Left on purpose | Wrong | Errors | Lost | Hung | Time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        (f"| {cfg.concurrent} concurrent clients (OpenAI + Ollama, streaming and not) | {c['requests']} | {c['ok']} | "
-         f"{c['retry']} | - | {c['wrong']} | {c['error']} | {c['lost']} | {c['hung']} | {c['seconds']:.0f} s |"),
-        (f"| {cfg.disconnect_requests} requests, {cfg.disconnect_concurrency} at a time, clients leaving at random | "
-         f"{d['requests']} | {d['ok']} | {d['retry']} | {d['left']} | {d['wrong']} | {d['error']} | {d['lost']} | "
-         f"{d['hung']} | {d['seconds']:.0f} s |"),
+        (
+            f"| {cfg.concurrent} concurrent clients (OpenAI + Ollama, streaming and not) | {c['requests']} | {c['ok']} | "
+            f"{c['retry']} | - | {c['wrong']} | {c['error']} | {c['lost']} | {c['hung']} | {c['seconds']:.0f} s |"
+        ),
+        (
+            f"| {cfg.disconnect_requests} requests, {cfg.disconnect_concurrency} at a time, clients leaving at random | "
+            f"{d['requests']} | {d['ok']} | {d['retry']} | {d['left']} | {d['wrong']} | {d['error']} | {d['lost']} | "
+            f"{d['hung']} | {d['seconds']:.0f} s |"
+        ),
         "",
         "| Check | Result |",
         "|---|---|",
@@ -720,12 +798,16 @@ def table(results: dict[str, Any], cfg: Config) -> str:
             f"{m.get('cli_rss_mib', 0):.0f} MiB CLI RSS, server {m.get('server_rss_mib', 0):.0f} MiB |"
         )
     lines += [
-        (f"| Upstream stopped after a client left | {ups['left'] - ups['left_before_upstream']} of {ups['left']} had "
-         f"reached the upstream; worst {_s(ups['worst_stop_s'])}, median {_s(ups['median_stop_s'])} "
-         f"(bound {cfg.stop_bound:g} s); turns begun after the client left: {ups['upstream_started_after_leaving']} |"),
-        (f"| Orphaned CLI processes | {len(c['settle']['unreported_cli_pids']) + len(d['settle']['unreported_cli_pids'])} "
-         f"when idle, {len(results['after_stop_leftovers'])} after shutdown "
-         f"({results['cli_processes_seen']} CLI processes seen) |"),
+        (
+            f"| Upstream stopped after a client left | {ups['left'] - ups['left_before_upstream']} of {ups['left']} had "
+            f"reached the upstream; worst {_s(ups['worst_stop_s'])}, median {_s(ups['median_stop_s'])} "
+            f"(bound {cfg.stop_bound:g} s); turns begun after the client left: {ups['upstream_started_after_leaving']} |"
+        ),
+        (
+            f"| Orphaned CLI processes | {len(c['settle']['unreported_cli_pids']) + len(d['settle']['unreported_cli_pids'])} "
+            f"when idle, {len(results['after_stop_leftovers'])} after shutdown "
+            f"({results['cli_processes_seen']} CLI processes seen) |"
+        ),
     ]
     for check in results["checks"]:
         if not check["passed"]:

@@ -26,6 +26,8 @@ from .api.ollama.router import router as ollama_router
 from .api.openai import translate as openai_translate
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
+from .core.turn import Engine
+from .embeddings import EmbeddingEngine
 from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
 from .settings import Settings
 
@@ -49,23 +51,19 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastAPI:
+def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine | None = None) -> FastAPI:
     """Build the app around an engine (``engine.BridgeEngine`` or a test double)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        start = getattr(engine, "start", None)
-        if start is not None:
-            await start()
+        await engine.start()
         if embeddings is not None and settings.embed_preload:
             # In the background: start-up does not wait; early requests queue behind the load.
             app.state.embed_preload_task = asyncio.create_task(embeddings.preload())
         try:
             yield
         finally:
-            close = getattr(engine, "close", None)
-            if close is not None:
-                await close()
+            await engine.close()
             if embeddings is not None:
                 embeddings.close()
 
@@ -147,4 +145,3 @@ def create_app(settings: Settings, engine: Any, embeddings: Any = None) -> FastA
             expose_headers=["retry-after", "x-should-retry"],
         )
     return app
-

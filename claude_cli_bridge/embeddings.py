@@ -250,7 +250,7 @@ class EmbeddingEngine:
         order = sorted(range(len(texts)), key=counts.__getitem__)
         vectors: list[list[float]] = [[] for _ in texts]
         embedded = loaded.model.embed([texts[index] for index in order], batch_size=self._batch_size)
-        for index, vector in zip(order, embedded):
+        for index, vector in zip(order, embedded, strict=False):
             vectors[index] = vector.tolist()
         return load_ns, vectors, counts
 
@@ -348,7 +348,7 @@ class EmbeddingEngine:
             cached = _quietly(
                 lambda: fastembed.TextEmbedding(name, cache_dir=cache_dir, threads=self._threads, local_files_only=True)
             )
-        except Exception as exc:  # noqa: BLE001  fastembed raises ValueError, OSError or hub errors for a miss
+        except Exception as exc:
             log.info("embedding model %s not in cache %s (%s); downloading it", name, cache_dir, exc)
         else:
             return self._finish(cached)
@@ -453,7 +453,7 @@ def _stop_spinning(model: Any, model_file: Path | None, threads: int | None) -> 
     session and, for hub models, ``_model_dir``); if those are not where fastembed 0.9 keeps
     them, fastembed's own session stays and only this tuning is lost.
     """
-    inner = getattr(model, "model", None)
+    inner: Any = getattr(model, "model", None)
     session = getattr(inner, "model", None)
     if model_file is None:
         model_dir = getattr(inner, "_model_dir", None)
@@ -473,7 +473,7 @@ def _stop_spinning(model: Any, model_file: Path | None, threads: int | None) -> 
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         inner.model = ort.InferenceSession(str(model_file), sess_options=options, providers=session.get_providers())
-    except Exception as exc:  # noqa: BLE001  the original session still works; this is only tuning
+    except Exception as exc:
         log.warning("embedding model: keeping fastembed's ONNX session (%s)", exc)
 
 

@@ -97,7 +97,8 @@ class BridgeEngine:
             check_object_schema(request.json_schema, "The response format's JSON schema", param="response_format")
             if len(Profile.schema_json(request.json_schema) or "") > MAX_SCHEMA_BYTES:
                 raise InvalidRequest(
-                    f"The response format's JSON schema is larger than {MAX_SCHEMA_BYTES} bytes.", param="response_format"
+                    f"The response format's JSON schema is larger than {MAX_SCHEMA_BYTES} bytes.",
+                    param="response_format",
                 )
         if ends_with_tool_results(messages):
             if not request.tools or request.tool_choice == "none":

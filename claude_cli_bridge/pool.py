@@ -40,7 +40,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
@@ -88,7 +88,8 @@ class PooledProcess(Protocol):
         ...
 
 
-Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[PooledProcess]]
+P = TypeVar("P", bound=PooledProcess)
+Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
 
 
 @dataclass
@@ -109,11 +110,11 @@ class PoolLimits:
 
 
 @dataclass
-class Lease:
+class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
     is how long the request waited for it (queueing plus any launch), in seconds."""
 
-    process: PooledProcess
+    process: P
     how: str
     waited: float
 
@@ -206,8 +207,8 @@ class _Close:
     force: bool
 
 
-class Pool:
-    def __init__(self, launch: Launch, limits: PoolLimits, clock: Callable[[], float] = time.monotonic):
+class Pool(Generic[P]):
+    def __init__(self, launch: Launch[P], limits: PoolLimits, clock: Callable[[], float] = time.monotonic):
         self._launch = launch
         self.limits = limits
         self._clock = clock
@@ -244,14 +245,16 @@ class Pool:
     @contextlib.asynccontextmanager
     async def lease(
         self, profile: Profile, history: tuple[Message, ...], key: str | None = None
-    ) -> AsyncIterator[Lease]:
+    ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
 
         Raises PoolBusy when the queue is full or the wait exceeds ``queue_timeout_seconds``,
         CliCrashed when the CLI cannot be launched.
         """
         if self._owner is None or self._closing:
-            raise PoolBusy("The server is shutting down." if self._closing else "The pool is not running.", retry_after=5)
+            raise PoolBusy(
+                "The server is shutting down." if self._closing else "The pool is not running.", retry_after=5
+            )
         loop = asyncio.get_running_loop()
         request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
         self._post(_Submit(request))
@@ -274,7 +277,7 @@ class Pool:
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
-        states = {state: 0 for state in ("starting", "spare", "held", "busy", "stopping")}
+        states = dict.fromkeys(("starting", "spare", "held", "busy", "stopping"), 0)
         for entry in self._entries.values():
             states[entry.state] += 1
         live = [e for e in self._entries.values() if e.process is not None and e.state != "stopping"]
@@ -284,14 +287,20 @@ class Pool:
             "spares": states["spare"],
             "waiting": len(self._waiting),
             "memory_mb": round(self._memory_bytes / 1024 / 1024, 1),
-            "spare_targets": {p.model + (" (custom)" if _custom(p) else ""): n for p, n in self._spare_targets().items()},
+            "spare_targets": {
+                p.model + (" (custom)" if _custom(p) else ""): n for p, n in self._spare_targets().items()
+            },
             "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
             "models": sorted({e.profile.model for e in self._entries.values() if e.state != "stopping"}),
             "backoff": {
-                p.model: {"failures": b.failures, "seconds_left": round(max(0.0, b.until - self._clock()), 1),
-                          "last_error": b.last_error}
-                for p, b in self._backoff.items() if b.failures
-            },  # fmt: skip
+                p.model: {
+                    "failures": b.failures,
+                    "seconds_left": round(max(0.0, b.until - self._clock()), 1),
+                    "last_error": b.last_error,
+                }
+                for p, b in self._backoff.items()
+                if b.failures
+            },
             "counters": dict(self.counters),
         }
 
@@ -506,9 +515,7 @@ class Pool:
         """Grant what can be granted, launch or make room for the head of the queue, and
         keep spares at their targets with the room nobody waits for."""
         for request in list(self._waiting):
-            if request.future.done():
-                self._waiting.remove(request)
-            elif self._serve_idle(request):
+            if request.future.done() or self._serve_idle(request):
                 self._waiting.remove(request)
         needing_room = [r for r in self._waiting if not r.launching]
         for request in needing_room:  # first come, first served
@@ -617,7 +624,7 @@ class Pool:
         while self._demand and self._demand[0][0] < horizon:
             self._demand.popleft()
         recent = list(reversed(self._recent))[: self.limits.spare_profiles]
-        targets = {profile: 1 for profile in recent}
+        targets = dict.fromkeys(recent, 1)
         for _, profile, count in self._demand:
             if profile in targets or count > 1:
                 targets[profile] = max(targets.get(profile, 0), min(count, self.limits.max_spares_per_profile))
@@ -738,8 +745,7 @@ class Pool:
         while True:
             await asyncio.sleep(self.limits.reap_interval_seconds)
             processes = [e.process for e in self._entries.values() if e.process is not None]
-            memory = await asyncio.to_thread(lambda: sum(p.rss() for p in processes))
-            self._post(_Tick(memory))
+            self._post(_Tick(await asyncio.to_thread(_total_rss, processes)))
 
     # -- counting --------------------------------------------------------------------------
     def _count(self, state: State, profile: Profile | None = None) -> int:
@@ -747,6 +753,11 @@ class Pool:
 
     def _live_count(self) -> int:
         return sum(1 for e in self._entries.values() if e.process is not None)
+
+
+def _total_rss(processes: list[PooledProcess]) -> int:
+    """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
+    return sum(process.rss() for process in processes)
 
 
 def new_conversation(history: tuple[Message, ...]) -> bool:

@@ -52,11 +52,15 @@ class Settings(BaseSettings):
         "", description="Comma-separated bearer keys required on every route but /health and GET /; empty = none."
     )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
-    log_content: bool = Field(False, description="Log prompts and answers (debugging only; off keeps them out of logs).")
+    log_content: bool = Field(
+        False, description="Log prompts and answers (debugging only; off keeps them out of logs)."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     # --- the CLI ---------------------------------------------------------------------
-    claude_cli_path: str = Field("", description="Path of the claude binary; empty = `claude` on PATH, then a bundled one.")
+    claude_cli_path: str = Field(
+        "", description="Path of the claude binary; empty = `claude` on PATH, then a bundled one."
+    )
     cli_max_retries: int = Field(
         1, description="CLAUDE_CODE_MAX_RETRIES given to the CLI, so upstream errors surface in seconds."
     )
@@ -66,7 +70,9 @@ class Settings(BaseSettings):
     )
     cli_work_dir: Path = Field(
         Path("/tmp/claude-cli-bridge-work"),
-        description="The CLI's empty working directory; its path is shown to the model, so it names nothing of the host.",
+        description=(
+            "The CLI's empty working directory; its path is shown to the model, so it names nothing of the host."
+        ),
     )
 
     # --- models ----------------------------------------------------------------------

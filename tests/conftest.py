@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fake_upstream import FakeAnthropic
 from harness import BridgeServer
 

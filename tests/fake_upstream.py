@@ -17,8 +17,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -108,7 +109,7 @@ class Received:
         return out
 
 
-def structured_reply(body: dict[str, Any], value: dict[str, Any]) -> "Reply | None":
+def structured_reply(body: dict[str, Any], value: dict[str, Any]) -> Reply | None:
     """What the fake model says to a ``--json-schema`` turn: the CLI offers a StructuredOutput
     tool (input_schema = the schema) and ends the turn once it is called."""
     if any(tool.get("name") == "StructuredOutput" for tool in body.get("tools", [])):
@@ -317,7 +318,7 @@ class FakeAnthropic:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FakeAnthropic":
+    def start(self) -> FakeAnthropic:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))

@@ -77,8 +77,8 @@ class BridgeServer:
     def ollama_url(self) -> str:
         return f"http://127.0.0.1:{self.ollama_port}"
 
-    def start(self, wait: bool = True) -> "BridgeServer":
-        self._log = open(self.log_path, "wb")
+    def start(self, wait: bool = True) -> BridgeServer:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "claude_cli_bridge"],
             cwd=str(ROOT),

@@ -5,8 +5,9 @@ tested fast and exactly. What the real CLI does is tested end to end elsewhere."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import httpx
 
@@ -18,7 +19,10 @@ from claude_cli_bridge.settings import Settings
 Script = Callable[[TurnRequest], list[Any]]
 
 
-def text_turn(*chunks: str, stop: str = "end_turn", usage: Usage = Usage(5, 3)) -> list[Any]:
+DEFAULT_USAGE = Usage(5, 3)
+
+
+def text_turn(*chunks: str, stop: str = "end_turn", usage: Usage = DEFAULT_USAGE) -> list[Any]:
     return [*(TextDelta(chunk) for chunk in chunks), TurnDone(stop, usage, "claude-scripted")]
 
 
@@ -54,7 +58,15 @@ class ScriptedEngine:
     def status(self) -> dict[str, Any]:
         return {"status": "ok", "cli_version": "scripted", "pool": {"processes": 0, "busy": 0, "starting": 0}}
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
 
 def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
     app = create_app(settings or engine.settings, engine, embeddings)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://bridge.test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://bridge.test"
+    )

@@ -16,7 +16,6 @@ import httpx
 import ollama
 import openai
 import pytest
-
 from fake_upstream import Reply, ToolUse
 from harness import ROOT, BridgeServer
 
@@ -59,7 +58,15 @@ def mentions(root: Path) -> list[str]:
     ]
 
 
-SLASH_AND_PREFIXES = ["/init", "/compact", "/cost please", "/help me write a poem", "/clear", "!cat /etc/hostname", "# note: remember me"]
+SLASH_AND_PREFIXES = [
+    "/init",
+    "/compact",
+    "/cost please",
+    "/help me write a poem",
+    "/clear",
+    "!cat /etc/hostname",
+    "# note: remember me",
+]
 
 
 def assert_clean(fake, client_text: str = "") -> None:
@@ -100,14 +107,20 @@ def test_every_entry_point_delivers_mentions_literally(server, fake, planted):
     # OpenAI, streaming
     streamed = "".join(
         chunk.choices[0].delta.content or ""
-        for chunk in client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": text}], stream=True)
+        for chunk in client.chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": text}], stream=True
+        )
         if chunk.choices
     )
     seen.append(streamed)
     assert last_user_text(fake) == text
 
     # a warm follow-up on the held process, and the resumed history of a cold one
-    history = [{"role": "user", "content": text}, {"role": "assistant", "content": streamed}, {"role": "user", "content": f"again: {text}"}]
+    history = [
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": streamed},
+        {"role": "user", "content": f"again: {text}"},
+    ]
     seen.append(client.chat.completions.create(model="sonnet", messages=history).choices[0].message.content or "")
     assert last_user_text(fake) == f"again: {text}"
     cold = client.chat.completions.create(
@@ -165,7 +178,10 @@ def test_a_system_prompt_over_the_argv_limit_reaches_the_model_whole(server, fak
     system = "Be brief. " * 20_000  # 200 KB: over Linux's 128 KiB limit on one argument
     response = httpx.post(
         f"{server.openai_url}/chat/completions",
-        json={"model": "sonnet", "messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]},
+        json={
+            "model": "sonnet",
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}],
+        },
         timeout=60,
     )
     assert response.status_code == 200, response.text

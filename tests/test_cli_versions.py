@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from harness import ROOT, BridgeServer, find_test_cli
+from test_startup import run_module
 
-from claude_cli_bridge.cli.launch import LaunchFiles, Launcher, build_argv
+from claude_cli_bridge.cli.launch import Launcher, LaunchFiles, build_argv
 from claude_cli_bridge.cli.probe import FEATURES, run_probes
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, check_range, dotted, parse_version
-from harness import ROOT, BridgeServer, find_test_cli
-from test_startup import run_module
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:
@@ -69,9 +69,12 @@ def test_the_pool_and_the_probes_launch_the_same_argv(tmp_path):
     launcher = Launcher("claude", tmp_path / "state", {}, tmp_path / "work")
     launcher.prepare()
     argv, _ = launcher._write_files(tmp_path / "state" / "p", profile, ())
-    files = LaunchFiles(system_prompt=tmp_path / "state" / "p" / "system-prompt.txt", settings=tmp_path / "state" / "p" / "settings.json")
+    files = LaunchFiles(
+        system_prompt=tmp_path / "state" / "p" / "system-prompt.txt",
+        settings=tmp_path / "state" / "p" / "settings.json",
+    )
     assert argv == build_argv("claude", profile, files)
-    import claude_cli_bridge.cli.probe as probe
+    from claude_cli_bridge.cli import probe
 
     assert "Launcher" in probe.__dict__ and "build_argv" not in probe.__dict__  # the probes build no argv
 

@@ -8,7 +8,6 @@ import json
 import ollama
 import openai
 import pytest
-
 from fake_upstream import Reply, ToolUse
 
 WEATHER = {
@@ -57,7 +56,10 @@ def test_a_tool_call_round_trip_through_the_openai_sdk(client, fake):
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
     assert call.id.startswith("toolu_")
 
-    messages += [choice.message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "-3 C and snowing"}]
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "-3 C and snowing"},
+    ]
     second = client.chat.completions.create(model="sonnet", messages=messages, tools=[WEATHER])
     assert "-3 C and snowing" in second.choices[0].message.content
     assert second.choices[0].finish_reason == "stop"
@@ -101,8 +103,11 @@ def test_a_tool_call_round_trip_through_the_ollama_sdk(bridge, fake):
     second = client.chat(model="sonnet", messages=messages, tools=tools)
     assert "-3 C" in second.message.content
     tool_result = next(
-        b for m in fake.received[-1].messages if m["role"] == "user" and isinstance(m["content"], list)
-        for b in m["content"] if b.get("type") == "tool_result"
+        b
+        for m in fake.received[-1].messages
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
     )
     assert "-3 C" in json.dumps(tool_result["content"])
 
@@ -113,7 +118,12 @@ def test_results_without_tools_get_a_clear_400(client):
             model="sonnet",
             messages=[
                 {"role": "user", "content": "Weather?"},
-                {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                    ],
+                },
                 {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
             ],
         )
@@ -122,13 +132,19 @@ def test_results_without_tools_get_a_clear_400(client):
 def test_parallel_tool_calls_and_their_results(client, fake):
     def model(body):
         results = [
-            b for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list)
-            for b in m["content"] if b.get("type") == "tool_result"
+            b
+            for m in body["messages"]
+            if m["role"] == "user" and isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "tool_result"
         ]
         if not results:
             return Reply(
                 chunks=[],
-                tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"}), ToolUse("mcp__client__get_weather", {"city": "Bergen"})],
+                tool_uses=[
+                    ToolUse("mcp__client__get_weather", {"city": "Oslo"}),
+                    ToolUse("mcp__client__get_weather", {"city": "Bergen"}),
+                ],
             )
         return Reply(chunks=["Both known."])
 
@@ -143,8 +159,10 @@ def test_parallel_tool_calls_and_their_results(client, fake):
     assert second.choices[0].message.content == "Both known."
     results = {
         b["tool_use_id"]: json.dumps(b["content"])
-        for m in fake.received[-1].messages if m["role"] == "user" and isinstance(m["content"], list)
-        for b in m["content"] if b.get("type") == "tool_result"
+        for m in fake.received[-1].messages
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
     }
     assert set(results) == {c.id for c in calls}
     assert "weather 0" in results[calls[0].id] and "weather 1" in results[calls[1].id]
@@ -153,8 +171,12 @@ def test_parallel_tool_calls_and_their_results(client, fake):
 def test_the_model_cannot_reach_the_host_through_a_callers_tool(client, fake, tmp_path):
     """The MCP server behind a caller's tool executes nothing: a call without the caller's
     result never produces content, and nothing ran."""
-    fake.handler = lambda body: Reply(chunks=[], tool_uses=[ToolUse("mcp__client__get_weather", {"city": str(tmp_path)})])
-    response = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], tools=[WEATHER])
+    fake.handler = lambda body: Reply(
+        chunks=[], tool_uses=[ToolUse("mcp__client__get_weather", {"city": str(tmp_path)})]
+    )
+    response = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "x"}], tools=[WEATHER]
+    )
     assert response.choices[0].finish_reason == "tool_calls"
     assert len(fake.received) == 1  # the turn ended at the call: no tool result went upstream
     assert list(tmp_path.iterdir()) == []
@@ -164,7 +186,10 @@ ODD_NAMES = ["browser.search", "a b", "wetter-é", "ns:lookup"]
 
 
 def named_tool(name: str) -> dict:
-    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+    return {
+        "type": "function",
+        "function": {"name": name, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    }
 
 
 def call_the_offered(name_fragment: str):
@@ -189,7 +214,10 @@ def test_dotted_spaced_and_non_ascii_tool_names_round_trip_through_openai(client
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = first.choices[0].message.tool_calls
     assert call.function.name == name  # the caller's own name comes back
-    messages += [first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "r"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "r"},
+    ]
     second = client.chat.completions.create(model="sonnet", messages=messages, tools=[named_tool(name), WEATHER])
     assert second.choices[0].message.content == "done"
 
@@ -212,5 +240,7 @@ def test_dotted_spaced_and_non_ascii_tool_names_round_trip_through_ollama(bridge
 def test_a_tool_the_model_cannot_be_offered_is_a_400_naming_it(client, fake, parameters):
     bad = {"type": "function", "function": {"name": "broken_tool", "parameters": parameters}}
     with pytest.raises(openai.BadRequestError, match="broken_tool"):
-        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], tools=[WEATHER, bad])
+        client.chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "x"}], tools=[WEATHER, bad]
+        )
     assert not fake.received

@@ -126,9 +126,13 @@ def test_the_mcp_server_lists_tools_and_answers_only_stored_results(tmp_path):
     handle = lambda message: mcp_tools.handle(message, str(spec), str(results))  # noqa: E731
     assert handle({"id": 1, "method": "initialize", "params": {"protocolVersion": "X"}})["protocolVersion"] == "X"
     assert handle({"id": 2, "method": "tools/list"})["tools"][0]["name"] == "get"
-    stored = handle({"id": 3, "method": "tools/call", "params": {"name": "get", "_meta": {"claudecode/toolUseId": "toolu_1"}}})
+    stored = handle(
+        {"id": 3, "method": "tools/call", "params": {"name": "get", "_meta": {"claudecode/toolUseId": "toolu_1"}}}
+    )
     assert stored["content"][0]["text"] == "r"
-    missing = handle({"id": 4, "method": "tools/call", "params": {"name": "get", "_meta": {"claudecode/toolUseId": "x"}}})
+    missing = handle(
+        {"id": 4, "method": "tools/call", "params": {"name": "get", "_meta": {"claudecode/toolUseId": "x"}}}
+    )
     assert missing["isError"] is True
     assert handle({"method": "notifications/initialized"}) is None
 

@@ -9,7 +9,6 @@ import json
 import httpx
 import openai
 import pytest
-
 from fake_upstream import Reply
 
 
@@ -45,7 +44,7 @@ def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
     pids_before = server.cli_pids()
 
     fake.enqueue(Reply(chunks=["Two pump blood to the gills."]))
-    follow_up = first + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Why three?"}]
+    follow_up = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Why three?"}]
     assert ask(server, follow_up).choices[0].message.content == "Two pump blood to the gills."
     after = server.wait_idle()["pool"]
     assert after["counters"]["held"] == before["counters"]["held"] + 1
@@ -113,7 +112,11 @@ def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "toolu_01abc", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+                {
+                    "id": "toolu_01abc",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "toolu_01abc", "content": "-3 C and snowing"},
@@ -139,28 +142,43 @@ def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge
 def test_a_history_calling_an_undefined_tool_is_refused_naming_it(bridge, fake):
     history = [
         {"role": "user", "content": "list files"},
-        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"ls /"}'}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"ls /"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "t1", "content": "etc home"},
         {"role": "user", "content": "and now?"},
     ]
     calls = len(fake.received)
-    response = httpx.post(f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30)
+    response = httpx.post(
+        f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30
+    )
     assert response.status_code == 400
     message = response.json()["error"]["message"]
     assert "'Bash'" in message and "CLAUDE_CODE" not in message
     assert len(fake.received) == calls
 
 
-WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
 
 
 def test_a_request_ending_in_tool_results_is_refused_clearly(bridge):
     history = [
         {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
     ]
-    response = httpx.post(f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30)
+    response = httpx.post(
+        f"{bridge.openai_url}/chat/completions", json={"model": "sonnet", "messages": history}, timeout=30
+    )
     assert response.status_code == 400
     assert "tool" in response.json()["error"]["message"]
 
@@ -240,7 +258,11 @@ def test_ollama_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks
         model="sonnet",
         messages=[
             {"role": "user", "content": "Weather in Oslo?"},
-            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}],
+            },
             {"role": "tool", "content": "-3 C", "tool_name": "get_weather"},
             {"role": "assistant", "content": "It is -3 C."},
             {"role": "user", "content": "Thanks"},
@@ -265,7 +287,9 @@ def test_ollama_follow_up_is_a_warm_turn(start_bridge, fake):
     answer = client.chat(model="sonnet", messages=first).message.content
     server.wait_idle()
     spawned = server.health()["pool"]["counters"]["launched"]
-    client.chat(model="sonnet", messages=first + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}])
+    client.chat(
+        model="sonnet", messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}]
+    )
     pool = server.wait_idle()["pool"]
     assert pool["counters"]["launched"] == spawned and pool["counters"]["held"] >= 1
     assert fake.received[-1].plain_messages() == [("user", "Sky colour?"), ("assistant", "Blue."), ("user", "Why?")]

@@ -61,7 +61,7 @@ def ollama_client(server):
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
@@ -229,7 +229,7 @@ def test_ollama_embed_agrees_with_legacy_embeddings_and_with_openai(ollama_clien
     assert isinstance(batch.total_duration, int) and batch.total_duration > 0
     assert isinstance(batch.load_duration, int) and batch.load_duration >= 0
     assert batch.prompt_eval_count == client.embeddings.create(model="all-minilm", input=texts).usage.prompt_tokens
-    for text, vector in zip(texts, batch.embeddings):
+    for text, vector in zip(texts, batch.embeddings, strict=False):
         legacy = ollama_client.embeddings(model="nomic-embed-text:latest", prompt=text)
         assert list(legacy.embedding) == pytest.approx(list(vector), abs=1e-6)
     single = ollama_client.embed(model="all-minilm:latest", input=texts[0])

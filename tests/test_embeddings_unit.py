@@ -320,7 +320,7 @@ def test_a_missing_local_file_is_named_in_the_error(tmp_path):
         asyncio.run(engine.load())
     assert "tokenizer_config.json, special_tokens_map.json" in caught.value.message
     # Remembered: the next call fails the same way at once, without touching the disk again.
-    with pytest.raises(EmbeddingUnavailable, match="special_tokens_map.json"):
+    with pytest.raises(EmbeddingUnavailable, match=r"special_tokens_map\.json"):
         asyncio.run(engine.load())
     engine.close()
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from embed_model import assemble_model_dir
 from harness import ROOT
 
@@ -44,7 +43,11 @@ def fuzz_server(fake, tmp_path_factory):
 
     model_dir = assemble_model_dir(tmp_path_factory.mktemp("embed"))
     server = BridgeServer(
-        fake.base_url, EMBED_MODEL_PATH=str(model_dir), HF_HUB_OFFLINE="1", MAX_PROCESSES="3", QUEUE_TIMEOUT_SECONDS="60"
+        fake.base_url,
+        EMBED_MODEL_PATH=str(model_dir),
+        HF_HUB_OFFLINE="1",
+        MAX_PROCESSES="3",
+        QUEUE_TIMEOUT_SECONDS="60",
     ).start()
     yield server
     server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from scripted_engine import ScriptedEngine, client_for
 
 NUL = "\\u0000"  # as JSON escapes, written into raw bodies
@@ -24,31 +23,62 @@ def raw_chat(fragment: str) -> str:
 
 
 OPENAI_BODIES = {
-    "nul in system": '{"model":"sonnet","messages":[{"role":"system","content":"a' + NUL + 'b"},{"role":"user","content":"hi"}]}',
-    "surrogate in system": '{"model":"sonnet","messages":[{"role":"system","content":"a' + SURROGATE + '"},{"role":"user","content":"hi"}]}',
+    "nul in system": '{"model":"sonnet","messages":[{"role":"system","content":"a'
+    + NUL
+    + 'b"},{"role":"user","content":"hi"}]}',
+    "surrogate in system": '{"model":"sonnet","messages":[{"role":"system","content":"a'
+    + SURROGATE
+    + '"},{"role":"user","content":"hi"}]}',
     "nul in model": '{"model":"son' + NUL + 'net","messages":[{"role":"user","content":"hi"}]}',
     "surrogate in model": '{"model":"' + SURROGATE + '","messages":[{"role":"user","content":"hi"}]}',
-    "nul in schema": raw_chat('"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","description":"' + NUL + '"}}}'),
-    "surrogate in schema key": raw_chat('"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"' + SURROGATE + '":{}}}}}'),
-    "nul beside tool results": '{"model":"sonnet","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"r"},{"role":"user","content":"x' + NUL + '"}]}',
+    "nul in schema": raw_chat(
+        '"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","description":"'
+        + NUL
+        + '"}}}'
+    ),
+    "surrogate in schema key": raw_chat(
+        '"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"'
+        + SURROGATE
+        + '":{}}}}}'
+    ),
+    "nul beside tool results": '{"model":"sonnet","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"r"},{"role":"user","content":"x'
+    + NUL
+    + '"}]}',
     "deep nesting": '{"model":"sonnet","messages":' + "[" * 5000 + "]" * 5000 + "}",
-    "deep nesting within limits of the decoder": '{"model":"sonnet","messages":[{"role":"user","content":"hi"}],"x":' + "[" * 500 + "]" * 500 + "}",
+    "deep nesting within limits of the decoder": '{"model":"sonnet","messages":[{"role":"user","content":"hi"}],"x":'
+    + "[" * 500
+    + "]" * 500
+    + "}",
     "huge integer": raw_chat('"max_tokens":' + "9" * 5000),
     "huge float": raw_chat('"temperature":1e999'),
     "NaN": raw_chat('"temperature":NaN'),
-    "tool arguments nested deeply": '{"model":"sonnet","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"' + "[" * 3000 + "]" * 3000 + '"}}]},{"role":"user","content":"go"}]}',
+    "tool arguments nested deeply": '{"model":"sonnet","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"'
+    + "[" * 3000
+    + "]" * 3000
+    + '"}}]},{"role":"user","content":"go"}]}',
     "surrogate in embedding input": '{"model":"text-embedding-3-small","input":"a' + SURROGATE + '"}',
 }
 
 OLLAMA_BODIES = {
-    "nul in format": ("/api/chat", '{"model":"sonnet","stream":false,"format":{"type":"object","title":"' + NUL + '"},"messages":[{"role":"user","content":"hi"}]}'),
-    "surrogate in system": ("/api/generate", '{"model":"sonnet","stream":false,"system":"' + SURROGATE + '","prompt":"hi"}'),
+    "nul in format": (
+        "/api/chat",
+        '{"model":"sonnet","stream":false,"format":{"type":"object","title":"'
+        + NUL
+        + '"},"messages":[{"role":"user","content":"hi"}]}',
+    ),
+    "surrogate in system": (
+        "/api/generate",
+        '{"model":"sonnet","stream":false,"system":"' + SURROGATE + '","prompt":"hi"}',
+    ),
     "nul in system": ("/api/generate", '{"model":"sonnet","stream":false,"system":"' + NUL + '","prompt":"hi"}'),
     "surrogate in show name": ("/api/show", '{"model":"' + SURROGATE + '"}'),
     "surrogate in embed input": ("/api/embed", '{"model":"all-minilm","input":["' + SURROGATE + '"]}'),
     "surrogate in legacy embeddings": ("/api/embeddings", '{"model":"all-minilm","prompt":"' + SURROGATE + '"}'),
     "deep nesting": ("/api/chat", '{"model":"sonnet","messages":' + "[" * 5000 + "]" * 5000 + "}"),
-    "huge integer": ("/api/chat", '{"model":"sonnet","options":{"num_predict":' + "1" * 5000 + '},"messages":[{"role":"user","content":"hi"}]}'),
+    "huge integer": (
+        "/api/chat",
+        '{"model":"sonnet","options":{"num_predict":' + "1" * 5000 + '},"messages":[{"role":"user","content":"hi"}]}',
+    ),
 }
 
 
@@ -62,7 +92,9 @@ async def test_openai_hostile_bodies_get_a_4xx_in_openai_shape(name):
         error = response.json()["error"]
         assert isinstance(error["message"], str) and error["type"] == "invalid_request_error"
         assert "Traceback" not in response.text
-        follow_up = await client.post("/v1/chat/completions", content=chat(), headers={"content-type": "application/json"})
+        follow_up = await client.post(
+            "/v1/chat/completions", content=chat(), headers={"content-type": "application/json"}
+        )
         assert follow_up.status_code == 200
     assert not engine.requests or engine.requests[-1].messages[-1].text == "hi"  # nothing hostile went on
 
@@ -74,7 +106,9 @@ async def test_ollama_hostile_bodies_get_a_4xx_in_ollama_shape(name):
         response = await client.post(path, content=body, headers={"content-type": "application/json"})
         assert 400 <= response.status_code < 500, response.text
         assert isinstance(response.json()["error"], str)
-        follow_up = await client.post("/api/chat", json={"model": "sonnet", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+        follow_up = await client.post(
+            "/api/chat", json={"model": "sonnet", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+        )
         assert follow_up.status_code == 200
 
 

@@ -12,9 +12,8 @@ from datetime import datetime
 import httpx
 import ollama
 import pytest
-from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessResponse, ShowResponse
-
 from fake_upstream import Reply, structured_reply
+from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessResponse, ShowResponse
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
@@ -120,7 +119,7 @@ def test_chat_stream_arrives_spread_over_time(client, fake):
         parts.append(part)
         arrivals.append(time.monotonic() - started)
     assert "".join(p.message.content for p in parts) == "one two three four"
-    content_times = [t for t, p in zip(arrivals, parts) if p.message.content]
+    content_times = [t for t, p in zip(arrivals, parts, strict=False) if p.message.content]
     assert content_times[-1] - content_times[0] > 0.5, "content arrived in one burst"
     assert [p.done for p in parts].count(True) == 1 and parts[-1].done
     assert parts[-1].eval_count == 4 and parts[-1].done_reason == "stop"
@@ -206,10 +205,13 @@ def test_generate_empty_prompt_loads(client, fake):
 
 
 # -- raw NDJSON ------------------------------------------------------------------------------
-@pytest.mark.parametrize("path, body, key", [
-    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}]}, "message"),
-    ("/api/generate", {"prompt": "hi"}, "response"),
-])
+@pytest.mark.parametrize(
+    "path, body, key",
+    [
+        ("/api/chat", {"messages": [{"role": "user", "content": "hi"}]}, "message"),
+        ("/api/generate", {"prompt": "hi"}, "response"),
+    ],
+)
 def test_raw_ndjson_frames(bridge, fake, path, body, key):
     fake.enqueue(Reply(chunks=["a", "b", "c"], delay=0.02))
     response, lines = ndjson(bridge, path, {"model": "sonnet", **body})
@@ -283,7 +285,7 @@ def test_upstream_error_after_the_first_frame_is_a_final_error_line(bridge, clie
     with pytest.raises(ollama.ResponseError):
         for _ in client.chat(model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True):
             pass
-    response, lines = ndjson(bridge, "/api/chat", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
+    _response, lines = ndjson(bridge, "/api/chat", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
     frames = [json.loads(line) for line in lines]
     assert frames[0]["message"]["content"] == "partial "
     assert list(frames[-1]) == ["error"] and not any(f.get("done") for f in frames)

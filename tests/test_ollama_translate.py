@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessResponse, ShowResponse
@@ -280,7 +280,10 @@ def test_chat_stream_frames_validate_and_end_with_integer_durations():
     assert final["done"] is True and final["done_reason"] == "stop"
     assert final["prompt_eval_count"] == 15 and final["eval_count"] == 4
     assert (final["total_duration"], final["load_duration"], final["prompt_eval_duration"], final["eval_duration"]) == (
-        10_000, 0, 4_000, 6_000,
+        10_000,
+        0,
+        4_000,
+        6_000,
     )
     assert all(type(final[key]) is int for key in STATS)
     assert not any(f["done"] for f in frames[:-1])
@@ -378,7 +381,7 @@ def test_show_of_an_embedding_model():
 
 
 def test_ps_lists_running_models_with_expiry():
-    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     body = translate.ps_body(["sonnet", "sonnet", "claude-haiku-4-5"], expires)
     shown = ProcessResponse.model_validate(body)
     assert [m.name for m in shown.models] == ["claude-haiku-4-5:latest", "sonnet:latest"]

@@ -9,7 +9,6 @@ import time
 import httpx
 import openai
 import pytest
-
 from fake_upstream import Reply, structured_reply
 
 
@@ -20,9 +19,7 @@ def client(bridge):
 
 def test_non_streaming_answer_carries_text_usage_and_finish_reason(client, fake):
     fake.enqueue(Reply(chunks=["Hello", " world"], input_tokens=21, cache_read_input_tokens=5, output_tokens=7))
-    response = client.chat.completions.create(
-        model="sonnet", messages=[{"role": "user", "content": "Say hello"}]
-    )
+    response = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "Say hello"}])
     assert response.object == "chat.completion"
     assert response.choices[0].message.content == "Hello world"
     assert response.choices[0].message.role == "assistant"
@@ -51,7 +48,7 @@ def test_streaming_arrives_spread_over_time_with_role_finish_and_usage(client, f
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three four"
-    content_times = [t for t, c in zip(arrivals, chunks) if c.choices and c.choices[0].delta.content]
+    content_times = [t for t, c in zip(arrivals, chunks, strict=False) if c.choices and c.choices[0].delta.content]
     assert content_times[-1] - content_times[0] > 0.5, "content arrived in one burst"
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert [c.choices[0].finish_reason for c in finish] == ["stop"]
@@ -117,9 +114,7 @@ def test_stop_sequence_cuts_the_answer(client, fake):
 
 
 def test_legacy_model_ids_map_to_family_aliases(client, fake):
-    client.chat.completions.create(
-        model="claude-3-5-haiku-20241022", messages=[{"role": "user", "content": "hi"}]
-    )
+    client.chat.completions.create(model="claude-3-5-haiku-20241022", messages=[{"role": "user", "content": "hi"}])
     assert fake.received[-1].body["model"] == "claude-haiku-5-5"
 
 
@@ -201,9 +196,7 @@ def test_upstream_errors_become_proper_statuses(client, fake, status, error_clas
 
 def test_upstream_error_after_first_byte_is_an_in_band_error(client, fake):
     fake.handler = lambda body: Reply(chunks=["partial ", "answer ", "more"], delay=0.05, die_after=2)
-    stream = client.chat.completions.create(
-        model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True
-    )
+    stream = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError):
         for _ in stream:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -11,7 +12,6 @@ import httpx
 import openai
 import psutil
 import pytest
-
 from fake_upstream import Reply
 
 
@@ -33,12 +33,12 @@ def test_a_second_request_with_the_same_profile_is_served_by_a_ready_spare(start
     server = start_bridge()
     system = [{"role": "system", "content": "You are a helpful assistant for Cline."}]
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
-    client.chat.completions.create(model="sonnet", messages=system + [{"role": "user", "content": "task one"}])
+    client.chat.completions.create(model="sonnet", messages=[*system, {"role": "user", "content": "task one"}])
     # The spare for this profile starts in the background after the first request.
     assert wait_for(lambda: server.health()["pool"]["spares"] >= 2, timeout=20)
     pids_ready = server.cli_pids()
     before = server.health()["pool"]["counters"]
-    client.chat.completions.create(model="sonnet", messages=system + [{"role": "user", "content": "task two"}])
+    client.chat.completions.create(model="sonnet", messages=[*system, {"role": "user", "content": "task two"}])
     after = server.health()["pool"]["counters"]
     assert after["spare"] == before["spare"] + 1 and after["cold"] == before["cold"]
     served_by = set(server.health()["pool"]["pids"])
@@ -112,9 +112,7 @@ def test_a_cli_killed_mid_answer_gives_an_error_and_the_next_request_works(start
     server = start_bridge(SPARE_PROFILES="0")
     fake.enqueue(Reply(chunks=["word "] * 100, delay=0.05))
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
-    stream = client.chat.completions.create(
-        model="sonnet", messages=[{"role": "user", "content": "long"}], stream=True
-    )
+    stream = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "long"}], stream=True)
     with pytest.raises(openai.APIError):
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -140,10 +138,8 @@ def test_shutdown_leaves_no_cli_processes(start_bridge, fake):
 
 
 def _ignore_errors(call):
-    try:
+    with contextlib.suppress(Exception):
         call()
-    except Exception:
-        pass
 
 
 def test_a_silent_cli_is_stopped_by_the_silence_timeout(start_bridge, fake):

@@ -240,7 +240,7 @@ async def test_a_waiter_gets_the_room_a_finished_turn_frees(harness):
 async def test_close_stops_everything_and_refuses_new_work(harness):
     h = harness(warm=[P], spare_profiles=1)
     await h.pool.settled()
-    _, busy = await h.take()
+    _, _busy = await h.take()
     await h.pool.close(grace=0.1)
     assert all(process.stopped for process in h.spawned)
     with pytest.raises(PoolBusy):
@@ -392,8 +392,13 @@ async def test_randomized_stress_keeps_the_pool_invariants(harness):
     """Acquire, give back, spoil, cancel, crash and evict in random order; after every step
     the pool holds its limits, and once every lease ended nothing is busy."""
     rng = random.Random(1234)
-    limits = {"max_processes": 4, "queue_size": 3, "max_conversations": 2, "queue_timeout_seconds": 0.2,
-              "early_death_seconds": 0}  # injected crashes are not failures to launch
+    limits = {
+        "max_processes": 4,
+        "queue_size": 3,
+        "max_conversations": 2,
+        "queue_timeout_seconds": 0.2,
+        "early_death_seconds": 0,
+    }  # injected crashes are not failures to launch
     h = harness(warm=[P], spare_profiles=2, **limits)
     h.launch_delay = 0.001
     histories: list[tuple] = [()]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from scripted_engine import ScriptedEngine, client_for, text_turn
 
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
 from claude_cli_bridge.errors import CliCrashed, InvalidRequest, PoolBusy, UpstreamError
-from scripted_engine import ScriptedEngine, client_for, text_turn
 
 FAILURES = {
     "bridge error": [TextDelta("partial"), UpstreamError("Upstream overloaded: busy", status=503, retry=True)],
@@ -100,5 +100,12 @@ async def test_ollama_final_frame_has_integer_durations():
         lines = [json.loads(line) for line in (await client.post("/api/chat", json=CHAT)).text.splitlines()]
     final = lines[-1]
     assert final["done"] is True and final["done_reason"] == "stop"
-    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
         assert isinstance(final[key], int)

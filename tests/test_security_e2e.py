@@ -10,7 +10,6 @@ import httpx
 import ollama
 import openai
 import pytest
-
 from fake_upstream import Reply, ToolUse
 
 KEY = "sk-bridge-test-1"
@@ -48,7 +47,10 @@ def test_keys_are_enforced_on_the_ollama_api(keyed, path):
     response = httpx.get(f"{keyed.ollama_url}{path}", timeout=10)
     assert response.status_code == 401
     assert isinstance(response.json()["error"], str)
-    assert httpx.get(f"{keyed.ollama_url}{path}", headers={"authorization": f"Bearer {KEY}"}, timeout=10).status_code == 200
+    assert (
+        httpx.get(f"{keyed.ollama_url}{path}", headers={"authorization": f"Bearer {KEY}"}, timeout=10).status_code
+        == 200
+    )
 
 
 def test_health_and_root_stay_open(keyed):
@@ -130,8 +132,13 @@ def test_a_model_asking_for_bash_and_read_reaches_nothing_on_the_host(start_brid
     assert fake.received[0].body.get("tools") in (None, [])
     follow_up = json.dumps(fake.received[1].messages)
     assert "TOPSECRET" not in follow_up
-    results = [b for m in fake.received[1].messages if m["role"] == "user" and isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = [
+        b
+        for m in fake.received[1].messages
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
     assert len(results) == 2 and all(r.get("is_error") for r in results)
 
 
@@ -179,7 +186,10 @@ def test_oversized_bodies_and_too_many_messages_are_refused(start_bridge):
     assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
     many = httpx.post(
         f"{server.openai_url}/chat/completions",
-        json={"model": "sonnet", "messages": [{"role": r, "content": "x"} for r in ["user", "assistant"] * 2 + ["user"]]},
+        json={
+            "model": "sonnet",
+            "messages": [{"role": r, "content": "x"} for r in ["user", "assistant"] * 2 + ["user"]],
+        },
         timeout=10,
     )
     assert many.status_code == 400 and "Too many messages" in many.json()["error"]["message"]

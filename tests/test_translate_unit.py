@@ -22,7 +22,7 @@ from claude_cli_bridge.core.messages import (
 from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.stops import StopScanner
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
-from claude_cli_bridge.errors import InvalidRequest, ModelNotFound, RequestTooLarge, UpstreamError, CliNotLoggedIn
+from claude_cli_bridge.errors import CliNotLoggedIn, InvalidRequest, ModelNotFound, RequestTooLarge, UpstreamError
 from claude_cli_bridge.settings import DEFAULT_LEGACY_MODELS
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
@@ -38,7 +38,11 @@ def chat(**body):
     [
         ([{"role": "user", "content": "hi"}], None, [Message("user", (TextBlock("hi"),))]),
         (
-            [{"role": "system", "content": "S"}, {"role": "developer", "content": "D"}, {"role": "user", "content": "u"}],
+            [
+                {"role": "system", "content": "S"},
+                {"role": "developer", "content": "D"},
+                {"role": "user", "content": "u"},
+            ],
             "S\n\nD",
             [Message("user", (TextBlock("u"),))],
         ),
@@ -67,7 +71,11 @@ def chat(**body):
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [
-                        {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": '{"city": "Oslo"}'}}
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get", "arguments": '{"city": "Oslo"}'},
+                        }
                     ],
                 },
                 {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
@@ -81,7 +89,14 @@ def chat(**body):
             ],
         ),
         (
-            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}}]}],
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}}
+                    ],
+                }
+            ],
             None,
             [Message("user", (ImageBlock("image/png", PNG),))],
         ),
@@ -122,7 +137,14 @@ def test_from_chat_request_fields(extra, field, value):
         ({"n": 2}, "n > 1"),
         ({"messages": [{"role": "system", "content": "only system"}]}, "user message"),
         ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, "input_audio"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}, "data URL"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                ]
+            },
+            "data URL",
+        ),
         ({"messages": [{"role": "tool", "content": "r"}]}, "tool_call_id"),
     ],
 )
@@ -136,7 +158,14 @@ def test_from_chat_request_rejects_what_it_cannot_honour(body, fragment):
 # -- OpenAI responses ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "stop_reason, finish",
-    [("end_turn", "stop"), ("max_tokens", "length"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"), ("refusal", "content_filter"), ("other", "stop")],
+    [
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("stop_sequence", "stop"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("other", "stop"),
+    ],
 )
 def test_finish_reasons(stop_reason, finish):
     assert translate.finish_reason(stop_reason) == finish
@@ -185,7 +214,12 @@ def test_turn_parser_text_usage_and_result():
         stream_event({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}}),
         {"type": "assistant", "message": {"id": "m1", "content": [{"type": "text", "text": "Hi"}]}},
         stream_event({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
-        {"type": "result", "is_error": False, "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 1, "cache_read_input_tokens": 2}},
+        {
+            "type": "result",
+            "is_error": False,
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 5, "output_tokens": 1, "cache_read_input_tokens": 2},
+        },
     ]:
         events += parser.feed(line)
     assert events == [TextDelta("Hi"), TurnDone("end_turn", Usage(5, 1, 2, 0), "claude-x")]
@@ -209,7 +243,9 @@ def test_turn_parser_refuses_to_repeat_text_after_a_broken_stream():
 def test_turn_parser_stops_at_max_tokens():
     parser = TurnParser()
     parser.feed(stream_event({"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 4}}}))
-    events = parser.feed(stream_event({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9}}))
+    events = parser.feed(
+        stream_event({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9}})
+    )
     assert events == [TurnDone("max_tokens", Usage(4, 9), "")]
     assert parser.cut_short
 

@@ -103,7 +103,10 @@ def test_bad_and_oversized_images_get_a_4xx_naming_the_problem(start_bridge, url
     server = start_bridge(SPARE_PROFILES="0", MAX_IMAGE_BYTES="1000")
     response = httpx.post(
         f"{server.openai_url}/chat/completions",
-        json={"model": "sonnet", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]},
+        json={
+            "model": "sonnet",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
+        },
         timeout=30,
     )
     assert response.status_code == status
@@ -126,7 +129,9 @@ def test_image_urls_to_private_addresses_are_refused_when_fetching_is_on(start_b
         f"{server.openai_url}/chat/completions",
         json={
             "model": "sonnet",
-            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"{server.base_url}/health"}}]}],
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"{server.base_url}/health"}}]}
+            ],
         },
         timeout=30,
     )
@@ -158,7 +163,9 @@ def test_no_image_files_are_left_behind(start_bridge, fake):
     data = base64.b64encode(png_bytes()).decode()
     openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0).chat.completions.create(
         model="sonnet",
-        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]}],
+        messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]}
+        ],
     )
     server.stop()
     leftovers = [p for p in Path(server.env["STATE_DIR"]).rglob("*") if p.is_file()]

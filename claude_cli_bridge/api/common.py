@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from fastapi import Request
@@ -124,9 +125,7 @@ class ClientGone(Exception):
     """The client disconnected; nothing is sent back."""
 
 
-async def collect_turn(
-    events: AsyncIterator[TurnEvent], on_first: Callable[[], None] | None = None
-) -> list[TurnEvent]:
+async def collect_turn(events: AsyncIterator[TurnEvent], on_first: Callable[[], None] | None = None) -> list[TurnEvent]:
     """All events of a turn (for a non-streaming answer); ``on_first`` runs when the first
     arrives. Closes the iterator however it ends."""
     first, rest = await prime(events)

@@ -31,7 +31,7 @@ async def _public_address(host: str, port: int, where: str) -> str:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise InvalidRequest(f"{where}: cannot resolve the image host {host!r}.", param=where) from None
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(_is_public(address) for address in addresses):
         raise InvalidRequest(
             f"{where}: refusing to fetch an image from a private, loopback or reserved address.", param=where
@@ -39,7 +39,9 @@ async def _public_address(host: str, port: int, where: str) -> str:
     return sorted(addresses)[0]
 
 
-async def fetch_as_data_url(url: str, *, max_bytes: int, timeout: float, where: str, allow_private: bool = False) -> str:
+async def fetch_as_data_url(
+    url: str, *, max_bytes: int, timeout: float, where: str, allow_private: bool = False
+) -> str:
     """Download an image and return it as a ``data:`` URL; raises a 4xx naming the problem.
 
     ``allow_private`` exists for tests on loopback only.
@@ -59,7 +61,9 @@ async def fetch_as_data_url(url: str, *, max_bytes: int, timeout: float, where: 
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)
                     if len(body) > max_bytes:
-                        raise RequestTooLarge(f"{where}: the image is larger than the {max_bytes} byte limit.", param=where)
+                        raise RequestTooLarge(
+                            f"{where}: the image is larger than the {max_bytes} byte limit.", param=where
+                        )
     except httpx.HTTPError as exc:
         raise InvalidRequest(f"{where}: could not fetch the image ({type(exc).__name__}).", param=where) from None
     media_type = sniff_media_type(bytes(body))

@@ -22,8 +22,9 @@ import json
 import re
 import shlex
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 
@@ -74,7 +75,7 @@ class ToolNames:
     to_cli: Mapping[str, str]  # caller name -> full CLI name
 
     @classmethod
-    def of(cls, names: Iterable[str]) -> "ToolNames":
+    def of(cls, names: Iterable[str]) -> ToolNames:
         return cls({name: PREFIX + offered for name, offered in offered_names(names).items()})
 
     @property
@@ -131,7 +132,15 @@ def hook_settings(results: Path) -> dict[str, Any]:
     """The ``--settings`` entries of the PreToolUse hook that defers the caller's tool calls."""
     command = " ".join(
         shlex.quote(part)
-        for part in ("env", f"PYTHONPATH={_PACKAGE_ROOT}", sys.executable, "-m", "claude_cli_bridge.cli.mcp_tools", "hook", str(results))
+        for part in (
+            "env",
+            f"PYTHONPATH={_PACKAGE_ROOT}",
+            sys.executable,
+            "-m",
+            "claude_cli_bridge.cli.mcp_tools",
+            "hook",
+            str(results),
+        )
     )
     return {"hooks": {"PreToolUse": [{"matcher": f"{PREFIX}.*", "hooks": [{"type": "command", "command": command}]}]}}
 

@@ -168,7 +168,9 @@ class Launcher:
             await asyncio.to_thread(shutil.rmtree, private, True)
             raise
 
-    def _write_files(self, private: Path, profile: Profile, history: tuple[Message, ...]) -> tuple[list[str], dict[str, str]]:
+    def _write_files(
+        self, private: Path, profile: Profile, history: tuple[Message, ...]
+    ) -> tuple[list[str], dict[str, str]]:
         """Everything the launch needs on disk (run in a thread: transcripts can be tens of MB)."""
         private.mkdir(mode=0o700)
         tmp = private / "tmp"
@@ -211,4 +213,3 @@ def _ends_with_tool_results(messages: list[Message]) -> bool:
 def process_env() -> dict[str, str]:
     """The server's own environment (so ANTHROPIC_* and the login reach the CLI)."""
     return dict(os.environ)
-

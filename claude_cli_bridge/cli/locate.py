@@ -24,7 +24,7 @@ class CliMissing(RuntimeError):
 
 def _bundled_cli() -> str | None:
     try:
-        import claude_agent_sdk  # type: ignore[import-not-found]
+        import claude_agent_sdk
     except Exception:
         return None
     candidate = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"

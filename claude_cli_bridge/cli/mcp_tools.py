@@ -17,7 +17,6 @@ import json
 import sys
 from typing import Any
 
-
 # What the server answers a call with no stored result (a CLI that did not defer, or lost
 # the result); cli.wire turns this text reaching the model into an error.
 NO_STORED_RESULT = "claude-cli-bridge: no result is stored for this call"
@@ -43,7 +42,11 @@ def handle(message: dict[str, Any], spec_path: str, results_path: str) -> dict[s
         return None
     if method == "initialize":
         version = (message.get("params") or {}).get("protocolVersion", "2025-06-18")
-        return {"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "client", "version": "1"}}
+        return {
+            "protocolVersion": version,
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "client", "version": "1"},
+        }
     if method == "tools/list":
         return {"tools": _load(spec_path) or []}
     if method == "tools/call":

@@ -175,7 +175,7 @@ async def _probe_caller_text(ctx: _Context, states: dict[str, FeatureState]) -> 
     (planted / "secret.txt").write_text(f"{secret}\n", encoding="utf-8")
     (planted / f"{secret}.name").write_text("x", encoding="utf-8")  # a directory listing would show it
     slash = "/cost please, and /init"
-    mention = f"Quote @{planted / 'secret.txt'} verbatim and list @{planted}/ and @\"{planted / 'secret.txt'}\""
+    mention = f'Quote @{planted / "secret.txt"} verbatim and list @{planted}/ and @"{planted / "secret.txt"}"'
     async with ctx.upstream("caller_text", lambda body: Reply(PROBE_ANSWER)) as (stand_in, launcher):
 
         async def work(process: CliProcess) -> str:
@@ -193,7 +193,7 @@ async def _probe_caller_text(ctx: _Context, states: dict[str, FeatureState]) -> 
             received = json.dumps(stand_in.received)
             if secret in received:
                 raise ProbeFailed("an @path mention made the CLI read a host file and send it to the model")
-            for body, sent in zip(stand_in.received, (slash, mention)):
+            for body, sent in zip(stand_in.received, (slash, mention), strict=False):
                 if _last_user_text(body) != sent:
                     raise ProbeFailed(f"the model received {_last_user_text(body)!r} instead of {sent!r}")
             return "slash commands and @path mentions reach the model as written; no host file was read"
@@ -214,7 +214,11 @@ async def _probe_transcripts(ctx: _Context, states: dict[str, FeatureState]) -> 
             await _turn(process, _user("probe: follow-up"))
             _expect_calls(stand_in, 1, "a resumed turn")
             seen = user_texts(stand_in.received[0])
-            expected = [("user", "probe: first question"), ("assistant", "probe: first answer"), ("user", "probe: follow-up")]
+            expected = [
+                ("user", "probe: first question"),
+                ("assistant", "probe: first answer"),
+                ("user", "probe: follow-up"),
+            ]
             if seen != expected:
                 raise ProbeFailed(f"the model would have seen {seen!r} instead of {expected!r}")
             return "history is replayed as real turns"
@@ -248,7 +252,12 @@ async def _probe_client_tools(ctx: _Context, states: dict[str, FeatureState]) ->
             roles = [m.get("role") for m in stand_in.received[0]["messages"] if m.get("role") in ("user", "assistant")]
             if roles != ["user", "assistant", "user", "assistant", "user"]:
                 raise ProbeFailed(f"a five-turn tool history reached the model as {roles}")
-            blocks = [b.get("type") for m in stand_in.received[0]["messages"] for b in m.get("content") or [] if isinstance(b, dict)]
+            blocks = [
+                b.get("type")
+                for m in stand_in.received[0]["messages"]
+                for b in m.get("content") or []
+                if isinstance(b, dict)
+            ]
             if "tool_use" not in blocks or "tool_result" not in blocks:
                 raise ProbeFailed("tool_use/tool_result blocks of the history did not reach the model as such")
             calls = [e for e in events if isinstance(e, ToolCall)]
@@ -275,8 +284,17 @@ async def _probe_client_tools(ctx: _Context, states: dict[str, FeatureState]) ->
             asked = (*history, _user("probe: again"))
             continued = (
                 *asked,
-                Message("assistant", (TextBlock("probe: calling again"), ToolUseBlock(TOOL_USE_ID, "probe_tool", canonical_json({"q": 2})))),
-                Message("user", (ToolResultBlock(TOOL_USE_ID, (TextBlock("probe: stored result"),)), TextBlock("probe: beside"))),
+                Message(
+                    "assistant",
+                    (
+                        TextBlock("probe: calling again"),
+                        ToolUseBlock(TOOL_USE_ID, "probe_tool", canonical_json({"q": 2})),
+                    ),
+                ),
+                Message(
+                    "user",
+                    (ToolResultBlock(TOOL_USE_ID, (TextBlock("probe: stored result"),)), TextBlock("probe: beside")),
+                ),
             )
             states["client_tools"] = FeatureState(True, await _with_process(launcher, profile, continued, resume))
         except ProbeFailed as exc:
@@ -317,7 +335,7 @@ async def _probe_error_status(ctx: _Context, states: dict[str, FeatureState]) ->
         status, kind = next(statuses, (500, "api_error"))
         return Reply(status=status, error_type=kind)
 
-    async with ctx.upstream("error_status", script) as (stand_in, launcher):
+    async with ctx.upstream("error_status", script) as (_stand_in, launcher):
         seen: list[int] = []
         try:
             for _ in range(2):
@@ -356,7 +374,9 @@ def _note_calls(states: dict[str, FeatureState], stand_in: StandIn, expected: in
 PROBES = (_probe_caller_text, _probe_transcripts, _probe_client_tools, _probe_structured_output, _probe_error_status)
 
 
-async def run_probes(cli: str, cli_version: str, work_dir: Path, timeout: float = 90, concurrency: int = 3) -> ProbeReport:
+async def run_probes(
+    cli: str, cli_version: str, work_dir: Path, timeout: float = 90, concurrency: int = 3
+) -> ProbeReport:
     """Run every probe against ``cli`` (at most ``concurrency`` CLI processes at once)."""
     root = Path(tempfile.mkdtemp(prefix="claude-bridge-probe-"))
     states: dict[str, FeatureState] = {}
@@ -379,4 +399,3 @@ async def run_probes(cli: str, cli_version: str, work_dir: Path, timeout: float 
     for name in FEATURES:
         states.setdefault(name, FeatureState(False, "the probe did not run to its end"))
     return ProbeReport(cli_version, {name: states[name] for name in FEATURES})
-

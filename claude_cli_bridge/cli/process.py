@@ -18,8 +18,8 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
-from typing import AsyncIterator, Mapping
 
 import psutil
 
@@ -81,7 +81,9 @@ class CliProcess:
         """Spawn the CLI in its own session (so its whole group can be stopped, and our
         Ctrl-C does not reach it). ``history`` is what its argv resumes."""
         process = cls(profile, history, private_dir)
-        process._config_dir = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else Path.home() / ".claude"
+        process._config_dir = (
+            Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else Path.home() / ".claude"
+        )
         process._proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=str(cwd),
@@ -217,7 +219,7 @@ class CliProcess:
         client_tools: Mapping[str, str] = {},
         silence_timeout: float,
         turn_timeout: float,
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """Run one turn with ``message`` as the user's prompt; yield its events.
 
         ``message`` None reads the turn a resumed process runs by itself (continuing after
@@ -261,9 +263,8 @@ class CliProcess:
                         # The caller's schema (format / response_format): their error, not ours.
                         detail = self.stderr_tail().split(INVALID_SCHEMA, 1)[1].strip(" :\n")
                         raise InvalidRequest(f"The JSON schema is not valid: {detail}")
-                    raise CliCrashed(
-                        f"The Claude CLI exited mid-turn (exit code {code}). {self.stderr_tail()}".strip()
-                    )
+                    raise CliCrashed(f"The Claude CLI exited mid-turn (exit code {code}). {self.stderr_tail()}".strip())
+                assert isinstance(line, dict)
                 for event in parser.feed(line):
                     if isinstance(event, TextDelta):
                         answer.append(event.text)

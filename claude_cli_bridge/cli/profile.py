@@ -68,5 +68,3 @@ class Profile:
             return None
         specs = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in tools]
         return json.dumps(specs, sort_keys=True, separators=(",", ":"))
-
-

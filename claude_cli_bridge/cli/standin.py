@@ -50,7 +50,10 @@ def _sse(body: dict[str, Any], reply: Reply) -> bytes:
         ]  # fmt: skip
     stop = "tool_use" if reply.tool_name else "end_turn"
     blocks += [
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage},
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in blocks)

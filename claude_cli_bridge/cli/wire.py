@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.messages import Message, ToolUseBlock
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
@@ -56,14 +57,16 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
     if ends_with != "assistant" and not (deferred is not None and ends_with == "user"):
         raise ValueError("a transcript must end with an assistant message")
     session_id = str(uuid.uuid4())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     parent: str | None = None
     lines = []
 
     def add(record: dict[str, Any]) -> None:
         nonlocal parent
         record_id = str(uuid.uuid4())
-        lines.append(json.dumps({**record, "uuid": record_id, "parentUuid": parent, "sessionId": session_id, "timestamp": stamp}))
+        lines.append(
+            json.dumps({**record, "uuid": record_id, "parentUuid": parent, "sessionId": session_id, "timestamp": stamp})
+        )
         parent = record_id
 
     for message in messages:

@@ -45,9 +45,7 @@ def image_from_base64(data: str, max_bytes: int, where: str) -> ImageBlock:
         raise RequestTooLarge(f"{where}: the image is larger than the {max_bytes} byte limit.", param=where)
     media_type = sniff_media_type(raw)
     if media_type is None:
-        raise InvalidRequest(
-            f"{where}: unsupported or undecodable image; send PNG, JPEG, GIF or WebP.", param=where
-        )
+        raise InvalidRequest(f"{where}: unsupported or undecodable image; send PNG, JPEG, GIF or WebP.", param=where)
     return ImageBlock(media_type, data)
 
 
@@ -66,5 +64,7 @@ def image_from_data_url(url: str, max_bytes: int, where: str) -> ImageBlock:
     declared = (match.group("type") or "").lower()
     if declared and declared != block.media_type and declared not in ("image/jpg", "application/octet-stream"):
         if declared not in SUPPORTED:
-            raise InvalidRequest(f"{where}: unsupported image type {declared}; send PNG, JPEG, GIF or WebP.", param=where)
+            raise InvalidRequest(
+                f"{where}: unsupported image type {declared}; send PNG, JPEG, GIF or WebP.", param=where
+            )
     return block

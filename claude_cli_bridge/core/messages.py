@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 
@@ -55,7 +55,7 @@ class ToolResultBlock:
     """The caller's result for a tool call, sent back in a user turn."""
 
     tool_use_id: str
-    content: tuple[Union[TextBlock, ImageBlock], ...]
+    content: tuple[TextBlock | ImageBlock, ...]
     is_error: bool = False
 
     def to_anthropic(self) -> dict[str, Any]:
@@ -69,7 +69,7 @@ class ToolResultBlock:
         return block
 
 
-Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock]
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
 
 
 def canonical_json(value: Any) -> str:

@@ -9,7 +9,8 @@ never lets the model use.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -45,7 +46,7 @@ def check_object_schema(schema: Any, where: str, *, param: str) -> None:
     root_type = schema.get("type", "object")
     if root_type != "object":
         raise InvalidRequest(
-            f"{where} must describe an object (\"type\": \"object\"), not {root_type!r}: the model can "
+            f'{where} must describe an object ("type": "object"), not {root_type!r}: the model can '
             "only be given object inputs.",
             param=param,
         )
@@ -53,7 +54,9 @@ def check_object_schema(schema: Any, where: str, *, param: str) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         location = "/".join(str(part) for part in exc.path) or "root"
-        raise InvalidRequest(f"{where} is not a valid JSON Schema (at {location}): {exc.message}", param=param) from None
+        raise InvalidRequest(
+            f"{where} is not a valid JSON Schema (at {location}): {exc.message}", param=param
+        ) from None
 
 
 def check_history_calls(messages: Iterable[Message], tools: Iterable[ToolSpec]) -> None:

@@ -7,8 +7,9 @@ happens after the first event, the API layer reports it in-band.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Protocol, Union
+from typing import Any, Literal, Protocol
 
 from .messages import Message
 
@@ -83,15 +84,26 @@ class TurnDone:
     timings: dict[str, int] = field(default_factory=dict)
 
 
-TurnEvent = Union[TextDelta, ToolCall, TurnDone]
+TurnEvent = TextDelta | ToolCall | TurnDone
 
 
 class Engine(Protocol):
-    """What the API layers call. ``stream`` is an async generator: closing it early (a client
-    that left) cancels the turn and frees its CLI process."""
+    """What the API layers call (``engine.BridgeEngine``; a scripted engine in the route tests).
+
+    ``stream`` is an async generator: closing it early (a client that left) cancels the turn
+    and frees its CLI process. ``resolve_model`` raises ModelNotFound for names nobody serves.
+    ``status`` feeds /health: at least ``status`` ("ok" or "degraded"), ``cli_version`` and
+    ``pool``. ``start``/``close`` run with the app's lifespan.
+    """
 
     def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
+
+    def resolve_model(self, requested: str | None) -> str: ...
 
     def models(self) -> list[str]: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

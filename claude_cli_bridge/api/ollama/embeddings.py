@@ -78,7 +78,7 @@ def parse_body(model: type[BaseModel], body: Any) -> Any:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
         raise InvalidRequest(f"invalid {field}: {first['msg']}", param=field) from exc
-    if not parsed.model.strip():
+    if not str(getattr(parsed, "model", "")).strip():
         raise InvalidRequest("model is required", param="model")
     return parsed
 

@@ -8,7 +8,7 @@ conversation id, as the original bridge accepted.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,26 +21,26 @@ class Options(_Lenient):
     """Runtime options. Read: ``num_predict`` and ``stop``. Accepted without effect, because the
     CLI sets them itself: ``temperature``, ``top_p``, ``top_k``, ``seed``, ``num_ctx`` and the rest."""
 
-    num_predict: Optional[int] = None
+    num_predict: int | None = None
     """Most tokens to generate; -1 (infinite) and -2 (fill the context) mean no limit."""
 
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     """Stop sequences: the answer ends before the first one the model writes."""
 
 
 class ToolCallFunction(_Lenient):
-    index: Optional[int] = None
+    index: int | None = None
     """Position of the call among the message's calls."""
 
     name: str
     """Name of the function called."""
 
-    arguments: Union[dict[str, Any], str, None] = None
+    arguments: dict[str, Any] | str | None = None
     """Arguments as an object (a JSON string is accepted too)."""
 
 
 class ToolCallIn(_Lenient):
-    id: Optional[str] = None
+    id: str | None = None
     """Call id (newer Ollama versions send it; ollama-python drops it)."""
 
     function: ToolCallFunction
@@ -51,22 +51,22 @@ class ChatMessage(_Lenient):
     role: str
     """system, user, assistant or tool."""
 
-    content: Union[str, list[Any], None] = None
+    content: str | list[Any] | None = None
     """Text of the message (a list of ``{"type": "text"}`` parts is accepted too)."""
 
-    images: Optional[list[str]] = None
+    images: list[str] | None = None
     """Base64 images (no ``data:`` prefix) for user and tool messages."""
 
-    tool_calls: Optional[list[ToolCallIn]] = None
+    tool_calls: list[ToolCallIn] | None = None
     """Tool calls an assistant message made."""
 
-    tool_name: Optional[str] = None
+    tool_name: str | None = None
     """On a tool message: the name of the tool whose result this is."""
 
-    tool_call_id: Optional[str] = None
+    tool_call_id: str | None = None
     """On a tool message: the id of the call whose result this is."""
 
-    name: Optional[str] = None
+    name: str | None = None
     """Older clients name the tool of a tool message here."""
 
 
@@ -74,10 +74,10 @@ class FunctionDef(_Lenient):
     name: str
     """Function name the model may call."""
 
-    description: Optional[str] = None
+    description: str | None = None
     """What the function does."""
 
-    parameters: Optional[dict[str, Any]] = None
+    parameters: dict[str, Any] | None = None
     """JSON schema of the arguments."""
 
 
@@ -90,20 +90,20 @@ class ToolDef(_Lenient):
 
 
 Format = Any  # "json" or a schema object; checked by translate.json_schema_for for a clear 400
-KeepAlive = Union[str, float, None]
+KeepAlive = str | float | None
 
 
 class _Generation(_Lenient):
-    model: Optional[str] = None
+    model: str | None = None
     """Model name; ``x`` and ``x:latest`` are the same model. Empty: the default model."""
 
     format: Format = None
     """``"json"`` or a JSON schema object: structured output through the CLI's ``--json-schema``."""
 
-    options: Optional[Options] = None
+    options: Options | None = None
     """Runtime options."""
 
-    stream: Optional[bool] = None
+    stream: bool | None = None
     """False for one JSON object; absent or true for NDJSON frames."""
 
     keep_alive: KeepAlive = None
@@ -112,57 +112,57 @@ class _Generation(_Lenient):
     think: Any = None
     """Accepted and ignored (the CLI's thinking is not exposed)."""
 
-    id: Optional[str] = None
+    id: str | None = None
     """Conversation id (not Ollama's; the original bridge's)."""
 
-    user: Optional[str] = None
+    user: str | None = None
     """Accepted and ignored: it names a person, not a conversation."""
 
 
 class ChatRequest(_Generation):
-    messages: Optional[list[ChatMessage]] = None
+    messages: list[ChatMessage] | None = None
     """The conversation; empty or absent: a model load request, answered at once."""
 
-    tools: Optional[list[ToolDef]] = None
+    tools: list[ToolDef] | None = None
     """Functions the model may call."""
 
 
 class GenerateRequest(_Generation):
-    prompt: Optional[str] = None
+    prompt: str | None = None
     """The prompt; empty: a model load request, answered with ``done_reason: "load"``."""
 
-    suffix: Optional[str] = None
+    suffix: str | None = None
     """Text after the insertion point: the model answers with what goes between prompt and suffix."""
 
-    system: Optional[str] = None
+    system: str | None = None
     """System prompt."""
 
-    template: Optional[str] = None
+    template: str | None = None
     """Prompt template; ignored (the CLI builds the prompt)."""
 
-    context: Optional[list[int]] = None
+    context: list[int] | None = None
     """Token context of an earlier answer; ignored (the bridge returns none)."""
 
-    raw: Optional[bool] = None
+    raw: bool | None = None
     """Send the prompt verbatim, without system prompt or suffix handling."""
 
-    images: Optional[list[str]] = None
+    images: list[str] | None = None
     """Base64 images (no ``data:`` prefix)."""
 
 
 class ModelRequest(_Lenient):
     """Body of show, pull, push, delete and create."""
 
-    model: Optional[str] = None
+    model: str | None = None
     """Model name."""
 
-    name: Optional[str] = None
+    name: str | None = None
     """Older name of ``model``."""
 
-    stream: Optional[bool] = None
+    stream: bool | None = None
     """Pull and push: false for one status object instead of NDJSON."""
 
-    verbose: Optional[bool] = None
+    verbose: bool | None = None
     """Show: ask for large fields (none here)."""
 
     @property

@@ -11,15 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
-from ..common import ClientGone, check_message_count, collect_turn, prime, read_json, relay, unless_disconnected, validate
+from ..common import (
+    ClientGone,
+    check_message_count,
+    collect_turn,
+    prime,
+    read_json,
+    relay,
+    unless_disconnected,
+    validate,
+)
 from . import translate
 from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
 
@@ -61,12 +71,12 @@ async def generate(request: Request) -> Response:
     return await _answer(request, turn, writer, streaming=body.stream is not False)
 
 
-async def _begin(request: Request, model: type, build: Any, kind: str):
+async def _begin(request: Request, model: type[Any], build: Any, kind: translate.Kind) -> Any:
     """Parse and translate a chat or generate request; the frame writer's clock starts here.
     The turn is None for a request that only loads (or unloads) the model."""
     started = time.monotonic_ns()
     settings = request.app.state.settings
-    body = validate(model, await read_json(request))
+    body: Any = validate(model, await read_json(request))
     check_message_count(len(getattr(body, "messages", None) or ()), settings.max_messages)
     turn = build(
         body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
@@ -163,7 +173,7 @@ async def ps(request: Request) -> dict[str, Any]:
     models = pool.get("models")
     if models is None:  # a pool that does not name its models: its processes run the default
         models = [settings.default_model] if pool.get("processes") else []
-    expires = datetime.now(timezone.utc) + timedelta(seconds=settings.spare_idle_seconds)
+    expires = datetime.now(UTC) + timedelta(seconds=settings.spare_idle_seconds)
     return translate.ps_body(models, expires)
 
 

@@ -11,11 +11,11 @@ tasks so they can go to a small model. Responses: ``FrameWriter`` turns neutral 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from ...core import safe_json
 from ...core.images import image_from_base64
@@ -138,7 +138,7 @@ def json_schema_for(format_: Any) -> dict[str, Any] | None:
     schema.setdefault("type", "object")
     if schema["type"] != "object":
         raise InvalidRequest(
-            f"format: the schema's root type must be \"object\" (got {schema['type']!r}); wrap other "
+            f'format: the schema\'s root type must be "object" (got {schema["type"]!r}); wrap other '
             "values in an object property.",
             param="format",
         )
@@ -276,12 +276,12 @@ def done_reason(stop_reason: str) -> str:
 def rfc3339(moment: datetime | float) -> str:
     """UTC time as Ollama writes it (``2026-01-01T00:00:00.000000Z``)."""
     if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now_rfc3339() -> str:
-    return rfc3339(datetime.now(timezone.utc))
+    return rfc3339(datetime.now(UTC))
 
 
 def tool_call_dict(call: ToolCall, index: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ bridge cannot honour are listed in the README's compatibility table.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,7 @@ class _Lenient(BaseModel):
 
 class ImageURL(_Lenient):
     url: str
-    detail: Optional[str] = None
+    detail: str | None = None
 
 
 class TextPart(_Lenient):
@@ -27,7 +27,7 @@ class TextPart(_Lenient):
 
 class ImagePart(_Lenient):
     type: Literal["image_url"]
-    image_url: Union[ImageURL, str]
+    image_url: ImageURL | str
 
 
 class OtherPart(_Lenient):
@@ -36,12 +36,12 @@ class OtherPart(_Lenient):
     type: str
 
 
-ContentPart = Union[TextPart, ImagePart, OtherPart]
+ContentPart = TextPart | ImagePart | OtherPart
 
 
 class FunctionCall(_Lenient):
     name: str
-    arguments: Optional[str] = None
+    arguments: str | None = None
 
 
 class ToolCallIn(_Lenient):
@@ -52,16 +52,16 @@ class ToolCallIn(_Lenient):
 
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[ContentPart], None] = None
-    name: Optional[str] = None
-    tool_calls: Optional[list[ToolCallIn]] = None
-    tool_call_id: Optional[str] = None
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
 
 
 class FunctionDef(_Lenient):
     name: str
-    description: Optional[str] = None
-    parameters: Optional[dict[str, Any]] = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class ToolDef(_Lenient):
@@ -70,35 +70,35 @@ class ToolDef(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: Optional[bool] = None
+    include_usage: bool | None = None
 
 
 class JSONSchemaFormat(_Lenient):
-    name: Optional[str] = None
-    schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
-    strict: Optional[bool] = None
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
 
 
 class ResponseFormat(_Lenient):
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: Optional[JSONSchemaFormat] = None
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatCompletionRequest(_Lenient):
-    model: Optional[str] = None
+    model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: Optional[bool] = False
-    stream_options: Optional[StreamOptions] = None
-    max_tokens: Optional[int] = Field(default=None, ge=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
-    stop: Union[str, list[str], None] = None
-    n: Optional[int] = Field(default=None, ge=1)
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    tools: Optional[list[ToolDef]] = None
-    tool_choice: Union[str, dict[str, Any], None] = None
-    parallel_tool_calls: Optional[bool] = None
-    response_format: Optional[ResponseFormat] = None
-    user: Optional[str] = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
     # The original bridge tracked conversations by an `id` field in the body.
-    id: Optional[str] = None
+    id: str | None = None

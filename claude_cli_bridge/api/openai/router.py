@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -16,11 +17,20 @@ from sse_starlette import EventSourceResponse
 
 from ...core.models import CATALOG
 from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
-from ...errors import BridgeError, CliCrashed
-from ..common import ClientGone, check_message_count, collect_turn, prime, read_json, relay, unless_disconnected, validate
-from . import translate
+from ...errors import CliCrashed
+from ..common import (
+    ClientGone,
+    check_message_count,
+    collect_turn,
+    prime,
+    read_json,
+    relay,
+    unless_disconnected,
+    validate,
+)
 from ..image_urls import fetch_as_data_url
 from ..schema import json_body
+from . import translate
 from .protocol import ChatCompletionRequest, ImagePart, ImageURL
 
 log = logging.getLogger(__name__)

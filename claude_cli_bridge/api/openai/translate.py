@@ -26,7 +26,7 @@ from ...core.messages import (
     canonical_json,
     merge_consecutive,
 )
-from ...core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnRequest, Usage
+from ...core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
 from ...errors import BridgeError, InvalidRequest
 from .protocol import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 
@@ -40,6 +40,7 @@ FINISH_REASONS = {
 
 
 DONE = "[DONE]"  # the SSE stream's last data, error or not
+Frame = dict[str, Any] | str  # a chunk object, or the DONE marker
 
 
 def finish_reason(stop_reason: str) -> str:
@@ -218,13 +219,13 @@ class ChunkWriter:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
 
-    def _open(self) -> list[dict[str, Any]]:
+    def _open(self) -> list[Frame]:
         if self._started:
             return []
         self._started = True
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def on_event(self, event: TextDelta | ToolCall | TurnDone) -> list[dict[str, Any]]:
+    def on_event(self, event: TurnEvent) -> list[Frame]:
         chunks = self._open()
         if isinstance(event, TextDelta):
             chunks.append(self._chunk({"content": event.text}))
@@ -251,11 +252,11 @@ class ChunkWriter:
                 )
         return chunks
 
-    def on_error(self, error: BridgeError) -> list[dict[str, Any]]:
+    def on_error(self, error: BridgeError) -> list[Frame]:
         """A failure after the first byte: an error frame (the SDKs raise on it)."""
         return [error_body(error)]
 
-    def closing(self) -> list[str]:
+    def closing(self) -> list[Frame]:
         return [DONE]
 
 
