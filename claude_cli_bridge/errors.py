@@ -146,17 +146,22 @@ def status_in_text(message: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def upstream_error(api_status: int | None, message: str) -> BridgeError:
-    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries."""
-    error = _upstream_error(api_status, message)
+def upstream_error(api_status: int | None, message: str, api_error: str | None = None) -> BridgeError:
+    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries and
+    the CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one."""
+    error = _upstream_error(api_status, message, api_error)
     if isinstance(error, UpstreamError):
         error.upstream_status = api_status
     return error
 
 
-def _upstream_error(api_status: int | None, message: str) -> BridgeError:
-    lowered = message.lower()
-    if "not logged in" in lowered or "/login" in lowered:
+def _upstream_error(api_status: int | None, message: str, api_error: str | None) -> BridgeError:
+    # The structured kind decides; the wording is a fallback for CLIs that give none.
+    not_logged_in = api_error == "authentication_failed" and api_status is None
+    if api_error is None:
+        lowered = message.lower()
+        not_logged_in = "not logged in" in lowered or "/login" in lowered
+    if not_logged_in:
         return CliNotLoggedIn(
             "The Claude CLI is not logged in. Run `claude` once on the server machine and log in "
             f"(CLI said: {message.strip()})"

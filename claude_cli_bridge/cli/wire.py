@@ -107,6 +107,8 @@ class TurnParser:
     last_usage: Usage = field(default_factory=Usage)
     # The turn runs with --json-schema: its answer is the result line's structured_output.
     structured: bool = False
+    # The CLI's structured error kind for this turn ("authentication_failed", "rate_limit"...).
+    api_error: str | None = None
     # The upstream message being streamed: whether it ended properly and whether any of its
     # text was passed on. The CLI retries a broken stream (and finally falls back to a
     # non-streaming request), which would repeat text the caller already has.
@@ -118,7 +120,7 @@ class TurnParser:
         if kind == "stream_event":
             return self._stream_event(line.get("event") or {})
         if kind == "assistant":
-            return self._assistant(line.get("message") or {})
+            return self._assistant(line.get("message") or {}, line.get("error"))
         if kind == "user":
             self._check_tool_results(line.get("message") or {})
             return []
@@ -173,10 +175,13 @@ class TurnParser:
                 return [TurnDone(stop_reason="max_tokens", usage=self.last_usage, model=self.model)]
         return []
 
-    def _assistant(self, message: dict[str, Any]) -> list[TurnEvent]:
+    def _assistant(self, message: dict[str, Any], error: str | None = None) -> list[TurnEvent]:
         events: list[TurnEvent] = []
         if message.get("model") == "<synthetic>":
-            return []  # the CLI's own notice (an API error's text); the result line reports it
+            # The CLI's own notice (an API error's text); the result line reports it, and the
+            # line's "error" field says what kind of failure it was.
+            self.api_error = error or self.api_error
+            return []
         if message.get("id") not in self._streamed_ids and not self.structured:
             # A message that was not streamed: the CLI's non-streaming fallback.
             self._check_not_repeating()
@@ -220,7 +225,7 @@ class TurnParser:
             status = line.get("api_error_status")
             if not isinstance(status, int):
                 status = status_in_text(str(message))
-            raise upstream_error(status, str(message))
+            raise upstream_error(status, str(message), line.get("api_error") or self.api_error)
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
         if stop_reason == "tool_deferred":  # the caller's tool was called: the caller runs it
