@@ -311,7 +311,11 @@ def test_a_dropped_stream_drops_the_upstream_request(bridge, fake):
     assert call.ended_at - left_at < 1.5
 
 
-def test_chat_after_errors_still_works(client):
+def test_chat_after_an_upstream_error_still_works(client, fake):
+    fake.handler = lambda body: Reply(status=500, error_message="boom")  # every attempt fails
+    with pytest.raises(ollama.ResponseError):
+        client.chat(model="sonnet", messages=[{"role": "user", "content": "fails"}])
+    fake.handler = None
     assert client.chat(model="sonnet", messages=[{"role": "user", "content": "again"}]).message.content == (
         "Hello from the fake."
     )

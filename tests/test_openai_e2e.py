@@ -196,13 +196,22 @@ def test_upstream_errors_become_proper_statuses(client, fake, status, error_clas
 
 def test_upstream_error_after_first_byte_is_an_in_band_error(client, fake):
     fake.handler = lambda body: Reply(chunks=["partial ", "answer ", "more"], delay=0.05, die_after=2)
+    # A status error would raise here, at create(); an in-band one only while iterating.
     stream = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True)
-    with pytest.raises(openai.APIError):
-        for _ in stream:
-            pass
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content if chunk.choices else None)
+    assert not isinstance(caught.value, openai.APIStatusError)
+    assert "partial " in received  # the error came after the first bytes of the answer
+    assert caught.value.message
 
 
-def test_chat_after_errors_still_works(client, fake):
+def test_chat_after_an_upstream_error_still_works(client, fake):
+    fake.handler = lambda body: Reply(status=500, error_message="boom")  # every attempt fails
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "fails"}])
+    fake.handler = None
     response = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "again"}])
     assert response.choices[0].message.content == "Hello from the fake."
 
