@@ -166,3 +166,40 @@ def test_a_turn_longer_than_the_turn_timeout_is_stopped(start_bridge, fake):
     )
     assert response.status_code == 504
     assert "longer than" in response.json()["error"]["message"]
+
+
+def test_a_full_queue_answers_busy_at_once_while_a_process_is_stopping(start_bridge, fake):
+    """The queue bound holds whatever else happens: with one process stopping (its client
+    left mid-answer) and the one queue place taken, a newcomer is refused at once, not after
+    the queue timeout."""
+    server = start_bridge(MAX_PROCESSES="1", QUEUE_SIZE="1", SPARE_PROFILES="0", QUEUE_TIMEOUT_SECONDS="60")
+    fake.enqueue(Reply(chunks=["tick "] * 200, delay=0.05))
+    with httpx.stream(
+        "POST",
+        f"{server.openai_url}/chat/completions",
+        json={"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "long"}]},
+        timeout=30,
+    ) as response:
+        for line in response.iter_lines():
+            if "tick" in line:
+                break  # the client leaves: its process is interrupted and stopped
+    results: dict[str, tuple[int, float]] = {}
+
+    def ask(name: str) -> None:
+        started = time.monotonic()
+        answer = httpx.post(
+            f"{server.openai_url}/chat/completions",
+            json={"model": "sonnet", "messages": [{"role": "user", "content": name}]},
+            timeout=90,
+        )
+        results[name] = (answer.status_code, time.monotonic() - started)
+
+    threads = [threading.Thread(target=ask, args=(f"r{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(120)
+    refused = [elapsed for status, elapsed in results.values() if status == 429]
+    assert refused, results
+    assert max(refused) < 10, results  # a hang guard: refused at once, not after the 60 s wait
