@@ -72,12 +72,6 @@ class PoolBusy(BridgeError):
     retry = True
 
 
-class CliNotFound(BridgeError):
-    status = 503
-    kind = "server_error"
-    code = "cli_not_found"
-
-
 class CliNotLoggedIn(BridgeError):
     status = 401
     kind = "authentication_error"

@@ -7,7 +7,6 @@ import ipaddress
 import logging
 import socket
 import sys
-from dataclasses import dataclass
 
 import uvicorn
 
@@ -55,15 +54,6 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-@dataclass
-class Cli:
-    """The CLI this server drives: where, which version, and what it can do."""
-
-    path: str
-    version: str
-    features: ProbeReport
 
 
 def find_checked_cli(settings: Settings) -> tuple[str, str]:

@@ -47,9 +47,6 @@ class CliProcess:
         self.history = history
         self.private_dir = private_dir  # removed with the process (cli.launch)
         self.spoiled = False
-        self.turns = 0
-        self.created = time.monotonic()
-        self.last_used = self.created
         self._proc: asyncio.subprocess.Process | None = None
         self._lines: asyncio.Queue = asyncio.Queue()
         self._stderr_tail = bytearray()
@@ -237,7 +234,6 @@ class CliProcess:
             raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
         self._turn_open = True
         self._ended_in_tool_call = False
-        self.turns += 1
         parser = self._parser = TurnParser(client_tools=client_tools, structured=self.profile.json_schema is not None)
         answer: list[str] = []
         tool_calls: list[ToolCall] = []
@@ -286,7 +282,6 @@ class CliProcess:
                     self._turn_open = parser.cut_short
                     return
         finally:
-            self.last_used = time.monotonic()
             if parser.done and not parser.cut_short:
                 self._turn_open = False  # the result line was read, even if it was a failure
             if not completed:

@@ -103,7 +103,6 @@ class TurnParser:
     done: bool = False
     cut_short: bool = False  # done before the CLI finished its turn (the process must not be reused)
     model: str = ""
-    text_seen: bool = False
     last_usage: Usage = field(default_factory=Usage)
     # The turn runs with --json-schema: its answer is the result line's structured_output.
     structured: bool = False
@@ -149,7 +148,7 @@ class TurnParser:
             if delta.get("type") == "text_delta" and delta.get("text"):
                 if self.structured:
                     return []  # prose around the StructuredOutput call is not the answer
-                self.text_seen = self._open_broken_risk = True
+                self._open_broken_risk = True
                 return [TextDelta(delta["text"])]
         elif kind == "message_start":
             self._check_not_repeating()
@@ -187,7 +186,6 @@ class TurnParser:
             self._check_not_repeating()
             for block in message.get("content") or []:
                 if block.get("type") == "text" and block.get("text"):
-                    self.text_seen = True
                     events.append(TextDelta(block["text"]))
         for block in message.get("content") or []:
             name = block.get("name", "")

@@ -13,8 +13,6 @@ from typing import Any, Literal, Protocol
 
 from .messages import Message
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
-
 
 @dataclass(frozen=True)
 class ToolSpec:
