@@ -194,6 +194,8 @@ def _limits(settings: Settings) -> PoolLimits:
         max_processes=settings.max_processes,
         max_memory_bytes=settings.max_memory_mb * 1024 * 1024,
         spare_profiles=settings.spare_profiles,
+        max_spares_per_profile=settings.max_spares_per_profile,
+        spare_demand_window_seconds=settings.spare_demand_window_seconds,
         max_conversations=settings.max_conversations,
         conversation_idle_seconds=settings.conversation_idle_seconds,
         spare_idle_seconds=settings.spare_idle_seconds,

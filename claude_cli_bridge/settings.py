@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     max_processes: int = Field(8, description="Most CLI processes alive at once (busy, held and spare).")
     max_memory_mb: int = Field(4096, description="Most resident memory of all CLI processes together, in MB.")
     spare_profiles: int = Field(2, description="How many recently seen request profiles keep a warm spare process.")
+    max_spares_per_profile: int = Field(
+        4, description="Most spares one profile keeps, however many new conversations arrived at once recently."
+    )
+    spare_demand_window_seconds: float = Field(
+        600, description="How far back the peak of concurrent new conversations sizes each profile's spares."
+    )
     max_conversations: int = Field(6, description="Most conversations whose CLI process is held for warm follow-ups.")
     conversation_idle_seconds: float = Field(900, description="A held conversation idle this long is released.")
     spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
