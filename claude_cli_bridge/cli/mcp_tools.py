@@ -52,7 +52,12 @@ def handle(message: dict[str, Any], spec_path: str, results_path: str) -> dict[s
     if method == "tools/call":
         params = message.get("params") or {}
         tool_use_id = (params.get("_meta") or {}).get("claudecode/toolUseId")
-        stored = _load(results_path).get(tool_use_id)
+        results = _load(results_path)
+        stored = results.get(tool_use_id)
+        if stored is None and tool_use_id is None and len(results) == 1:
+            # Older CLIs repeat the deferred call without its id; only that one call is ever
+            # repeated (the other results are in the transcript), so its result is the one.
+            stored = next(iter(results.values()))
         if stored is None:
             return {"content": [{"type": "text", "text": NO_STORED_RESULT}], "isError": True}
         return stored

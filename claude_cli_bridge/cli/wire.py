@@ -70,7 +70,12 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
         parent = record_id
 
     for message in messages:
-        add({"type": message.role, "message": message.to_anthropic()})
+        record = message.to_anthropic()
+        if message.role == "assistant":
+            # Each answer its own id: the CLI merges assistant records that share one (an
+            # absent id included, in older CLIs), which would move text across tool calls.
+            record["id"] = f"msg_bridge_{uuid.uuid4().hex[:24]}"
+        add({"type": message.role, "message": record})
     if deferred is not None:
         add(
             {
