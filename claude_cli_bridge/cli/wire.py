@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.messages import Message, ToolUseBlock
-from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
 from .client_tools import is_client_call
 from .mcp_tools import NO_STORED_RESULT
@@ -144,6 +144,11 @@ class TurnParser:
         kind = event.get("type")
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
+            if delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                # The model's thinking, streamed before its answer; the signature_delta that
+                # closes the block stays with the CLI, which sends the block back next turn.
+                self._open_broken_risk = True
+                return [ThinkingDelta(delta["thinking"])]
             if delta.get("type") == "text_delta" and delta.get("text"):
                 if self.structured:
                     return []  # prose around the StructuredOutput call is not the answer
@@ -181,6 +186,8 @@ class TurnParser:
             # A message that was not streamed: the CLI's non-streaming fallback.
             self._check_not_repeating()
             for block in message.get("content") or []:
+                if block.get("type") == "thinking" and block.get("thinking"):
+                    events.append(ThinkingDelta(block["thinking"]))
                 if block.get("type") == "text" and block.get("text"):
                     self.text_seen = True
                     events.append(TextDelta(block["text"]))

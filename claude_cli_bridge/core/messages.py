@@ -35,6 +35,27 @@ class ImageBlock:
 
 
 @dataclass(frozen=True)
+class DocumentBlock:
+    """A document the model reads natively: a PDF (``application/pdf``, base64 ``data``) or
+    plain text (``text/plain``, the text itself as ``data``). ``title`` is the file name the
+    caller gave, if any. It reaches the upstream as an Anthropic ``document`` block."""
+
+    media_type: str
+    data: str
+    title: str | None = None
+
+    def to_anthropic(self) -> dict[str, Any]:
+        kind = "text" if self.media_type == "text/plain" else "base64"
+        block: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": kind, "media_type": self.media_type, "data": self.data},
+        }
+        if self.title:
+            block["title"] = self.title
+        return block
+
+
+@dataclass(frozen=True)
 class ToolUseBlock:
     """A tool call the assistant made earlier; ``input_json`` is the canonical JSON of its input."""
 
@@ -69,7 +90,7 @@ class ToolResultBlock:
         return block
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock
 
 
 def canonical_json(value: Any) -> str:
