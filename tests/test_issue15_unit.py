@@ -373,3 +373,12 @@ async def test_retrieving_listed_models_and_aliases():
             assert response.status_code == 200 and response.json()["id"] == model_id
         assert (await client.get("/v1/models/gpt-4-turbo")).status_code == 404
         assert (await client.get("/v1/models/claude-3-5-sonnet-20241022")).status_code == 200
+
+
+async def test_ollama_tags_list_the_aliases():
+    engine = ScriptedEngine(settings=Settings(_env_file=None, model_aliases="gpt-4o=sonnet"))
+    async with client_for(engine) as client:
+        names = [entry["name"] for entry in (await client.get("/api/tags")).json()["models"]]
+        assert "gpt-4o:latest" in names
+        response = await client.post("/api/chat", json={"model": "gpt-4o:latest", "messages": [], "stream": False})
+        assert response.status_code == 200

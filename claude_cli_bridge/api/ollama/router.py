@@ -166,7 +166,7 @@ def _known_model(request: Request, name: str) -> bool:
 
 @router.get("/api/tags", tags=["ollama"])
 async def tags(request: Request) -> dict[str, Any]:
-    return translate.tags_body(_embedding_names(request))
+    return translate.tags_body(_embedding_names(request), request.app.state.settings.model_alias_map())
 
 
 @router.post("/api/show", tags=["ollama"])

@@ -463,9 +463,11 @@ def _entry(name: str, info: ModelInfo | None, modified: int) -> dict[str, Any]:
     }
 
 
-def tags_body(embedding_names: Iterable[str] = ()) -> dict[str, Any]:
-    """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``)."""
+def tags_body(embedding_names: Iterable[str] = (), aliases: dict[str, str] | None = None) -> dict[str, Any]:
+    """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``);
+    ``aliases`` (MODEL_ALIASES: name -> served model) are listed as the model they name."""
     models = [_entry(info.id, info, info.created) for info in CATALOG]
+    models += [_entry(name, model_info(target), CATALOG[0].created) for name, target in (aliases or {}).items()]
     models += [_entry(name, None, CATALOG[0].created) for name in embedding_names]
     return {"models": models}
 
