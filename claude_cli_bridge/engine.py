@@ -30,6 +30,7 @@ from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, 
 from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
+from .thinking_memory import ThinkingMemory
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class BridgeEngine:
             settings.cli_max_retries,
         )
         self.pool = Pool(self.launcher, _limits(settings))
+        self.thinking = ThinkingMemory()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -161,7 +163,7 @@ class BridgeEngine:
         """
         self.check(request)
         profile = self.profile(request)
-        messages = request.messages
+        messages = self.thinking.restore(request.messages)
         history: tuple[Message, ...] = tuple(messages[:-1])
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
@@ -199,6 +201,8 @@ class BridgeEngine:
                                 f"(stop reason {event.stop_reason!r}).",
                                 status=502,
                             )
+                        if called:
+                            self.thinking.remember(process.history[-1])
                         if self.settings.log_content:
                             log.info("answer: %r", process.history[-1].text)
                         yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns})

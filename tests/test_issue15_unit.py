@@ -382,3 +382,38 @@ async def test_ollama_tags_list_the_aliases():
         assert "gpt-4o:latest" in names
         response = await client.post("/api/chat", json={"model": "gpt-4o:latest", "messages": [], "stream": False})
         assert response.status_code == 200
+
+
+# -- signed thinking before tool calls -----------------------------------------------------------
+def test_thinking_memory_puts_signed_thinking_back_before_the_calls():
+    from claude_cli_bridge.core.messages import Message, ThinkingBlock
+    from claude_cli_bridge.thinking_memory import ThinkingMemory
+
+    memory = ThinkingMemory(limit=2)
+    signed = ThinkingBlock("plan", "sig", model="claude-sonnet-5-5")
+    memory.remember(Message("assistant", (signed, ToolUseBlock("toolu_1", "f", '{"a":1}'))))
+    memory.remember(Message("assistant", (TextBlock("no calls, nothing kept"),)))
+    by_id = Message("assistant", (ToolUseBlock("toolu_1", "f", '{"a":1}'),))
+    by_call = Message("assistant", (ToolUseBlock("call_1_0", "f", '{"a":1}'),))  # ids dropped
+    other = Message("assistant", (ToolUseBlock("toolu_2", "g", "{}"),))
+    restored = memory.restore([by_id, by_call, other])
+    assert [m.content[0] for m in restored[:2]] == [signed, signed]
+    assert restored[2] == other
+    assert by_id.match_key() == restored[0].match_key(), "thinking never changes what a turn is"
+    memory.remember(Message("assistant", (signed, ToolUseBlock("toolu_3", "h", "{}"))))
+    assert len(memory) == 2  # bounded
+
+
+def test_a_transcript_names_the_model_that_signed_the_thinking(tmp_path):
+    from claude_cli_bridge.cli.wire import write_transcript
+    from claude_cli_bridge.core.messages import Message, ThinkingBlock
+
+    messages = [
+        Message("user", (TextBlock("q"),)),
+        Message("assistant", (ThinkingBlock("plan", "sig", model="claude-sonnet-5-5"), TextBlock("a"))),
+    ]
+    write_transcript(messages, tmp_path / "t.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert records[1]["message"]["model"] == "claude-sonnet-5-5"
+    assert records[1]["message"]["content"][0] == {"type": "thinking", "thinking": "plan", "signature": "sig"}
+    assert "model" not in records[0]["message"]

@@ -156,3 +156,84 @@ def test_ollama_thinking_sent_back_in_history_is_dropped(bridge, fake):
     )
     sent = str(fake.received[-1].body["messages"])
     assert "Hello" in sent and "secret musings" not in sent
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def thinking_weather_model(body: dict) -> Reply:
+    """Thinks, then calls the tool; answers once the result is back."""
+    from fake_upstream import ToolUse
+
+    answered = any(
+        block.get("type") == "tool_result"
+        for message in body["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+    )
+    if answered:
+        return Reply(chunks=["Cold."])
+    return Reply(
+        thinking=["I need the weather."],
+        signature="sig-weather-1",
+        chunks=[],
+        tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})],
+    )
+
+
+def test_the_thinking_before_a_tool_call_goes_back_signed_with_the_results(bridge, fake):
+    """With thinking on, the upstream wants the calling turn back with its signed thinking;
+    the caller cannot send it, so the bridge keeps it until the results come."""
+    fake.handler = thinking_weather_model
+    client = openai_client(bridge)
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    first = client.chat.completions.create(model="sonnet", messages=messages, tools=[WEATHER])
+    message = first.choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == "I need the weather."
+    [call] = message.tool_calls
+    echoed = message.model_dump(exclude_none=True)
+    echoed.pop("reasoning_content")
+    messages += [echoed, {"role": "tool", "tool_call_id": call.id, "content": "-3 C"}]
+    second = client.chat.completions.create(model="sonnet", messages=messages, tools=[WEATHER])
+    assert second.choices[0].message.content == "Cold."
+    calling = next(
+        m
+        for m in fake.received[-1].messages
+        if m["role"] == "assistant" and any(b.get("type") == "tool_use" for b in m["content"])
+    )
+    assert calling["content"][0] == {
+        "type": "thinking",
+        "thinking": "I need the weather.",
+        "signature": "sig-weather-1",
+    }
+
+
+def test_ollama_tool_continuation_gets_the_signed_thinking_back_without_ids(bridge, fake):
+    """ollama-python drops call ids: the thinking is found by the call's name and input."""
+    fake.handler = thinking_weather_model
+    client = ollama.Client(host=bridge.ollama_url)
+    tools = [WEATHER]
+    messages: list = [{"role": "user", "content": "Weather in Oslo?"}]
+    first = client.chat(model="sonnet", messages=messages, tools=tools)
+    [call] = first.message.tool_calls
+    messages += [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": call.function.name, "arguments": dict(call.function.arguments)}}],
+        },
+        {"role": "tool", "tool_name": "get_weather", "content": "-3 C"},
+    ]
+    assert client.chat(model="sonnet", messages=messages, tools=tools).message.content == "Cold."
+    calling = next(
+        m
+        for m in fake.received[-1].messages
+        if m["role"] == "assistant" and any(b.get("type") == "tool_use" for b in m["content"])
+    )
+    assert calling["content"][0]["signature"] == "sig-weather-1"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.messages import Message, ToolUseBlock
+from ..core.messages import Message, ThinkingBlock, ToolUseBlock
 from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
 from .client_tools import is_client_call
@@ -70,7 +70,11 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
         parent = record_id
 
     for message in messages:
-        add({"type": message.role, "message": message.to_anthropic()})
+        record = message.to_anthropic()
+        signed_by = next((block.model for block in message.content if isinstance(block, ThinkingBlock)), "")
+        if signed_by:
+            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (CLI_NOTES)
+        add({"type": message.role, "message": record})
     if deferred is not None:
         add(
             {
@@ -112,6 +116,8 @@ class TurnParser:
     # non-streaming request), which would repeat text the caller already has.
     _streamed_ids: set = field(default_factory=set)
     _open_broken_risk: bool = False
+    #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
+    thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
 
     def feed(self, line: dict[str, Any]) -> list[TurnEvent]:
         kind = line.get("type")
@@ -191,6 +197,12 @@ class TurnParser:
                 if block.get("type") == "text" and block.get("text"):
                     self.text_seen = True
                     events.append(TextDelta(block["text"]))
+        for block in message.get("content") or []:
+            model = message.get("model") or self.model
+            if block.get("type") == "thinking" and block.get("signature"):
+                self.thinking_blocks.append(ThinkingBlock(block.get("thinking") or "", block["signature"], model=model))
+            elif block.get("type") == "redacted_thinking" and block.get("data"):
+                self.thinking_blocks.append(ThinkingBlock("", block["data"], redacted=True, model=model))
         for block in message.get("content") or []:
             name = block.get("name", "")
             if block.get("type") != "tool_use" or not is_client_call(name):
