@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         "",
         description=(
             "Effort when a request asks for none: low, medium, high, xhigh or max (the CLI's --effort); "
-            "empty = the CLI's own default (medium)."
+            "empty = the CLI's own default (medium with CLI 2.1.332, high with 2.1.277)."
         ),
     )
 

@@ -1,7 +1,7 @@
 """Reasoning requests of both APIs, mapped onto what the CLI can do.
 
-The CLI (2.1.332) asks the upstream for adaptive thinking and an effort level
-(``output_config.effort``), ``medium`` unless ``--effort`` says otherwise; models that take no
+The CLI asks the upstream for adaptive thinking and an effort level (``output_config.effort``;
+``medium`` with 2.1.332, ``high`` with 2.1.277, unless ``--effort`` says otherwise); models that take no
 effort (older ids such as ``claude-sonnet-4-5``) get a fixed thinking budget instead, and the
 CLI then sends no effort at all. ``CLAUDE_CODE_DISABLE_THINKING=1`` sends no ``thinking``
 field: the model does not think. So a request can choose an effort level and whether the model
