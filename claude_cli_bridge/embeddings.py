@@ -10,7 +10,9 @@ Contract (what the API layers rely on):
 * ``await embed(texts)`` returns one L2-normalised vector per text, in order, with the number of
   tokens the model actually saw for each (after truncation to its context). Inputs longer than
   the context are truncated, unless ``truncate=False``, which raises ``InvalidRequest``.
-* ``await decode_token_ids(ids)`` turns token-id inputs back into text with the model's tokenizer.
+* ``await decode_token_ids(ids, model)`` turns token-id inputs back into text with the tokenizer
+  the client's model name implies (``token_ids``): cl100k_base for OpenAI's embedding names,
+  the served model's own for the rest.
 * Limits (``EMBED_MAX_INPUTS``, ``EMBED_MAX_CHARS``) are checked before anything is loaded and
   raise ``InvalidRequest``; a model that cannot be loaded raises ``EmbeddingUnavailable`` with a
   message saying how to fix it, and the failure is remembered for ``RETRY_AFTER_SECONDS`` so a
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import token_ids
 from .errors import EmbeddingUnavailable, InvalidRequest
 
 if TYPE_CHECKING:
@@ -210,13 +213,18 @@ class EmbeddingEngine:
             vectors=vectors, token_counts=counts, load_ns=load_ns, total_ns=time.perf_counter_ns() - start
         )
 
-    async def decode_token_ids(self, ids: list[list[int]]) -> list[str]:
-        """Turn token-id inputs into text with the model's own tokenizer (special tokens dropped)."""
+    async def decode_token_ids(self, ids: list[list[int]], model: str | None = None) -> list[str]:
+        """Turn token-id inputs into text with the tokenizer ``model`` (the name the client
+        used) implies: tiktoken's cl100k_base for OpenAI's embedding models, else the served
+        model's own tokenizer (special tokens dropped)."""
         check_limits(
             [len(one) for one in ids], max_inputs=self._max_inputs, max_chars=self._max_chars, unit="token ids"
         )
         if not ids:
             return []
+        if token_ids.encoding_for(model) == token_ids.CL100K:
+            encoding = await self._run(token_ids.load_cl100k)
+            return token_ids.decode(encoding, [list(one) for one in ids])
         return await self._run(self._decode_sync, [list(one) for one in ids])
 
     @property
@@ -263,8 +271,8 @@ class EmbeddingEngine:
             if bad is not None:
                 raise InvalidRequest(
                     f"input[{index}] holds token id {bad}, outside this model's vocabulary of "
-                    f"{loaded.vocab_size}; token ids must come from the model's own tokenizer "
-                    "(LangChain: set check_embedding_ctx_length=False to send text instead)",
+                    f"{loaded.vocab_size}; token ids must come from the model's own tokenizer, or from "
+                    "cl100k_base under an OpenAI model name (text-embedding-3-small...)",
                     param="input",
                 )
         return loaded.tokenizer.decode_batch(ids, skip_special_tokens=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,15 @@ from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
 from .cli.profile import Profile
-from .core.messages import Message, ToolResultBlock, ToolUseBlock
+from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_specs
-from .core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest
-from .errors import FeatureUnavailable, InvalidRequest
+from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
+from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
+from .thinking_memory import ThinkingMemory
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,14 @@ class BridgeEngine:
             settings.cli_max_retries,
         )
         self.pool = Pool(self.launcher, _limits(settings))
+        self.thinking = ThinkingMemory()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.launcher.prepare()
-        self.pool.start([Profile(model=self.resolve_model(self.settings.default_model))])
+        model = self.resolve_model(self.settings.default_model)
+        default = Profile(model=model, effort=self.settings.default_effort or None)
+        self.pool.start([default])
 
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)
@@ -83,7 +87,9 @@ class BridgeEngine:
         }
 
     def resolve_model(self, requested: str | None) -> str:
-        return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)
+        return resolve_model(
+            requested, self.settings.default_model, self.settings.legacy_models, self.settings.model_alias_map()
+        )
 
     def check(self, request: TurnRequest) -> None:
         """What no CLI turn could answer: raises InvalidRequest before any process is used."""
@@ -93,6 +99,9 @@ class BridgeEngine:
         self._require_features(request)
         check_tool_specs(request.tools)
         check_history_calls(messages, request.tools)
+        check_tool_choice(request)
+        if request.effort is not None and request.effort not in EFFORT_LEVELS:
+            raise InvalidRequest(f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.")
         if request.json_schema is not None:
             check_object_schema(request.json_schema, "The response format's JSON schema", param="response_format")
             if len(Profile.schema_json(request.json_schema) or "") > MAX_SCHEMA_BYTES:
@@ -127,13 +136,22 @@ class BridgeEngine:
                 raise FeatureUnavailable(refusal, param=name)
 
     def profile(self, request: TurnRequest) -> Profile:
-        return Profile(
+        tools_json = Profile.tools_of(request.tools)
+        profile = Profile(
             model=self.resolve_model(request.model),
             system=request.system,
             max_tokens=request.max_tokens,
             json_schema=Profile.schema_json(request.json_schema),
-            tools_json=Profile.tools_of(request.tools),
+            tools_json=tools_json,
             tools_offered=request.tool_choice != "none",
+            effort=request.effort or self.settings.default_effort or None,
+        )
+        choice = upstream_tool_choice(request, profile.tool_names.to_cli if tools_json else {})
+        return dataclasses.replace(
+            profile,
+            # The upstream refuses a forced tool choice while the model thinks.
+            thinking_off=request.thinking is False or request.tool_choice == "required",
+            tool_choice_json=canonical_json(choice) if choice is not None else None,
         )
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
@@ -145,7 +163,7 @@ class BridgeEngine:
         """
         self.check(request)
         profile = self.profile(request)
-        messages = request.messages
+        messages = self.thinking.restore(request.messages)
         history: tuple[Message, ...] = tuple(messages[:-1])
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
@@ -157,6 +175,7 @@ class BridgeEngine:
             if self.settings.log_content and prompt is not None:  # off by default
                 log.info("prompt: %r", prompt.text)
             stops = StopScanner(request.stop)
+            called = False
             turn = process.turn(
                 prompt,
                 client_tools=profile.tool_names.to_caller if profile.tools_offered else {},
@@ -176,13 +195,58 @@ class BridgeEngine:
                         tail = stops.flush()
                         if tail:
                             yield TextDelta(tail)
+                        if request.tool_choice == "required" and not called and event.stop_reason != "max_tokens":
+                            raise UpstreamError(
+                                "tool_choice required a tool call, but the model answered without one "
+                                f"(stop reason {event.stop_reason!r}).",
+                                status=502,
+                            )
+                        if called:
+                            self.thinking.remember(process.history[-1])
                         if self.settings.log_content:
                             log.info("answer: %r", process.history[-1].text)
                         yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns})
                     else:
+                        called = called or isinstance(event, ToolCall)
                         yield event
             finally:
                 await turn.aclose()
+
+
+def check_tool_choice(request: TurnRequest) -> None:
+    """A forced tool choice needs the tool among the request's tools, and cannot be combined
+    with structured output (which the CLI answers through a tool of its own)."""
+    if request.tool_choice != "required":
+        return
+    if not request.tools:
+        raise InvalidRequest('tool_choice "required" (or a named tool) needs tools.', param="tool_choice")
+    if request.forced_tool is not None and request.forced_tool not in {tool.name for tool in request.tools}:
+        raise InvalidRequest(
+            f"tool_choice names {request.forced_tool!r}, which is not among the request's tools.", param="tool_choice"
+        )
+    if request.json_schema is not None:
+        raise InvalidRequest(
+            "A forced tool choice cannot be combined with a JSON response format: the CLI answers those "
+            "through a tool of its own.",
+            param="tool_choice",
+        )
+
+
+def upstream_tool_choice(request: TurnRequest, cli_names: Mapping[str, str]) -> dict[str, Any] | None:
+    """The Anthropic ``tool_choice`` a request needs, or None for the CLI's own (auto).
+
+    "required" is ``any`` (or ``tool`` naming the CLI's name of the forced tool);
+    ``parallel_tool_calls`` False adds ``disable_parallel_tool_use``.
+    """
+    if request.tool_choice == "none" or not request.tools:
+        return None
+    choice: dict[str, Any] | None = None
+    if request.tool_choice == "required":
+        forced = request.forced_tool
+        choice = {"type": "tool", "name": cli_names[forced]} if forced is not None else {"type": "any"}
+    if not request.parallel_tool_calls:
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return choice
 
 
 def ends_with_tool_results(messages: list[Message]) -> bool:

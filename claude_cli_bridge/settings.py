@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .core.reasoning import check_effort_setting
+
 DEFAULT_LEGACY_MODELS = {
     "claude-3-5-sonnet": "sonnet",
     "claude-3-7-sonnet": "sonnet",
@@ -22,6 +24,20 @@ DEFAULT_LEGACY_MODELS = {
     "claude-2": "sonnet",
     "claude-instant": "haiku",
 }
+
+
+def parse_model_aliases(text: str) -> dict[str, str]:
+    """``gpt-4o=sonnet, gpt-4o-mini=haiku`` -> {"gpt-4o": "sonnet", ...}, names lower-cased.
+    Raises ValueError for a pair without ``=`` or with an empty side."""
+    aliases: dict[str, str] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        name, sep, model = pair.partition("=")
+        if not sep or not name.strip() or not model.strip():
+            raise ValueError(f"MODEL_ALIASES: {pair.strip()!r} is not a name=model pair")
+        aliases[name.strip().lower()] = model.strip()
+    return aliases
 
 
 def _default_state_dir() -> Path:
@@ -82,6 +98,20 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_LEGACY_MODELS),
         description="JSON map of old model-id prefixes to aliases; the longest matching prefix wins.",
     )
+    model_aliases: str = Field(
+        "",
+        description=(
+            "Other names to accept, for clients that cannot change the model they send: "
+            "comma-separated name=model pairs, e.g. gpt-4o=sonnet,gpt-4o-mini=haiku; empty = none."
+        ),
+    )
+    default_effort: str = Field(
+        "",
+        description=(
+            "Effort when a request asks for none: low, medium, high, xhigh or max (the CLI's --effort); "
+            "empty = the CLI's own default (medium with CLI 2.1.332, high with 2.1.277)."
+        ),
+    )
 
     # --- pool and conversations --------------------------------------------------------
     max_processes: int = Field(8, description="Most CLI processes alive at once (busy, held and spare).")
@@ -111,6 +141,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Largest request body accepted, in bytes.")
     max_messages: int = Field(2000, description="Most messages in one request.")
     max_image_bytes: int = Field(10 * 1024 * 1024, description="Largest decoded image, in bytes.")
+    max_document_bytes: int = Field(
+        20 * 1024 * 1024, description="Largest decoded document (PDF or text file part), in bytes."
+    )
     allow_image_urls: bool = Field(False, description="Fetch http(s) image URLs (public addresses only).")
     image_url_timeout_seconds: float = Field(10, description="Timeout for fetching one image URL.")
 
@@ -132,6 +165,20 @@ class Settings(BaseSettings):
     )
     embed_max_inputs: int = Field(2048, description="Most inputs in one embeddings request.")
     embed_max_chars: int = Field(100_000, description="Most characters in one embeddings input.")
+
+    @field_validator("model_aliases", mode="after")
+    @classmethod
+    def _check_aliases(cls, value: str) -> str:
+        parse_model_aliases(value)
+        return value
+
+    @field_validator("default_effort", mode="after")
+    @classmethod
+    def _check_effort(cls, value: str) -> str:
+        return check_effort_setting(value)
+
+    def model_alias_map(self) -> dict[str, str]:
+        return parse_model_aliases(self.model_aliases)
 
     @field_validator("state_dir", "embed_cache_dir", "cli_work_dir", mode="after")
     @classmethod

@@ -61,6 +61,10 @@ class Reply:
     retry_after: str | None = None
     hang_after: int | None = None
     die_after: int | None = None
+    #: Streamed as one thinking block (thinking_delta events, then a signature_delta) before
+    #: the text; empty: no thinking block.
+    thinking: list[str] = field(default_factory=list)
+    signature: str = "fake-signature-0123456789"
 
     @property
     def text(self) -> str:
@@ -81,6 +85,11 @@ class Received:
     @property
     def messages(self) -> list[dict[str, Any]]:
         return self.body.get("messages", [])
+
+    @property
+    def effort(self) -> str | None:
+        """``output_config.effort`` of the request (what ``--effort`` sets), if any."""
+        return (self.body.get("output_config") or {}).get("effort")
 
     @property
     def system_text(self) -> str:
@@ -217,6 +226,8 @@ class FakeAnthropic:
 
     def _whole_message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
+        if reply.thinking:
+            content.append({"type": "thinking", "thinking": "".join(reply.thinking), "signature": reply.signature})
         if reply.text:
             content.append({"type": "text", "text": reply.text})
         for tool in reply.tool_uses:
@@ -253,10 +264,40 @@ class FakeAnthropic:
                 },
             )
             index = 0
+            if reply.thinking:
+                yield _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                )
+                for part in reply.thinking:
+                    if reply.delay:
+                        await asyncio.sleep(reply.delay)
+                    yield _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "thinking_delta", "thinking": part},
+                        },
+                    )
+                yield _sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "signature_delta", "signature": reply.signature},
+                    },
+                )
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                index = 1
             if reply.chunks:
                 yield _sse(
                     "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
                 )
                 for n, chunk in enumerate(reply.chunks):
                     if reply.hang_after is not None and n >= reply.hang_after:
@@ -267,10 +308,10 @@ class FakeAnthropic:
                         await asyncio.sleep(reply.delay)
                     yield _sse(
                         "content_block_delta",
-                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}},
+                        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": chunk}},
                     )
-                yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-                index = 1
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+                index += 1
             for tool in reply.tool_uses:
                 yield _sse(
                     "content_block_start",

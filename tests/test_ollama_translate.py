@@ -225,43 +225,6 @@ def test_generate_empty_prompt_is_a_load_request(body):
     assert generate(**body) is None
 
 
-# -- Open WebUI tasks --------------------------------------------------------------------------
-TITLE = """### Task:
-Generate a concise title summarizing the chat history.
-### Output:
-JSON format: { "title": "your concise title here" }
-### Chat History:
-<chat_history>
-USER: Why is the sky blue?
-ASSISTANT: Rayleigh scattering.
-</chat_history>"""
-HISTORY = "\n<chat_history>\nUSER: hi\n</chat_history>"
-TAGS = '### Task:\nGenerate 1-3 broad tags...\nJSON format: { "tags": ["tag1", "tag2"] }' + HISTORY
-FOLLOW_UPS = '### Task:\nSuggest follow-ups\nJSON format: { "follow_ups": ["Q?"] } not "title"' + HISTORY
-QUERIES = '### Task:\nAnalyze the chat history...\n{\n  "queries": ["query1", "query2"]\n}' + HISTORY
-OLD_TITLE = "Create a concise, 3-5 word title with an emoji as a title for the chat history." + HISTORY
-EMOJI = "Your task is to reflect the speaker's likely facial expression through a fitting emoji.\n\nMessage: ```hi```"
-
-
-@pytest.mark.parametrize(
-    "content, stream, kind",
-    [
-        (TITLE, False, "title"),
-        (TAGS, False, "tags"),
-        (FOLLOW_UPS, False, "follow_ups"),
-        (QUERIES, False, "queries"),
-        (OLD_TITLE, False, "title"),
-        (EMOJI, False, "emoji"),
-        (TITLE, True, None),  # streamed: a user's chat, whatever it says
-        (TITLE, None, None),
-        ("Why is the sky blue?", False, None),
-        ("### Task:\nsomething without a chat history", False, None),
-    ],
-)
-def test_open_webui_tasks_are_recognised(content, stream, kind):
-    assert translate.task_kind(chat(messages=[user(content)], stream=stream)) == kind
-
-
 # -- frames ----------------------------------------------------------------------------------
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
 DONE = TurnDone("end_turn", Usage(input_tokens=10, output_tokens=4, cache_read_input_tokens=5), "claude-sonnet-5-5")

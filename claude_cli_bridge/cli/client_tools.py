@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from ..core.messages import DocumentBlock, ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 
 SERVER = "client"
 PREFIX = f"mcp__{SERVER}__"
@@ -156,7 +156,7 @@ class Continuation:
     earlier_results: Message | None  # results of all but the marked call, as a user turn
     marked: ToolUseBlock
     result: dict[str, Any]  # the marked call's result, in MCP form
-    beside: Message | None  # the caller's own text (and images) beside its results
+    beside: Message | None  # the caller's own text (images, documents) beside its results
 
     def records(self) -> list[Message]:
         """The transcript's messages before the deferred-call marker.
@@ -182,7 +182,7 @@ def split_continuation(messages: list[Message]) -> Continuation:
     answered = [call for call in calls if call.id in results]
     marked = answered[-1]
     others = tuple(results[call.id] for call in answered[:-1])
-    beside = tuple(block for block in last.content if isinstance(block, (TextBlock, ImageBlock)))
+    beside = tuple(block for block in last.content if isinstance(block, (TextBlock, ImageBlock, DocumentBlock)))
     return Continuation(
         messages=list(before),
         earlier_results=Message("user", others) if others else None,

@@ -92,6 +92,8 @@ def build_argv(cli: str, profile: Profile, files: LaunchFiles) -> list[str]:
         args += ["--settings", str(files.settings)]
     if profile.json_schema is not None:
         args += ["--json-schema", profile.json_schema]
+    if profile.effort is not None:
+        args += ["--effort", profile.effort]
     if files.mcp_config is not None:
         args += ["--mcp-config", str(files.mcp_config), "--allowedTools", f"{CLIENT_TOOLS_PATTERN}"]
     if files.transcript is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from ..core.messages import Message, TextBlock, ToolUseBlock, canonical_json
+from ..core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
@@ -275,7 +275,8 @@ class CliProcess:
                         completed = True
                         self._ended_in_tool_call = bool(tool_calls)
                         asked = (message,) if message is not None else ()
-                        self.history = (*self.history, *asked, _answer_message(answer, tool_calls))
+                        answered = _answer_message(answer, tool_calls, parser.thinking_blocks)
+                        self.history = (*self.history, *asked, answered)
                     yield event
                 if parser.done:
                     # Cut short (max_tokens), the CLI's own turn goes on: it stays open.
@@ -328,9 +329,10 @@ class CliProcess:
         return self._proc.returncode
 
 
-def _answer_message(texts: list[str], tool_calls: list[ToolCall]) -> Message:
-    """The assistant message a completed turn adds to the process's history."""
-    blocks: list = []
+def _answer_message(texts: list[str], tool_calls: list[ToolCall], thinking: list[ThinkingBlock]) -> Message:
+    """The assistant message a completed turn adds to the process's history. Its signed
+    thinking is kept when it called tools: the continuation after the calls needs it."""
+    blocks: list = list(thinking) if tool_calls else []
     if texts:
         blocks.append(TextBlock("".join(texts)))
     blocks.extend(ToolUseBlock(call.id, call.name, canonical_json(call.arguments)) for call in tool_calls)

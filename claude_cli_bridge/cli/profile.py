@@ -1,8 +1,9 @@
 """A process profile: what a CLI process is launched with. Spares are keyed by it.
 
 Everything that can only be set when the CLI starts belongs here: model, system prompt,
-output limit, structured-output schema, the caller's tools. Two requests with equal profiles
-can share a process. (``cli.launch`` turns a profile into files, argv and environment.)
+output limit, structured-output schema, the caller's tools, effort, thinking on or off, and a
+forced tool choice. Two requests with equal profiles can share a process. (``cli.launch``
+turns a profile into files, argv and environment.)
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Profile:
     json_schema: str | None = None  # canonical JSON
     tools_json: str | None = None  # the caller's tools, canonical JSON (cli.client_tools)
     tools_offered: bool = True  # False: defined (the history may call them) but not offered
+    effort: str | None = None  # --effort; None: the CLI's default
+    thinking_off: bool = False  # CLAUDE_CODE_DISABLE_THINKING: the upstream gets no `thinking`
+    # The upstream's tool_choice as canonical JSON ({"type": "any"}, {"type": "tool", ...},
+    # disable_parallel_tool_use), sent through CLAUDE_CODE_EXTRA_BODY; None: the CLI's (auto).
+    tool_choice_json: str | None = None
 
     @functools.cached_property
     def tool_names(self) -> ToolNames:
@@ -55,6 +61,12 @@ class Profile:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.max_tokens)
         else:
             env.pop("CLAUDE_CODE_MAX_OUTPUT_TOKENS", None)
+        if self.thinking_off:
+            env["CLAUDE_CODE_DISABLE_THINKING"] = "1"
+        if self.tool_choice_json is not None:
+            # The CLI merges this JSON into every upstream request body of the process. It
+            # holds only bridge-made tool names (cli.client_tools: [A-Za-z0-9_-]), no caller text.
+            env["CLAUDE_CODE_EXTRA_BODY"] = json.dumps({"tool_choice": json.loads(self.tool_choice_json)})
         return env
 
     @staticmethod

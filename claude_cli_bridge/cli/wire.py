@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.messages import Message, ToolUseBlock
-from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..core.messages import Message, ThinkingBlock, ToolUseBlock
+from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
 from .client_tools import is_client_call
 from .mcp_tools import NO_STORED_RESULT
@@ -75,6 +75,9 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
             # Each answer its own id: the CLI merges assistant records that share one (an
             # absent id included, in older CLIs), which would move text across tool calls.
             record["id"] = f"msg_bridge_{uuid.uuid4().hex[:24]}"
+        signed_by = next((block.model for block in message.content if isinstance(block, ThinkingBlock)), "")
+        if signed_by:
+            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (CLI_NOTES)
         add({"type": message.role, "message": record})
     if deferred is not None:
         add(
@@ -118,6 +121,8 @@ class TurnParser:
     # non-streaming request), which would repeat text the caller already has.
     _streamed_ids: set = field(default_factory=set)
     _open_broken_risk: bool = False
+    #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
+    thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
 
     def feed(self, line: dict[str, Any]) -> list[TurnEvent]:
         kind = line.get("type")
@@ -150,6 +155,11 @@ class TurnParser:
         kind = event.get("type")
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
+            if delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                # The model's thinking, streamed before its answer; the signature_delta that
+                # closes the block stays with the CLI, which sends the block back next turn.
+                self._open_broken_risk = True
+                return [ThinkingDelta(delta["thinking"])]
             if delta.get("type") == "text_delta" and delta.get("text"):
                 if self.structured:
                     return []  # prose around the StructuredOutput call is not the answer
@@ -190,8 +200,16 @@ class TurnParser:
             # A message that was not streamed: the CLI's non-streaming fallback.
             self._check_not_repeating()
             for block in message.get("content") or []:
+                if block.get("type") == "thinking" and block.get("thinking"):
+                    events.append(ThinkingDelta(block["thinking"]))
                 if block.get("type") == "text" and block.get("text"):
                     events.append(TextDelta(block["text"]))
+        for block in message.get("content") or []:
+            model = message.get("model") or self.model
+            if block.get("type") == "thinking" and block.get("signature"):
+                self.thinking_blocks.append(ThinkingBlock(block.get("thinking") or "", block["signature"], model=model))
+            elif block.get("type") == "redacted_thinking" and block.get("data"):
+                self.thinking_blocks.append(ThinkingBlock("", block["data"], redacted=True, model=model))
         for block in message.get("content") or []:
             name = block.get("name", "")
             if block.get("type") != "tool_use" or not is_client_call(name):

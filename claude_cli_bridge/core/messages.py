@@ -35,6 +35,46 @@ class ImageBlock:
 
 
 @dataclass(frozen=True)
+class DocumentBlock:
+    """A document the model reads natively: a PDF (``application/pdf``, base64 ``data``) or
+    plain text (``text/plain``, the text itself as ``data``). ``title`` is the file name the
+    caller gave, if any. It reaches the upstream as an Anthropic ``document`` block."""
+
+    media_type: str
+    data: str
+    title: str | None = None
+
+    def to_anthropic(self) -> dict[str, Any]:
+        kind = "text" if self.media_type == "text/plain" else "base64"
+        block: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": kind, "media_type": self.media_type, "data": self.data},
+        }
+        if self.title:
+            block["title"] = self.title
+        return block
+
+
+@dataclass(frozen=True)
+class ThinkingBlock:
+    """The model's own signed thinking, kept inside the bridge (never from a caller, never
+    shown as text): the upstream wants the thinking that preceded a tool call back, signature
+    and all, when the conversation continues after the call. ``redacted`` blocks carry only
+    the upstream's opaque ``data`` (kept in ``signature``). ``model`` is the model that signed
+    it: signatures hold for that model only, and the CLI drops thinking of any other."""
+
+    thinking: str
+    signature: str
+    redacted: bool = False
+    model: str = ""
+
+    def to_anthropic(self) -> dict[str, Any]:
+        if self.redacted:
+            return {"type": "redacted_thinking", "data": self.signature}
+        return {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
+
+
+@dataclass(frozen=True)
 class ToolUseBlock:
     """A tool call the assistant made earlier; ``input_json`` is the canonical JSON of its input."""
 
@@ -69,7 +109,7 @@ class ToolResultBlock:
         return block
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+Block = TextBlock | ImageBlock | DocumentBlock | ThinkingBlock | ToolUseBlock | ToolResultBlock
 
 
 def canonical_json(value: Any) -> str:
@@ -93,10 +133,11 @@ class Message:
         """What must be equal for two messages to count as the same turn.
 
         Clients echo an assistant answer back with its text joined, sometimes trimmed, and the
-        tool-call ids they were given; split text blocks and surrounding white space are noise.
+        tool-call ids they were given; split text blocks and surrounding white space are noise,
+        and so is the model's thinking, which clients never send back.
         """
         texts = self.text.strip()
-        others = tuple(block for block in self.content if not isinstance(block, TextBlock))
+        others = tuple(block for block in self.content if not isinstance(block, (TextBlock, ThinkingBlock)))
         return (self.role, texts, others)
 
 

@@ -3,7 +3,8 @@
 Aliases (``opus``, ``sonnet``, ``haiku``) resolve inside the CLI to the newest of each family;
 full ``claude-*`` ids pass through verbatim; old ids that clients still send map to a family
 alias through a configurable longest-prefix table. Ollama clients add tags (``sonnet:latest``):
-a ``:latest`` tag names the same model.
+a ``:latest`` tag names the same model. ``MODEL_ALIASES`` adds names of the operator's choosing
+(``gpt-4o=sonnet``) for clients that cannot change the name they send; other names are refused.
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ def family_of(model: str) -> str:
     return "claude"
 
 
-def resolve_model(requested: str | None, default: str, legacy: dict[str, str]) -> str:
-    """The ``--model`` value for a requested name; raises ModelNotFound for non-Claude names."""
+def resolve_model(
+    requested: str | None, default: str, legacy: dict[str, str], aliases: dict[str, str] | None = None
+) -> str:
+    """The ``--model`` value for a requested name; raises ModelNotFound for names that are
+    neither Claude's nor in ``aliases`` (lower-case name -> a served name)."""
     name = strip_tag(requested or "") or default
     lowered = name.lower()
+    if aliases and lowered in aliases:
+        return resolve_model(aliases[lowered], default, legacy)
     if lowered in ALIASES:
         return lowered
     if lowered.startswith("anthropic/"):  # LiteLLM-style provider prefix

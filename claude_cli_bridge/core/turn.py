@@ -1,7 +1,9 @@
 """One turn: what a client asks for (TurnRequest) and what comes back (events).
 
-A turn's event stream is a sequence of ``TextDelta`` and ``ToolCall`` events closed by
-exactly one ``TurnDone``. Errors are raised as ``errors.BridgeError`` subclasses; if that
+A turn's event stream is a sequence of ``ThinkingDelta``, ``TextDelta`` and ``ToolCall``
+events closed by exactly one ``TurnDone``. ``ThinkingDelta`` carries the model's thinking
+(the upstream's ``thinking`` blocks) as it streams; each API decides whether to show it, and
+an answer's text never contains it. Errors are raised as ``errors.BridgeError`` subclasses; if that
 happens after the first event, the API layer reports it in-band.
 """
 
@@ -12,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from .messages import Message
+
+#: Effort levels the CLI's ``--effort`` takes (CLI 2.1.332); it sends them to the upstream as
+#: ``output_config.effort``. ``core.reasoning`` maps the APIs' own values onto these.
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,11 @@ class TurnRequest:
     with a user turn; the system prompt is kept apart because the CLI takes it as a flag.
     ``conversation_key`` is the client's explicit conversation id, if it gave one.
     ``tools`` are every tool the caller defined (its history may call any of them);
-    ``tool_choice`` "none" means the model is not offered them this turn.
+    ``tool_choice`` "none" means the model is not offered them this turn, "required" that it
+    must call one of them (``forced_tool``, a caller tool name: that one);
+    ``parallel_tool_calls`` False allows at most one call per answer.
+    ``effort`` is one of ``EFFORT_LEVELS`` (None: the bridge's default); ``thinking`` False
+    turns the model's thinking off, None leaves the CLI's default (adaptive thinking).
     """
 
     model: str
@@ -41,8 +51,12 @@ class TurnRequest:
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
     tools: tuple[ToolSpec, ...] = ()
-    tool_choice: Literal["auto", "none"] = "auto"
+    tool_choice: Literal["auto", "none", "required"] = "auto"
     conversation_key: str | None = None
+    forced_tool: str | None = None
+    parallel_tool_calls: bool = True
+    effort: str | None = None
+    thinking: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,14 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of the model's thinking, before the answer's text. The upstream's signature of
+    the thinking block stays inside the CLI (it keeps the block for its next turns)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolCall:
     """A complete tool call by the model; ``arguments`` is its input object."""
 
@@ -82,7 +104,7 @@ class TurnDone:
     timings: dict[str, int] = field(default_factory=dict)
 
 
-TurnEvent = TextDelta | ToolCall | TurnDone
+TurnEvent = ThinkingDelta | TextDelta | ToolCall | TurnDone
 
 
 class Engine(Protocol):

@@ -110,7 +110,9 @@ class _Generation(_Lenient):
     """Accepted; CLI processes live by the pool's own idle limits. 0 with nothing to answer: "unload"."""
 
     think: Any = None
-    """Accepted and ignored (the CLI's thinking is not exposed)."""
+    """true: return the model's thinking in ``thinking``; false: the model does not think;
+    ``"low"``, ``"medium"``, ``"high"`` (or ``"xhigh"``, ``"max"``): that effort, thinking
+    returned (``core.reasoning``)."""
 
     id: str | None = None
     """Conversation id (not Ollama's; the original bridge's)."""

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ...core import reasoning, tasks
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
 from ..common import (
@@ -51,16 +52,17 @@ async def version() -> dict[str, str]:
 # -- generation --------------------------------------------------------------------------
 @router.post("/api/chat", tags=["ollama"])
 async def chat(request: Request) -> Response:
-    settings = request.app.state.settings
     body, turn, writer = await _begin(request, ChatRequest, translate.from_chat_request, "chat")
     if turn is None:
         return _load_reply(request, body, writer)
-    task = translate.task_kind(body)
-    if task and settings.task_model:
+    streaming = body.stream is not False
+    task = tasks.task_kind(turn, streaming)
+    task_model = request.app.state.settings.task_model
+    if task and task_model:
         # Open WebUI's title/tag/follow-up prompts: cheap, so a small model, and no conversation.
-        log.info("Open WebUI %s task: answered by %s", task, settings.task_model)
-        turn.model, turn.conversation_key = settings.task_model, None
-    return await _answer(request, turn, writer, streaming=body.stream is not False)
+        log.info("Open WebUI %s task: answered by %s", task, task_model)
+        turn = tasks.as_task(turn, task_model)
+    return await _answer(request, turn, writer, streaming=streaming)
 
 
 @router.post("/api/generate", tags=["ollama"])
@@ -79,9 +81,17 @@ async def _begin(request: Request, model: type[Any], build: Any, kind: translate
     body: Any = validate(model, await read_json(request))
     check_message_count(len(getattr(body, "messages", None) or ()), settings.max_messages)
     turn = build(
-        body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
+        body,
+        max_image_bytes=settings.max_image_bytes,
+        max_document_bytes=settings.max_document_bytes,
+        conversation_key=request.headers.get("x-conversation-id"),
     )
-    writer = translate.FrameWriter(model=body.model or settings.default_model, kind=kind, started_ns=started)
+    writer = translate.FrameWriter(
+        model=body.model or settings.default_model,
+        kind=kind,
+        started_ns=started,
+        think=reasoning.from_ollama(body.think).show,
+    )
     return body, turn, writer
 
 
@@ -156,7 +166,7 @@ def _known_model(request: Request, name: str) -> bool:
 
 @router.get("/api/tags", tags=["ollama"])
 async def tags(request: Request) -> dict[str, Any]:
-    return translate.tags_body(_embedding_names(request))
+    return translate.tags_body(_embedding_names(request), request.app.state.settings.model_alias_map())
 
 
 @router.post("/api/show", tags=["ollama"])

@@ -1,8 +1,7 @@
 """Pure converters between Ollama's API and the neutral turn model.
 
 Requests: ``from_chat_request`` and ``from_generate_request`` build a TurnRequest (None for
-a model-load request, which is answered at once); ``task_kind`` spots Open WebUI's background
-tasks so they can go to a small model. Responses: ``FrameWriter`` turns neutral events into
+a model-load request, which is answered at once). Responses: ``FrameWriter`` turns neutral events into
 ``/api/chat`` or ``/api/generate`` frames (one per-stream state object, durations included);
 ``tags_body``, ``show_body`` and ``ps_body`` describe the models. Shapes follow ollama-python's
 ``_types.py`` (ChatResponse, GenerateResponse, ListResponse, ShowResponse, ProcessResponse).
@@ -17,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ...core import safe_json
+from ...core import reasoning, safe_json
+from ...core.documents import pdf_from_base64
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
@@ -29,7 +29,7 @@ from ...core.messages import (
     merge_consecutive,
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
-from ...core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest
+from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest
 from .protocol import ChatMessage, ChatRequest, GenerateRequest, Options, ToolCallIn
 
@@ -38,13 +38,18 @@ Kind = Literal["chat", "generate"]
 
 # -- requests ----------------------------------------------------------------------------
 def from_chat_request(
-    chat: ChatRequest, *, max_image_bytes: int, conversation_key: str | None = None
+    chat: ChatRequest,
+    *,
+    max_image_bytes: int,
+    conversation_key: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> TurnRequest | None:
     """The neutral request, or None when ``messages`` is empty (Ollama's "load the model").
 
     System messages become the system prompt; assistant ``tool_calls`` become tool_use blocks
     and ``tool`` messages tool_result blocks, paired by ``tool_call_id``, else ``tool_name``,
     else order (ollama-python sends neither id); consecutive same-role turns are merged.
+    A PDF among a user message's ``images`` becomes a document (``max_document_bytes``).
     """
     if not chat.messages:
         return None
@@ -59,7 +64,8 @@ def from_chat_request(
                 raise InvalidRequest(f"{where}: a system message cannot carry images.", param=where)
             system.append(text)
         elif message.role == "user":
-            messages.append(Message("user", _images(message.images, where, max_image_bytes) + _texts(text)))
+            attached = _attachments(message.images, where, max_image_bytes, max_document_bytes or max_image_bytes)
+            messages.append(Message("user", attached + _texts(text)))
         elif message.role == "assistant":
             uses = tuple(calls.issue(call, index, n, where) for n, call in enumerate(message.tool_calls or []))
             messages.append(Message("assistant", _texts(text) + uses))
@@ -71,6 +77,7 @@ def from_chat_request(
             raise InvalidRequest(
                 f"{where}: unknown role '{message.role}'; use system, user, assistant or tool.", param=f"{where}.role"
             )
+    think = reasoning.from_ollama(chat.think)
     return TurnRequest(
         model=strip_tag(chat.model or ""),
         messages=_conversation(messages),
@@ -83,6 +90,8 @@ def from_chat_request(
             for t in chat.tools or []
         ),
         conversation_key=conversation_key or chat.id,  # `user` names a person, not a conversation
+        effort=think.effort,
+        thinking=think.thinking,
     )
 
 
@@ -94,7 +103,11 @@ FILL_IN_THE_MIDDLE = (
 
 
 def from_generate_request(
-    generate: GenerateRequest, *, max_image_bytes: int, conversation_key: str | None = None
+    generate: GenerateRequest,
+    *,
+    max_image_bytes: int,
+    conversation_key: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> TurnRequest | None:
     """The neutral request for ``/api/generate``, or None for an empty prompt (a load request).
 
@@ -113,7 +126,9 @@ def from_generate_request(
     if generate.suffix and not generate.raw:
         text = f"<prefix>{prompt}</prefix><suffix>{generate.suffix}</suffix>"
         system = f"{system}\n\n{FILL_IN_THE_MIDDLE}" if system else FILL_IN_THE_MIDDLE
-    blocks = _images(generate.images, "images", max_image_bytes) + _texts(text)
+    attached = _attachments(generate.images, "images", max_image_bytes, max_document_bytes or max_image_bytes)
+    blocks = attached + _texts(text)
+    think = reasoning.from_ollama(generate.think)
     return TurnRequest(
         model=strip_tag(generate.model or ""),
         messages=[Message("user", blocks)],
@@ -122,6 +137,8 @@ def from_generate_request(
         stop=_stops(generate.options),
         json_schema=json_schema_for(generate.format),
         conversation_key=conversation_key or generate.id,
+        effort=think.effort,
+        thinking=think.thinking,
     )
 
 
@@ -164,6 +181,19 @@ def _text(message: ChatMessage, where: str) -> str:
 
 def _texts(text: str) -> tuple[Block, ...]:
     return (TextBlock(text),) if text else ()
+
+
+def _attachments(
+    images: list[str] | None, where: str, max_image_bytes: int, max_document_bytes: int
+) -> tuple[Block, ...]:
+    """A user turn's ``images``: images, and PDFs as documents (Ollama has no field of its own
+    for them, and ollama-python sends any file there as base64)."""
+    blocks: list[Block] = []
+    for n, data in enumerate(images or []):
+        part = f"{where}.images[{n}]"
+        document = pdf_from_base64(data, max_document_bytes, part)
+        blocks.append(document if document is not None else image_from_base64(data, max_image_bytes, part))
+    return tuple(blocks)
 
 
 def _images(images: list[str] | None, where: str, max_bytes: int) -> tuple[Block, ...]:
@@ -230,41 +260,6 @@ def _arguments(call: ToolCallIn, where: str) -> dict[str, Any]:
     return arguments if isinstance(arguments, dict) else {"value": arguments}
 
 
-# -- Open WebUI background tasks ------------------------------------------------------------
-# Open WebUI's default task prompts (backend/open_webui/config.py) start with "### Task:" and
-# quote the chat in <chat_history>; the JSON key they ask for names the task. Older or other
-# prompts are recognised by a sentence of their own.
-_TASK_KEYS = (
-    ('"follow_ups"', "follow_ups"),
-    ('"tags"', "tags"),
-    ('"title"', "title"),
-    ('"queries"', "queries"),
-    ('"prompt"', "image_prompt"),
-    ('"text"', "autocomplete"),
-)
-_TASK_SENTENCES = (
-    ("Create a concise, 3-5 word title", "title"),
-    ("reflect the speaker's likely facial expression", "emoji"),
-    ("synthesize these responses into a single, high-quality response", "merge_responses"),
-    ("choose and return the correct tool(s) from the list of available tools", "tool_selection"),
-)
-
-
-def task_kind(chat: ChatRequest) -> str | None:
-    """Which Open WebUI background task a chat request is (``title``, ``tags``,
-    ``follow_ups``...), or None for an ordinary chat. Only non-streaming requests are tasks."""
-    if chat.stream is not False or not chat.messages:
-        return None
-    texts = [m.content for m in chat.messages if isinstance(m.content, str)]
-    last = texts[-1].lstrip() if texts else ""
-    if last.startswith("### Task:") and "<chat_history>" in last:
-        return next((kind for key, kind in _TASK_KEYS if key in last), "task")
-    for sentence, kind in _TASK_SENTENCES:
-        if any(sentence in text for text in texts):
-            return kind
-    return None
-
-
 # -- responses ---------------------------------------------------------------------------
 DONE_REASONS = {"max_tokens": "length"}  # end_turn, stop_sequence, tool_use...: "stop"
 
@@ -297,6 +292,10 @@ class FrameWriter:
     engine reports it (``TurnDone.timings["load_ns"]``, else 0); ``prompt_eval_duration`` up
     to the first event; ``eval_duration`` from the first event to the end (at least 1 ns, as
     clients divide by it). Counts are the upstream's: prompt tokens (cache included), output.
+
+    ``think``: the request set ``think``, so the model's thinking is returned as Ollama does,
+    in ``message.thinking`` (``thinking`` beside ``response`` for generate); otherwise it is
+    left out, as Ollama leaves it out.
     """
 
     model: str
@@ -304,18 +303,25 @@ class FrameWriter:
     started_ns: int = 0
     first_ns: int | None = None
     finished: bool = False
+    think: bool = False
     text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def frame(self, content: str = "", **extra: Any) -> dict[str, Any]:
         frame: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
+        thinking = extra.pop("thinking", None)
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
             if "tool_calls" in extra:
                 message["tool_calls"] = extra.pop("tool_calls")
             frame["message"] = message
         else:
             frame["response"] = content
+            if thinking:
+                frame["thinking"] = thinking
         frame["done"] = False
         frame.update(extra)
         return frame
@@ -328,6 +334,11 @@ class FrameWriter:
     def on_event(self, event: TurnEvent, now_ns: int) -> list[dict[str, Any]]:
         """The frames one event yields (streaming)."""
         self.mark_first(now_ns)
+        if isinstance(event, ThinkingDelta):
+            if not self.think or not event.text:
+                return []
+            self.thinking.append(event.text)
+            return [self.frame(thinking=event.text)]
         if isinstance(event, TextDelta):
             self.text.append(event.text)
             return [self.frame(event.text)] if event.text else []
@@ -370,6 +381,11 @@ class FrameWriter:
         if done is None:
             raise BridgeError("The Claude CLI ended the turn without a result.")
         frame = self.final(done, now_ns, "".join(self.text))
+        if self.thinking:
+            if self.kind == "chat":
+                frame["message"]["thinking"] = "".join(self.thinking)
+            else:
+                frame["thinking"] = "".join(self.thinking)
         if self.kind == "chat" and self.tool_calls:
             frame["message"]["tool_calls"] = self.tool_calls
         return frame
@@ -447,9 +463,11 @@ def _entry(name: str, info: ModelInfo | None, modified: int) -> dict[str, Any]:
     }
 
 
-def tags_body(embedding_names: Iterable[str] = ()) -> dict[str, Any]:
-    """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``)."""
+def tags_body(embedding_names: Iterable[str] = (), aliases: dict[str, str] | None = None) -> dict[str, Any]:
+    """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``);
+    ``aliases`` (MODEL_ALIASES: name -> served model) are listed as the model they name."""
     models = [_entry(info.id, info, info.created) for info in CATALOG]
+    models += [_entry(name, model_info(target), CATALOG[0].created) for name, target in (aliases or {}).items()]
     models += [_entry(name, None, CATALOG[0].created) for name in embedding_names]
     return {"models": models}
 

@@ -3,7 +3,9 @@
 Wire contract (https://platform.openai.com/docs/api-reference/embeddings/create):
 
 * ``input``: a string, a list of strings, a list of token ids, or a list of token-id lists
-  (LangChain sends ids). Token ids are decoded with the model's own tokenizer. A missing or empty
+  (LangChain sends ids). Token ids are decoded with the tokenizer the model name implies:
+  cl100k_base for OpenAI's names (what LangChain and LiteLLM tokenize with), the served model's
+  own for the rest (``token_ids``). A missing or empty
   input (``""``, ``[]``) is a 400; empty strings inside a non-empty list are embedded as they are.
 * ``model``: any name the engine serves (``text-embedding-3-small``, ``all-minilm``...); it is
   echoed back. Missing means the canonical model; unknown is a 404.
@@ -183,7 +185,7 @@ async def create_embeddings(request: Request) -> JSONResponse:
             param="model",
         )
     items = from_embedding_input(body.input)
-    texts = with_decoded(items, await engine.decode_token_ids(token_id_inputs(items)))
+    texts = with_decoded(items, await engine.decode_token_ids(token_id_inputs(items), model))
     if body.dimensions is not None:
         await engine.load()
         check_dimensions(body.dimensions, engine.dimensions or 0)

@@ -30,13 +30,26 @@ class ImagePart(_Lenient):
     image_url: ImageURL | str
 
 
+class FileData(_Lenient):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Lenient):
+    """A document: ``file.file_data`` as a data URL (a PDF or a text file)."""
+
+    type: Literal["file"]
+    file: FileData
+
+
 class OtherPart(_Lenient):
-    """A part type the bridge cannot pass on (input_audio, file, refusal...)."""
+    """A part type the bridge cannot pass on (input_audio, refusal...)."""
 
     type: str
 
 
-ContentPart = TextPart | ImagePart | OtherPart
+ContentPart = TextPart | ImagePart | FilePart | OtherPart
 
 
 class FunctionCall(_Lenient):
@@ -56,6 +69,8 @@ class ChatMessage(_Lenient):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    #: The deprecated single call of an assistant message (the ``functions`` API).
+    function_call: FunctionCall | None = None
 
 
 class FunctionDef(_Lenient):
@@ -98,6 +113,11 @@ class ChatCompletionRequest(_Lenient):
     tools: list[ToolDef] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    #: Deprecated forms of ``tools`` and ``tool_choice``; the answer then uses ``function_call``.
+    functions: list[FunctionDef] | None = None
+    function_call: str | dict[str, Any] | None = None
+    #: none, minimal, low, medium, high, xhigh (core.reasoning maps them to the CLI's --effort).
+    reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
     # The original bridge tracked conversations by an `id` field in the body.

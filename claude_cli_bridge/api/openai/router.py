@@ -15,8 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from ...core import tasks
 from ...core.models import CATALOG
-from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
+from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import CliCrashed
 from ..common import (
     ClientGone,
@@ -48,20 +49,27 @@ async def chat_completions(request: Request):
     turn = translate.from_chat_request(
         chat,
         max_image_bytes=settings.max_image_bytes,
+        max_document_bytes=settings.max_document_bytes,
         conversation_key=request.headers.get("x-conversation-id"),
     )
+    task = tasks.task_kind(turn, streaming=bool(chat.stream))
+    if task and settings.task_model:
+        # Open WebUI sends its title/tag/follow-up prompts over this connection too.
+        log.info("Open WebUI %s task: answered by %s", task, settings.task_model)
+        turn = tasks.as_task(turn, settings.task_model)
     model = chat.model or settings.default_model
+    legacy = translate.is_legacy(chat)
     events = request.app.state.engine.stream(turn)
     try:
         if chat.stream:
             first, rest = await unless_disconnected(request, prime(events))
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            writer = translate.ChunkWriter(model=model, include_usage=include_usage)
+            writer = translate.ChunkWriter(model=model, include_usage=include_usage, legacy=legacy)
             return EventSourceResponse(_sse(writer, first, rest), ping=15, sep="\n")
         collected = await unless_disconnected(request, collect_turn(events))
     except ClientGone:
         return JSONResponse({}, status_code=499)
-    return JSONResponse(_completion(collected, model))
+    return JSONResponse(_completion(collected, model, legacy))
 
 
 async def _inline_image_urls(chat: ChatCompletionRequest, settings) -> None:
@@ -81,14 +89,22 @@ async def _inline_image_urls(chat: ChatCompletionRequest, settings) -> None:
                 part.image_url = ImageURL(url=data_url)
 
 
-def _completion(events: list[TurnEvent], model: str) -> dict[str, Any]:
+def _completion(events: list[TurnEvent], model: str, legacy: bool) -> dict[str, Any]:
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    thinking = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
     calls = [e for e in events if isinstance(e, ToolCall)]
     done = next((e for e in events if isinstance(e, TurnDone)), None)
     if done is None:  # the engine always ends a turn with TurnDone or an error
         raise CliCrashed("The Claude CLI ended the turn without a result.")
     return translate.to_completion(
-        text, calls, done, model=model, completion_id=translate.new_completion_id(), created=int(time.time())
+        text,
+        calls,
+        done,
+        model=model,
+        completion_id=translate.new_completion_id(),
+        created=int(time.time()),
+        reasoning=thinking,
+        legacy=legacy,
     )
 
 
@@ -98,9 +114,8 @@ async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncItera
         yield {"data": frame if isinstance(frame, str) else json.dumps(frame)}
 
 
-@router.get("/v1/models", tags=["openai"])
-@router.get("/models", tags=["openai"], include_in_schema=False)
-async def list_models(request: Request) -> dict[str, Any]:
+def _model_list(request: Request) -> list[dict[str, Any]]:
+    """Every model id served: Claude's, the operator's MODEL_ALIASES, the embedding models."""
     data = [
         {
             "id": info.id,
@@ -113,16 +128,35 @@ async def list_models(request: Request) -> dict[str, Any]:
         }
         for info in CATALOG
     ]
+    data += [
+        {"id": name, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
+        for name in request.app.state.settings.model_alias_map()
+    ]
     embeddings = getattr(request.app.state, "embeddings", None)
     if embeddings is not None:
         data += [
             {"id": name, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
             for name in embeddings.model_names()
         ]
-    return {"object": "list", "data": data}
+    return data
+
+
+@router.get("/v1/models", tags=["openai"])
+@router.get("/models", tags=["openai"], include_in_schema=False)
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": _model_list(request)}
 
 
 @router.get("/v1/models/{model_id:path}", tags=["openai"])
+@router.get("/models/{model_id:path}", tags=["openai"], include_in_schema=False)
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    """One model: a listed id as listed; any other name the engine serves (a claude-* id, a
+    legacy id) as itself; 404 for the rest."""
+    listed = next((entry for entry in _model_list(request) if entry["id"] == model_id), None)
+    if listed is not None:
+        return listed
+    embeddings = getattr(request.app.state, "embeddings", None)
+    if embeddings is not None and embeddings.serves(model_id):
+        return {"id": model_id, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
     request.app.state.engine.resolve_model(model_id)  # 404 for names we do not serve
     return {"id": model_id, "object": "model", "created": CATALOG[0].created, "owned_by": "anthropic"}

@@ -1,0 +1,78 @@
+"""Documents from clients (OpenAI ``file`` parts, PDFs among Ollama ``images``) to DocumentBlocks.
+
+Claude reads PDFs natively and takes plain text as a document; the CLI passes ``document``
+blocks through its stream-json input and its transcripts unchanged (checked with 2.1.332), so
+what reaches the model is the caller's file, byte for byte. A PDF is recognised by its bytes
+(``%PDF-``), whatever type the caller declared; text is any ``text/*`` type, JSON, or a name
+ending in a text suffix, and must be UTF-8. Everything else is refused with a 4xx naming the
+message and part: the upstream takes no other document types.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from ..errors import InvalidRequest, RequestTooLarge
+from .messages import DocumentBlock
+
+PDF = "application/pdf"
+TEXT = "text/plain"
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".log", ".xml", ".html", ".htm", ".yaml", ".yml")
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.DOTALL)
+
+
+def is_pdf(raw: bytes) -> bool:
+    return raw.startswith(b"%PDF-")
+
+
+def decode_base64(data: str, max_bytes: int, where: str, what: str = "file") -> bytes:
+    """Strict base64 (white space allowed) within ``max_bytes``; a 4xx naming ``where``."""
+    data = "".join(data.split())
+    if len(data) * 3 // 4 > max_bytes + 3:
+        raise RequestTooLarge(f"{where}: the {what} is larger than the {max_bytes} byte limit.", param=where)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{where}: the {what} is not valid base64.", param=where) from None
+    if len(raw) > max_bytes:
+        raise RequestTooLarge(f"{where}: the {what} is larger than the {max_bytes} byte limit.", param=where)
+    return raw
+
+
+def document_from_file_data(file_data: str, filename: str | None, max_bytes: int, where: str) -> DocumentBlock:
+    """A DocumentBlock for OpenAI's ``file.file_data``: a data URL (``data:application/pdf;
+    base64,...``) or bare base64; raises a 4xx naming ``where`` and the problem."""
+    match = _DATA_URL.match(file_data.strip())
+    declared = (match.group("type") or "").lower() if match else ""
+    raw = decode_base64(match.group("data") if match else file_data, max_bytes, where)
+    if not raw:
+        raise InvalidRequest(f"{where}: the file is empty.", param=where)
+    if is_pdf(raw):
+        return DocumentBlock(PDF, base64.b64encode(raw).decode("ascii"), filename or None)
+    name = (filename or "").lower()
+    textual = declared.startswith("text/") or declared == "application/json" or name.endswith(TEXT_SUFFIXES)
+    if not textual:
+        kind = declared or "unknown type"
+        raise InvalidRequest(
+            f"{where}: unsupported file ({kind}{', ' + filename if filename else ''}); send a PDF or a "
+            "UTF-8 text file (images go in image_url parts).",
+            param=where,
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"{where}: the text file is not UTF-8.", param=where) from None
+    if not text.strip():
+        raise InvalidRequest(f"{where}: the text file is empty.", param=where)
+    return DocumentBlock(TEXT, text, filename or None)
+
+
+def pdf_from_base64(data: str, max_bytes: int, where: str) -> DocumentBlock | None:
+    """A PDF DocumentBlock if bare base64 (an Ollama ``images`` entry) decodes to a PDF, else None."""
+    head = "".join(data[:16].split())
+    if not head.startswith("JVBERi0"):  # base64 of "%PDF-"
+        return None
+    raw = decode_base64(data, max_bytes, where, "document")
+    return DocumentBlock(PDF, base64.b64encode(raw).decode("ascii")) if is_pdf(raw) else None

@@ -1,0 +1,126 @@
+"""Documents end to end: OpenAI ``file`` parts (a PDF, a text file) and PDFs among Ollama
+``images`` reach the upstream as Claude ``document`` blocks, byte for byte, in the newest turn
+and in history; bad files get a 4xx naming the message and part. Real CLI, fake upstream, the
+clients' own SDKs."""
+
+from __future__ import annotations
+
+import base64
+
+import ollama
+import openai
+import pytest
+
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+PDF_B64 = base64.b64encode(PDF).decode()
+TEXT = "Quarterly notes\nRevenue: 42\n@/etc/passwd stays text\n"
+
+
+def pdf_part(filename: str = "report.pdf") -> dict:
+    return {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF_B64}", "filename": filename}}
+
+
+def documents_in(message: dict) -> list[dict]:
+    content = message["content"]
+    return [block for block in content if isinstance(block, dict) and block.get("type") == "document"]
+
+
+@pytest.fixture
+def client(bridge):
+    return openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0)
+
+
+def test_a_pdf_file_part_reaches_the_upstream_as_a_document_block(client, fake):
+    answer = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": [pdf_part(), {"type": "text", "text": "Summarise this."}]}],
+    )
+    assert answer.choices[0].message.content == "Hello from the fake."
+    user = next(m for m in fake.received[-1].messages if m["role"] == "user")
+    assert documents_in(user) == [
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+            "title": "report.pdf",
+        }
+    ]
+    assert base64.b64decode(documents_in(user)[0]["source"]["data"]) == PDF
+    assert any(block.get("text") == "Summarise this." for block in user["content"])
+
+
+def test_a_text_file_part_is_a_text_document(client, fake):
+    data = base64.b64encode(TEXT.encode()).decode()
+    client.chat.completions.create(
+        model="sonnet",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "file", "file": {"file_data": f"data:text/plain;base64,{data}", "filename": "notes.txt"}},
+                    {"type": "text", "text": "What was the revenue?"},
+                ],
+            }
+        ],
+    )
+    user = next(m for m in fake.received[-1].messages if m["role"] == "user")
+    assert documents_in(user) == [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": TEXT}, "title": "notes.txt"}
+    ]
+
+
+def test_a_document_in_an_earlier_turn_reaches_the_upstream_through_the_transcript(client, fake):
+    client.chat.completions.create(
+        model="sonnet",
+        messages=[
+            {"role": "user", "content": [pdf_part("old.pdf"), {"type": "text", "text": "Read it."}]},
+            {"role": "assistant", "content": "Read."},
+            {"role": "user", "content": "What did it say?"},
+        ],
+    )
+    first_user = next(m for m in fake.received[-1].messages if m["role"] == "user")
+    assert documents_in(first_user)[0]["source"]["data"] == PDF_B64
+    assert documents_in(first_user)[0]["title"] == "old.pdf"
+
+
+@pytest.mark.parametrize(
+    "part, message",
+    [
+        ({"type": "file", "file": {"file_id": "file-abc123"}}, "no file store"),
+        ({"type": "file", "file": {"file_data": "data:application/pdf;base64,!!!"}}, "not valid base64"),
+        (
+            {"type": "file", "file": {"file_data": "data:application/zip;base64,UEsDBA==", "filename": "a.zip"}},
+            "unsupported file",
+        ),
+        ({"type": "file", "file": {}}, "needs file.file_data"),
+    ],
+)
+def test_bad_files_are_a_400_naming_the_message_and_part(client, part, message):
+    with pytest.raises(openai.BadRequestError, match=message) as caught:
+        client.chat.completions.create(
+            model="sonnet",
+            messages=[
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": [{"type": "text", "text": "x"}, part]},
+            ],
+        )
+    assert "messages[1].content[1]" in str(caught.value)
+
+
+def test_an_oversized_document_is_a_413(start_bridge):
+    server = start_bridge(MAX_DOCUMENT_BYTES="40")
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": [pdf_part()]}])
+    assert caught.value.status_code == 413
+    assert "messages[0].content[0]" in str(caught.value)
+
+
+def test_ollama_a_pdf_among_images_is_a_document(bridge, fake):
+    response = ollama.Client(host=bridge.ollama_url).chat(
+        model="sonnet", messages=[{"role": "user", "content": "Summarise", "images": [PDF_B64]}]
+    )
+    assert response.message.content == "Hello from the fake."
+    user = next(m for m in fake.received[-1].messages if m["role"] == "user")
+    assert documents_in(user) == [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
+    ]

@@ -1,0 +1,223 @@
+"""OpenAI client cases that used to fail: the deprecated functions API, forced tool choice,
+Open WebUI's background tasks over the OpenAI connection, model retrieval and MODEL_ALIASES.
+Real CLI, fake upstream, the openai SDK (and instructor when it is installed)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+from fake_upstream import Reply, ToolUse
+
+WEATHER_FUNCTION = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER = {"type": "function", "function": WEATHER_FUNCTION}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def tool_results(body: dict) -> list[dict]:
+    return [
+        block
+        for message in body["messages"]
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+
+
+def weather_model(body: dict) -> Reply:
+    results = tool_results(body)
+    if not results:
+        return Reply(chunks=[], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})])
+    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
+
+
+@pytest.fixture
+def client(bridge):
+    return openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0)
+
+
+# -- legacy functions ----------------------------------------------------------------------------
+def test_functions_round_trip_with_function_call(client, fake):
+    fake.handler = weather_model
+    messages: list[dict] = [{"role": "user", "content": "Weather in Oslo?"}]
+    first = client.chat.completions.create(model="sonnet", messages=messages, functions=[WEATHER_FUNCTION])
+    upstream = fake.received[-1].body
+    assert "mcp__client__get_weather" in {tool["name"] for tool in upstream["tools"]}
+    assert upstream["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    choice = first.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    assert choice.message.function_call.name == "get_weather"
+    assert json.loads(choice.message.function_call.arguments) == {"city": "Oslo"}
+
+    messages += [
+        {"role": "assistant", "content": None, "function_call": choice.message.function_call.model_dump()},
+        {"role": "function", "name": "get_weather", "content": "-3 C and snowing"},
+    ]
+    second = client.chat.completions.create(model="sonnet", messages=messages, functions=[WEATHER_FUNCTION])
+    assert "-3 C and snowing" in second.choices[0].message.content
+    assert second.choices[0].finish_reason == "stop"
+    results = tool_results(fake.received[-1].body)
+    assert results and "-3 C and snowing" in json.dumps(results[-1]["content"])
+
+
+def test_streamed_functions_answer_with_function_call_deltas(client, fake):
+    fake.handler = weather_model
+    chunks = list(
+        client.chat.completions.create(
+            model="sonnet",
+            messages=[{"role": "user", "content": "Weather?"}],
+            functions=[WEATHER_FUNCTION],
+            function_call={"name": "get_weather"},
+            stream=True,
+        )
+    )
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    calls = [delta.function_call for delta in deltas if delta.function_call]
+    assert calls[0].name == "get_weather"
+    assert json.loads("".join(call.arguments or "" for call in calls)) == {"city": "Oslo"}
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+    assert fake.received[-1].body["tool_choice"] == {
+        "type": "tool",
+        "name": "mcp__client__get_weather",
+        "disable_parallel_tool_use": True,
+    }
+
+
+# -- tool_choice ---------------------------------------------------------------------------------
+def test_tool_choice_required_forces_a_call_at_the_upstream(client, fake):
+    fake.handler = weather_model
+    answer = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "Hi"}], tools=[WEATHER, TIME], tool_choice="required"
+    )
+    assert answer.choices[0].finish_reason == "tool_calls"
+    body = fake.received[-1].body
+    assert body["tool_choice"] == {"type": "any"}
+    assert "thinking" not in body, "the upstream refuses a forced tool choice while the model thinks"
+
+
+def test_a_named_tool_choice_forces_that_tool(client, fake):
+    fake.handler = weather_model
+    answer = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "Hi"}],
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        parallel_tool_calls=False,
+    )
+    assert answer.choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert fake.received[-1].body["tool_choice"] == {
+        "type": "tool",
+        "name": "mcp__client__get_weather",
+        "disable_parallel_tool_use": True,
+    }
+
+
+def test_required_without_a_call_in_the_answer_is_an_error_not_a_200(client, fake):
+    fake.enqueue(Reply(chunks=["I refuse to call tools."]))
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "Hi"}], tools=[WEATHER], tool_choice="required"
+        )
+    assert caught.value.status_code == 502
+    assert "tool_choice required a tool call" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"tool_choice": "required"}, "needs tools"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not among"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "allowed_tools"}}, "tool_choice must be"),
+    ],
+)
+def test_impossible_tool_choices_are_a_400(client, extra, message):
+    with pytest.raises(openai.BadRequestError, match=message):
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "Hi"}], **extra)
+
+
+def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
+    instructor = pytest.importorskip("instructor")
+    from pydantic import BaseModel
+
+    class User(BaseModel):
+        name: str
+        age: int
+
+    fake.handler = lambda body: Reply(chunks=[], tool_uses=[ToolUse("mcp__client__User", {"name": "Ada", "age": 36})])
+    patched = instructor.from_openai(openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0))
+    user = patched.chat.completions.create(
+        model="sonnet", response_model=User, messages=[{"role": "user", "content": "Ada is 36."}]
+    )
+    assert (user.name, user.age) == ("Ada", 36)
+    assert fake.received[-1].body["tool_choice"]["name"] == "mcp__client__User"
+
+
+# -- Open WebUI tasks over the OpenAI connection -------------------------------------------------
+TITLE_TASK = """### Task:
+Generate a concise title summarizing the chat history.
+### Output:
+JSON format: { "title": "your concise title here" }
+### Chat History:
+<chat_history>
+USER: Why is the sky blue?
+ASSISTANT: Rayleigh scattering.
+</chat_history>"""
+
+
+def test_open_webui_title_task_over_openai_goes_to_the_task_model(client, fake):
+    fake.enqueue(Reply(chunks=['{"title": "Blue Sky"}']))
+    answer = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": TITLE_TASK}])
+    assert json.loads(answer.choices[0].message.content) == {"title": "Blue Sky"}
+    assert answer.model == "sonnet"
+    assert "haiku" in fake.received[-1].body["model"]
+
+    client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": TITLE_TASK}], stream=True)
+    list(client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "Hi"}], stream=True))
+    assert "sonnet" in fake.received[-1].body["model"], "a streamed chat is a person's chat"
+
+
+# -- models --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def aliased(fake):
+    from harness import BridgeServer
+
+    server = BridgeServer(fake.base_url, MODEL_ALIASES="gpt-4o=sonnet,gpt-4o-mini=haiku").start()
+    yield server
+    server.stop()
+
+
+def test_model_aliases_are_served_listed_and_retrievable(aliased, fake):
+    client = openai.OpenAI(base_url=aliased.openai_url, api_key="unused", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert "haiku" in fake.received[-1].body["model"]
+    listed = [model.id for model in client.models.list()]
+    assert {"gpt-4o", "gpt-4o-mini", "sonnet", "claude-sonnet-5-5"} <= set(listed)
+    for model_id in listed:
+        assert client.models.retrieve(model_id).id == model_id
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4-turbo", messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4-turbo")
+
+
+def test_every_listed_model_including_embedding_models_is_retrievable(start_bridge, tmp_path):
+    from embed_model import assemble_model_dir
+
+    server = start_bridge(EMBED_MODEL_PATH=str(assemble_model_dir(tmp_path)), HF_HUB_OFFLINE="1")
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
+    listed = [model.id for model in client.models.list()]
+    assert "text-embedding-3-small" in listed
+    for model_id in listed:
+        assert client.models.retrieve(model_id).id == model_id
+    # Clients that drop /v1 retrieve at the root too.
+    assert httpx.get(f"{server.base_url}/models/text-embedding-3-small", timeout=10).status_code == 200
