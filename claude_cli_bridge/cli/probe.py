@@ -41,7 +41,7 @@ from ..errors import BridgeError, UpstreamError
 from .launch import Launcher, process_env
 from .process import CliProcess
 from .profile import Profile
-from .standin import TOOL_USE_ID, Reply, StandIn, user_texts
+from .standin import Reply, StandIn, user_texts
 from .version import FEATURE_MINIMUMS, dotted
 
 FEATURES: dict[str, str] = {
@@ -228,6 +228,8 @@ async def _probe_transcripts(ctx: _Context, states: dict[str, FeatureState]) -> 
 
 
 async def _probe_client_tools(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    """Five turns of tool history stay five; two parallel calls come back to the caller; both
+    results and the text beside them reach the model on continuation."""
     tool = ToolSpec("probe_tool", "A probe tool.", {"type": "object", "properties": {"q": {"type": "integer"}}})
     profile = Profile(model="haiku", tools_json=Profile.tools_of((tool,)))
     cli_name = profile.tool_names.to_cli["probe_tool"]
@@ -238,68 +240,74 @@ async def _probe_client_tools(ctx: _Context, states: dict[str, FeatureState]) ->
         Message("user", (ToolResultBlock(earlier.id, (TextBlock("probe: earlier result"),)),)),
         Message("assistant", (TextBlock("probe: answer"),)),
     )
-
-    replies = iter([Reply("probe: calling again", tool_name=cli_name, tool_input={"q": 2})])
+    calls = (("toolu_probe_first", cli_name, {"q": 2}), ("toolu_probe_second", cli_name, {"q": 3}))
+    replies = iter([Reply("", tool_uses=calls)])  # calls alone, no text before them (older CLIs lose those)
 
     def script(body: dict[str, Any]) -> Reply:
-        return next(replies, Reply(PROBE_ANSWER))  # the call first, then answers
+        return next(replies, Reply(PROBE_ANSWER))  # the calls first, then answers
 
     async with ctx.upstream("client_tools", script) as (stand_in, launcher):
 
         async def call(process: CliProcess) -> str:
             events = await _turn(process, _user("probe: again"), profile.tool_names.to_caller)
             _expect_calls(stand_in, 1, "a turn with tool history")
-            roles = [m.get("role") for m in stand_in.received[0]["messages"] if m.get("role") in ("user", "assistant")]
+            sent = [m for m in stand_in.received[0]["messages"] if m.get("role") in ("user", "assistant")]
+            roles = [m["role"] for m in sent]
             if roles != ["user", "assistant", "user", "assistant", "user"]:
                 raise ProbeFailed(f"a five-turn tool history reached the model as {roles}")
-            blocks = [
-                b.get("type")
-                for m in stand_in.received[0]["messages"]
-                for b in m.get("content") or []
-                if isinstance(b, dict)
-            ]
+            blocks = [b.get("type") for m in sent for b in m.get("content") or [] if isinstance(b, dict)]
             if "tool_use" not in blocks or "tool_result" not in blocks:
                 raise ProbeFailed("tool_use/tool_result blocks of the history did not reach the model as such")
-            calls = [e for e in events if isinstance(e, ToolCall)]
+            returned = [e.id for e in events if isinstance(e, ToolCall) and e.name == "probe_tool"]
             done = next((e for e in events if isinstance(e, TurnDone)), None)
-            if not calls or calls[0].name != "probe_tool" or done is None or done.stop_reason != "tool_use":
-                raise ProbeFailed("a call of the caller's tool was not deferred back to the caller")
+            if returned != [c[0] for c in calls] or done is None or done.stop_reason != "tool_use":
+                raise ProbeFailed(f"two parallel calls of the caller's tool came back as {returned}, not deferred")
             return "ok"
 
-        async def resume(process: CliProcess) -> str:
-            await _turn(process, None, profile.tool_names.to_caller)
-            _expect_calls(stand_in, 2, "a continuation")
-            body = stand_in.received[1]
-            last = [m for m in body["messages"] if m.get("role") == "user"][-1]
-            results = [b for b in last.get("content") or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
-            result_text = json.dumps([r.get("content") for r in results])
-            if "probe: stored result" not in result_text:
-                raise ProbeFailed(f"the caller's tool result did not reach the model (it got {result_text[:200]})")
-            if "probe: beside" not in json.dumps(last):
-                raise ProbeFailed("the text sent beside the tool results did not reach the model")
-            return "tool history, deferred calls and results on continuation work"
+        def resume(
+            expected: dict[str, str], beside: str | None, request: int
+        ) -> Callable[[CliProcess], Awaitable[str]]:
+            async def work(process: CliProcess) -> str:
+                await _turn(process, None, profile.tool_names.to_caller)
+                _expect_calls(stand_in, request + 1, "a continuation")
+                last = [m for m in stand_in.received[request]["messages"] if m.get("role") == "user"][-1]
+                results = {
+                    b.get("tool_use_id"): json.dumps(b.get("content"))
+                    for b in last.get("content") or []
+                    if isinstance(b, dict) and b.get("type") == "tool_result"
+                }
+                for tool_id, text in expected.items():
+                    if text not in results.get(tool_id, ""):
+                        raise ProbeFailed(
+                            f"the caller's result for {tool_id} did not reach the model (it got {results})"
+                        )
+                if beside is not None and beside not in json.dumps(last):
+                    raise ProbeFailed("the text sent beside the tool results did not reach the model")
+                return "ok"
+
+            return work
 
         try:
             await _with_process(launcher, profile, history, call)
-            asked = (*history, _user("probe: again"))
-            continued = (
-                *asked,
-                Message(
-                    "assistant",
-                    (
-                        TextBlock("probe: calling again"),
-                        ToolUseBlock(TOOL_USE_ID, "probe_tool", canonical_json({"q": 2})),
-                    ),
-                ),
-                Message(
-                    "user",
-                    (ToolResultBlock(TOOL_USE_ID, (TextBlock("probe: stored result"),)), TextBlock("probe: beside")),
-                ),
+            uses = tuple(
+                ToolUseBlock(tool_id, "probe_tool", canonical_json(arguments)) for tool_id, _, arguments in calls
             )
-            states["client_tools"] = FeatureState(True, await _with_process(launcher, profile, continued, resume))
+            asked = (*history, _user("probe: again"), Message("assistant", uses))
+            both = {"toolu_probe_first": "probe: first result", "toolu_probe_second": "probe: second result"}
+            results = tuple(ToolResultBlock(tool_id, (TextBlock(text),)) for tool_id, text in both.items())
+            # The usual case: both results, nothing beside them.
+            await _with_process(launcher, profile, (*asked, Message("user", results)), resume(both, None, 1))
+            # Text beside the results (one call answered here: the other in its own record).
+            await _with_process(
+                launcher, profile, (*asked, Message("user", (*results, TextBlock("probe: beside")))),
+                resume(both, "probe: beside", 2),
+            )  # fmt: skip
+            states["client_tools"] = FeatureState(
+                True, "tool history, parallel deferred calls and their results (with text beside them or not) work"
+            )
         except ProbeFailed as exc:
             states["client_tools"] = FeatureState(False, str(exc))
-        _note_calls(states, stand_in, 2, "a tool call and its continuation")
+        _note_calls(states, stand_in, 3, "parallel tool calls and two continuations")
 
 
 async def _probe_structured_output(ctx: _Context, states: dict[str, FeatureState]) -> None:
@@ -307,7 +315,7 @@ async def _probe_structured_output(ctx: _Context, states: dict[str, FeatureState
 
     def script(body: dict[str, Any]) -> Reply:
         if any(tool.get("name") == "StructuredOutput" for tool in body.get("tools", [])):
-            return Reply("", tool_name="StructuredOutput", tool_input={"answer": 42})
+            return Reply("", tool_uses=(("toolu_probe_structured", "StructuredOutput", {"answer": 42}),))
         return Reply("no structured output tool was offered")
 
     async with ctx.upstream("structured_output", script) as (stand_in, launcher):

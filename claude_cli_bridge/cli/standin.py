@@ -10,22 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass
 class Reply:
     text: str = "ok"
-    tool_name: str | None = None  # a tool_use block after the text
-    tool_input: dict[str, Any] = field(default_factory=dict)
+    tool_uses: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (id, name, input) blocks after the text
     status: int = 200  # other than 200: an HTTP error with an Anthropic error body
     error_type: str = "api_error"
 
 
 Script = Callable[[dict[str, Any]], Reply]
-
-TOOL_USE_ID = "toolu_probe_0001"
 
 
 def _sse(body: dict[str, Any], reply: Reply) -> bytes:
@@ -42,13 +39,14 @@ def _sse(body: dict[str, Any], reply: Reply) -> bytes:
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ]  # fmt: skip
         index = 1
-    if reply.tool_name:
+    for tool_id, name, arguments in reply.tool_uses:
         blocks += [
-            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": TOOL_USE_ID, "name": reply.tool_name, "input": {}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": json.dumps(reply.tool_input)}}),
+            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": json.dumps(arguments)}}),
             ("content_block_stop", {"type": "content_block_stop", "index": index}),
         ]  # fmt: skip
-    stop = "tool_use" if reply.tool_name else "end_turn"
+        index += 1
+    stop = "tool_use" if reply.tool_uses else "end_turn"
     blocks += [
         (
             "message_delta",
@@ -115,11 +113,11 @@ class StandIn:
 
 def _whole(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
-    if reply.tool_name:
-        content.append({"type": "tool_use", "id": TOOL_USE_ID, "name": reply.tool_name, "input": reply.tool_input})
+    for tool_id, name, arguments in reply.tool_uses:
+        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": arguments})
     return {
         "id": "msg_probe", "type": "message", "role": "assistant", "model": body.get("model", "probe"),
-        "content": content, "stop_reason": "tool_use" if reply.tool_name else "end_turn", "stop_sequence": None,
+        "content": content, "stop_reason": "tool_use" if reply.tool_uses else "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 1, "output_tokens": 1},
     }  # fmt: skip
 
