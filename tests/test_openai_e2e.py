@@ -104,6 +104,19 @@ def test_max_tokens_reaches_the_model_and_length_maps_to_finish_reason(client, f
     assert response.choices[0].finish_reason == "length"
 
 
+def test_a_cut_answer_is_not_continued_upstream(bridge, client, fake):
+    """The CLI recovers from max_tokens by asking the upstream again by itself: the bridge
+    interrupts it at once, so the cut costs no second upstream request."""
+    fake.enqueue(Reply(chunks=["cut"], stop_reason="max_tokens", delay=0.05), Reply(chunks=["continued"], delay=0.5))
+    response = client.chat.completions.create(
+        model="sonnet", max_completion_tokens=64, messages=[{"role": "user", "content": "long story"}]
+    )
+    assert response.choices[0].message.content == "cut"
+    bridge.wait_idle()
+    time.sleep(0.5)  # a continuation would have reached the fake by now
+    assert len(fake.received) == 1, [(c.finished, c.disconnected) for c in fake.received]
+
+
 def test_stop_sequence_cuts_the_answer(client, fake):
     fake.enqueue(Reply(chunks=["alpha ", "beta", " END gamma", " delta"], delay=0.05))
     response = client.chat.completions.create(

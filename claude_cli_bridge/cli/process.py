@@ -271,7 +271,13 @@ class CliProcess:
                         pending.clear()
                     if isinstance(event, ToolCall):
                         tool_calls.append(event)
-                    elif isinstance(event, TurnDone) and not parser.cut_short:
+                    elif isinstance(event, TurnDone) and parser.cut_short:
+                        # The CLI would go on by itself (its max_tokens recovery asks the
+                        # upstream again, spending quota): stop it now, not when the lease ends.
+                        self.spoiled = True
+                        with contextlib.suppress(Exception):
+                            await self._write(interrupt_line(f"interrupt-{next(self._request_ids)}"))
+                    elif isinstance(event, TurnDone):
                         completed = True
                         self._ended_in_tool_call = bool(tool_calls)
                         asked = (message,) if message is not None else ()
