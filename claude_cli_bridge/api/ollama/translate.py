@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ...core import safe_json
+from ...core.fim import fill_in_the_middle
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
@@ -86,13 +87,6 @@ def from_chat_request(
     )
 
 
-FILL_IN_THE_MIDDLE = (
-    "Fill in the middle. The user message holds a <prefix> and a <suffix>. Answer with only the "
-    "text that belongs between them: do not repeat the prefix or the suffix, add no explanation "
-    "and no code fences."
-)
-
-
 def from_generate_request(
     generate: GenerateRequest, *, max_image_bytes: int, conversation_key: str | None = None
 ) -> TurnRequest | None:
@@ -111,8 +105,7 @@ def from_generate_request(
     system = generate.system or None
     text = prompt
     if generate.suffix and not generate.raw:
-        text = f"<prefix>{prompt}</prefix><suffix>{generate.suffix}</suffix>"
-        system = f"{system}\n\n{FILL_IN_THE_MIDDLE}" if system else FILL_IN_THE_MIDDLE
+        text, system = fill_in_the_middle(prompt, generate.suffix, system)
     blocks = _images(generate.images, "images", max_image_bytes) + _texts(text)
     return TurnRequest(
         model=strip_tag(generate.model or ""),
