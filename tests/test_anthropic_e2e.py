@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 
 import anthropic
+import httpx
 import pytest
 from fake_upstream import Reply, ToolUse
 from harness import find_test_cli
@@ -190,6 +191,11 @@ def test_a_failure_mid_stream_is_an_error_event_the_sdk_raises(client, fake):
                 pass
 
 
+def held_turns(server) -> int:
+    health = httpx.get(f"{server.base_url}/health", headers={"x-api-key": KEY}, timeout=5).json()
+    return health["pool"]["counters"]["held"]
+
+
 def run_claude_code(bridge_url: str, prompt: str, *extra: str) -> dict:
     """Claude Code itself, as a client of the bridge, in print mode."""
     with tempfile.TemporaryDirectory() as home:
@@ -221,3 +227,38 @@ def test_claude_code_itself_answers_a_prompt_through_the_bridge(keyed_bridge, fa
     assert asked, [call.plain_messages() for call in fake.received]
     offered = {tool["name"] for tool in asked[-1].body.get("tools", [])}
     assert "mcp__client__Bash" in offered  # Claude Code's own tools reach the model as the caller's tools
+
+
+def test_claude_code_runs_its_own_tool_through_the_bridge(keyed_bridge, fake, tmp_path):
+    """The model asks for Claude Code's Read tool: the call goes back to Claude Code, which
+    reads the file on its side and sends the result; the model answers from it."""
+    note = tmp_path / "note.txt"
+    note.write_text("the secret word is tangerine\n", encoding="utf-8")
+
+    def model(body: dict) -> Reply:
+        results = tool_results(body)
+        if not results:
+            return Reply(chunks=["Reading."], tool_uses=[ToolUse("mcp__client__Read", {"file_path": str(note)})])
+        return Reply(chunks=["The file says: ", json.dumps(results[-1]["content"])[:200]])
+
+    fake.handler = model
+    result = run_claude_code(keyed_bridge.base_url, "What does note.txt say?", "--allowedTools", "Read")
+    assert result["is_error"] is False and "tangerine" in result["result"]
+    [read] = [r for call in fake.received for r in tool_results(call.body)]
+    assert "tangerine" in json.dumps(read["content"])
+
+
+def test_a_follow_up_with_the_exact_history_reuses_the_held_process(keyed_bridge, client, fake):
+    fake.enqueue(Reply(chunks=["Paris."]), Reply(chunks=["About 2 million."]))
+    history = [{"role": "user", "content": "Capital of France?"}]
+    first = client.messages.create(model="sonnet", max_tokens=50, messages=history)
+    held = held_turns(keyed_bridge)
+    history += [{"role": "assistant", "content": first.content[0].text}, {"role": "user", "content": "Population?"}]
+    second = client.messages.create(model="sonnet", max_tokens=50, messages=history)
+    assert second.content[0].text == "About 2 million."
+    assert held_turns(keyed_bridge) == held + 1
+    assert fake.received[-1].plain_messages() == [
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "Population?"),
+    ]
