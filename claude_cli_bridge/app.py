@@ -141,7 +141,10 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
                 if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
                     return render_error(
                         request,
-                        Unauthorized("Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>`."),
+                        Unauthorized(
+                            "Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>` "
+                            "(or `x-api-key: <BRIDGE_API_KEY>`)."
+                        ),
                     )
             return await call_next(request)
 

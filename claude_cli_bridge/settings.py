@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     responses_store_max: int = Field(
         1000, description="Most responses kept for previous_response_id and GET /v1/responses/{id}; 0 keeps none."
     )
+    responses_store_max_mb: int = Field(
+        256, description="Most memory (JSON size, in MB) of stored responses; each holds its whole conversation."
+    )
     responses_store_persist: bool = Field(
         False, description="Also keep stored responses on disk (STATE_DIR/responses), so they survive a restart."
     )

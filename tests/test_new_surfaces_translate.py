@@ -279,3 +279,16 @@ def test_completion_object_validates_as_the_sdks_completion():
     )
     completion = Completion.model_validate(body)
     assert completion.choices[0].finish_reason == "length" and completion.usage.total_tokens == 3
+
+
+def test_store_is_bounded_by_size_too():
+    def entry(number: int) -> StoredResponse:
+        return StoredResponse({"id": f"resp_{number}"}, (Message("user", (TextBlock("x" * 1000),)),), ())
+
+    store = ResponseStore(100, max_bytes=2500)
+    for number in range(4):
+        store.put(entry(number))
+    assert [store.get(f"resp_{n}") is not None for n in range(4)] == [False, False, True, True]
+    assert store.total_bytes <= 2500
+    store.put(StoredResponse({"id": "resp_big"}, (Message("user", (TextBlock("x" * 5000),)),), ()))
+    assert store.get("resp_big") is None  # larger than the whole store: not kept

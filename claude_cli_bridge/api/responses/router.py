@@ -53,7 +53,9 @@ def response_store(request: Request) -> ResponseStore:
     if store is None:
         settings = request.app.state.settings
         directory = settings.state_dir / "responses" if settings.responses_store_persist else None
-        store = request.app.state.responses_store = ResponseStore(settings.responses_store_max, directory)
+        store = request.app.state.responses_store = ResponseStore(
+            settings.responses_store_max, directory, settings.responses_store_max_mb * 1024 * 1024
+        )
     return store
 
 

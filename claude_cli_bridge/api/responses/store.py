@@ -3,9 +3,10 @@
 Each entry keeps the response object and the whole conversation it ended (every message up
 to and including its answer, as neutral messages) plus the system/developer input texts, so
 a follow-up that sends only new items continues the full history. Bounded: at most
-``max_entries``, the least recently used go first. In memory, and with a directory also on
-disk (one private JSON file each), so a restart keeps them. A request with ``store: false``
-is never put here.
+``max_entries`` and ``max_bytes`` (their JSON size: each entry holds its whole conversation,
+images included, so a long conversation's entries grow), the least recently used go first.
+In memory, and with a directory also on disk (one private JSON file each), so a restart keeps
+them. A request with ``store: false`` is never put here.
 """
 
 from __future__ import annotations
@@ -55,28 +56,37 @@ class StoredResponse:
 
 
 class ResponseStore:
-    def __init__(self, max_entries: int, directory: Path | None = None):
+    def __init__(self, max_entries: int, directory: Path | None = None, max_bytes: int = 256 * 1024 * 1024):
         self.max_entries = max(0, max_entries)
+        self.max_bytes = max(0, max_bytes)
         self.directory = directory
         self._entries: OrderedDict[str, StoredResponse | None] = OrderedDict()  # None: on disk only
+        self._sizes: dict[str, int] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             files = sorted(directory.glob("resp_*.json"), key=lambda path: path.stat().st_mtime)
             for path in files:
                 self._entries[path.stem] = None
+                self._sizes[path.stem] = path.stat().st_size
             self._trim()
 
+    @property
+    def total_bytes(self) -> int:
+        return sum(self._sizes.values())
+
     def put(self, entry: StoredResponse) -> None:
-        if self.max_entries == 0:
+        text = entry.to_json()
+        if self.max_entries == 0 or len(text) > self.max_bytes:
             return
         self._entries[entry.id] = entry
         self._entries.move_to_end(entry.id)
+        self._sizes[entry.id] = len(text)
         if self.directory is not None:
             path = self._path(entry.id)
             temporary = path.with_suffix(".tmp")
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(entry.to_json())
+                handle.write(text)
             temporary.replace(path)
         self._trim()
 
@@ -99,6 +109,7 @@ class ResponseStore:
         if not _ID.match(response_id) or response_id not in self._entries:
             return False
         del self._entries[response_id]
+        self._sizes.pop(response_id, None)
         if self.directory is not None:
             with contextlib.suppress(OSError):
                 self._path(response_id).unlink()
@@ -108,7 +119,7 @@ class ResponseStore:
         return len(self._entries)
 
     def _trim(self) -> None:
-        while len(self._entries) > self.max_entries:
+        while self._entries and (len(self._entries) > self.max_entries or self.total_bytes > self.max_bytes):
             oldest = next(iter(self._entries))
             self.delete(oldest)
 
