@@ -102,6 +102,7 @@ async def test_responses_max_tokens_gives_an_incomplete_response():
         events = sse_events((await client.post("/v1/responses", json={**RESPONSES, "stream": True})).text)
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert response["output"][0]["status"] == "incomplete" and response["output"][0]["content"][0]["text"] == "cut"
     assert engine.requests[0].max_tokens == 5
     assert events[-1][0] == "response.incomplete"
 

@@ -455,7 +455,9 @@ class ResponseWriter:
             ),
         ]
 
-    def _close_message(self, status: str = "completed") -> list[Frame]:
+    def _close_message(self, status: str = "completed", announce: bool = True) -> list[Frame]:
+        """Finish the open message item; ``announce`` sends its done events (not for a failure,
+        whose ``response.failed`` lists the item as it stands)."""
         item, self._message = self._message, None
         if item is None:
             return []
@@ -464,8 +466,8 @@ class ResponseWriter:
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         item["content"] = [part]
         item["status"] = status
-        if status != "completed":
-            return []  # a failed response lists it as it stands; no done events
+        if not announce:
+            return []
         return [
             self._event(
                 "response.output_text.done",
@@ -509,9 +511,10 @@ class ResponseWriter:
             frames += self._close_message()
             frames += self._function_call(event)
         elif isinstance(event, TurnDone):
-            frames += self._close_message()
+            cut = event.stop_reason == "max_tokens"
+            frames += self._close_message("incomplete" if cut else "completed")
             self.finished = True
-            if event.stop_reason == "max_tokens":
+            if cut:
                 self.final = self.response(
                     "incomplete", incomplete_details={"reason": "max_output_tokens"}, usage=usage_dict(event.usage)
                 )
@@ -557,7 +560,7 @@ class ResponseWriter:
 
     def on_error(self, error: BridgeError) -> list[Frame]:
         """After the first byte: ``response.failed`` (with the output so far), then ``error``."""
-        self._close_message("incomplete")
+        self._close_message("incomplete", announce=False)
         code = error.code or error.kind
         failed = self.response("failed", error={"code": code, "message": error.message})
         return [
