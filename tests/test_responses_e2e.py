@@ -206,9 +206,8 @@ def codex_binary() -> str | None:
     return configured or (str(local) if local.exists() else None)
 
 
-@pytest.mark.skipif(codex_binary() is None, reason="Codex CLI not installed (scripts/test installs it)")
-def test_codex_exec_answers_through_the_bridge(bridge, fake):
-    fake.enqueue(Reply(chunks=["Hi from ", "the bridge"]))
+def run_codex(bridge, prompt: str) -> subprocess.CompletedProcess:
+    """``codex exec`` with a custom Responses provider pointed at the bridge."""
     with tempfile.TemporaryDirectory() as home:
         Path(home, "config.toml").write_text(
             'model = "sonnet"\nmodel_provider = "bridge"\n\n[model_providers.bridge]\nname = "bridge"\n'
@@ -217,8 +216,8 @@ def test_codex_exec_answers_through_the_bridge(bridge, fake):
         )
         work = Path(home, "work")
         work.mkdir()
-        done = subprocess.run(
-            [codex_binary(), "exec", "--skip-git-repo-check", "Say hi"],
+        return subprocess.run(
+            [codex_binary(), "exec", "--skip-git-repo-check", prompt],
             env={**os.environ, "CODEX_HOME": home},
             cwd=work,
             stdin=subprocess.DEVNULL,
@@ -226,6 +225,12 @@ def test_codex_exec_answers_through_the_bridge(bridge, fake):
             text=True,
             timeout=180,
         )
+
+
+@pytest.mark.skipif(codex_binary() is None, reason="Codex CLI not installed (scripts/test installs it)")
+def test_codex_exec_answers_through_the_bridge(bridge, fake):
+    fake.enqueue(Reply(chunks=["Hi from ", "the bridge"]))
+    done = run_codex(bridge, "Say hi")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Hi from the bridge" in done.stdout
     call = fake.received[-1]
@@ -235,3 +240,24 @@ def test_codex_exec_answers_through_the_bridge(bridge, fake):
     offered = {tool["name"] for tool in call.body["tools"]}
     assert "mcp__client__exec_command" in offered and "mcp__client__close_agent" in offered  # namespace unfolded
     assert not any("web_search" in name for name in offered)  # hosted tool left out
+
+
+@pytest.mark.skipif(codex_binary() is None, reason="Codex CLI not installed (scripts/test installs it)")
+def test_codex_runs_its_own_tool_through_the_bridge(bridge, fake):
+    """The model calls Codex's exec_command; Codex runs it on its side and sends the
+    function_call_output back in its next request; the model answers from it."""
+
+    def model(body: dict) -> Reply:
+        results = tool_results(body)
+        if not results:
+            return Reply(
+                chunks=["Running it."], tool_uses=[ToolUse("mcp__client__exec_command", {"cmd": "echo bridge-tool-ok"})]
+            )
+        return Reply(chunks=["The command said: ", json.dumps(results[-1]["content"])[:300]])
+
+    fake.handler = model
+    done = run_codex(bridge, "Run echo bridge-tool-ok")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    [result] = [r for call in fake.received for r in tool_results(call.body)]
+    assert "bridge-tool-ok" in json.dumps(result["content"])
+    assert "The command said" in done.stdout and "bridge-tool-ok" in done.stdout
