@@ -14,6 +14,7 @@ from claude_cli_bridge.api.anthropic import translate as anthropic
 from claude_cli_bridge.api.anthropic.protocol import MessagesRequest
 from claude_cli_bridge.api.openai import completions
 from claude_cli_bridge.api.responses import translate as responses
+from claude_cli_bridge.api.responses import writer as responses_writer
 from claude_cli_bridge.api.responses.protocol import ResponsesRequest
 from claude_cli_bridge.api.responses.store import ResponseStore, StoredResponse
 from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
@@ -151,8 +152,10 @@ def test_responses_writer_objects_validate_as_the_sdks_response():
     request = ResponsesRequest.model_validate(
         {"model": "sonnet", "input": "x", "tools": [{"type": "function", "name": "f"}]}
     )
-    writer = responses.ResponseWriter(echo=responses.echo_fields(request, "sonnet"), namespaces={"f": "ns"})
-    final = responses.to_response(
+    writer = responses_writer.ResponseWriter(
+        echo=responses_writer.echo_fields(request, "sonnet"), namespaces={"f": "ns"}
+    )
+    final = responses_writer.to_response(
         writer, [TextDelta("a"), ToolCall("t1", "f", {"k": 1}), TextDelta("b"), TurnDone("tool_use", Usage(3, 2, 1, 0))]
     )
     parsed = OpenAIResponse.model_validate(final)

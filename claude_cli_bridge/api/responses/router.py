@@ -32,7 +32,7 @@ from ..common import (
 )
 from ..image_urls import fetch_as_data_url
 from ..schema import json_body
-from . import translate
+from . import translate, writer
 from .protocol import ResponsesRequest
 from .store import ResponseStore, StoredResponse
 
@@ -89,30 +89,30 @@ async def create_response(request: Request) -> Response:
     turn = translated.turn
     engine = request.app.state.engine
     engine.resolve_model(turn.model)  # a 404 before any work
-    writer = translate.ResponseWriter(echo=translate.echo_fields(body, turn.model), namespaces=translated.namespaces)
+    stream_writer = writer.ResponseWriter(echo=writer.echo_fields(body, turn.model), namespaces=translated.namespaces)
 
     def remember() -> None:
-        if body.store is False or writer.final is None:
+        if body.store is False or stream_writer.final is None:
             return
-        answer = writer.answer_message()
+        answer = stream_writer.answer_message()
         messages: tuple[Message, ...] = (*turn.messages, answer) if answer.content else tuple(turn.messages)
-        store.put(StoredResponse(writer.final, messages, translated.system_inputs))
+        store.put(StoredResponse(stream_writer.final, messages, translated.system_inputs))
 
     events = engine.stream(turn)
     try:
         if body.stream:
             first, rest = await unless_disconnected(request, prime(events))
-            return EventSourceResponse(_sse(writer, first, rest, remember), ping=15, sep="\n")
+            return EventSourceResponse(_sse(stream_writer, first, rest, remember), ping=15, sep="\n")
         collected = await unless_disconnected(request, collect_turn(events))
     except ClientGone:
         return Response(status_code=499)
-    result = translate.to_response(writer, collected)
+    result = writer.to_response(stream_writer, collected)
     remember()
     return JSONResponse(result)
 
 
-async def _sse(writer: translate.ResponseWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent], remember):
-    async for name, data in relay(writer, first, rest):
+async def _sse(frames: writer.ResponseWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent], remember):
+    async for name, data in relay(frames, first, rest):
         if name in FINAL_EVENTS:
             remember()
         yield {"event": name, "data": json.dumps(data, ensure_ascii=False)}
