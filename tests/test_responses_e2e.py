@@ -261,3 +261,26 @@ def test_codex_runs_its_own_tool_through_the_bridge(bridge, fake):
     [result] = [r for call in fake.received for r in tool_results(call.body)]
     assert "bridge-tool-ok" in json.dumps(result["content"])
     assert "The command said" in done.stdout and "bridge-tool-ok" in done.stdout
+
+
+def test_stored_responses_survive_a_restart_and_the_history_is_rebuilt(start_bridge, fake, tmp_path):
+    """RESPONSES_STORE_PERSIST: a new server finds the stored conversation on disk; no process
+    holds it, so the CLI is resumed from a transcript and the model still gets real turns."""
+    state = str(tmp_path / "state")
+    first_server = start_bridge(RESPONSES_STORE_PERSIST="true", STATE_DIR=state)
+    fake.enqueue(Reply(chunks=["Paris."]), Reply(chunks=["About 2 million."]))
+    first = openai.OpenAI(base_url=first_server.openai_url, api_key="x", max_retries=0).responses.create(
+        model="sonnet", input="Capital of France?"
+    )
+    first_server.stop()
+    second_server = start_bridge(RESPONSES_STORE_PERSIST="true", STATE_DIR=state)
+    client = openai.OpenAI(base_url=second_server.openai_url, api_key="x", max_retries=0)
+    second = client.responses.create(model="sonnet", input="Its population?", previous_response_id=first.id)
+    assert second.output_text == "About 2 million."
+    assert fake.received[-1].plain_messages() == [
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "Its population?"),
+    ]
+    assert second_server.health()["pool"]["counters"]["held"] == 0  # rebuilt, not held
+    assert client.responses.retrieve(first.id).output_text == "Paris."
