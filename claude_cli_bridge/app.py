@@ -1,7 +1,8 @@
 """create_app: the one place that wires settings, engine, routers, errors and middleware.
 
 The same app is served on both ports; a request's error shape follows its path: ``/api/*``
-gets Ollama's ``{"error": "..."}``, everything else OpenAI's ``{"error": {...}}``.
+gets Ollama's ``{"error": "..."}``, ``/v1/messages*`` Anthropic's ``{"type": "error", "error":
+{...}}``, everything else (``/v1/responses`` included) OpenAI's ``{"error": {...}}``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import auth
+from .api.anthropic import errors as anthropic_errors
+from .api.anthropic.router import router as anthropic_router
 from .api.common import describe_validation_error
 from .api.ollama import errors as ollama_errors
 from .api.ollama.embeddings import router as ollama_embeddings_router
@@ -26,6 +29,7 @@ from .api.ollama.router import router as ollama_router
 from .api.openai import translate as openai_translate
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
+from .api.responses.router import router as responses_router
 from .core.turn import Engine
 from .embeddings import EmbeddingEngine
 from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
@@ -38,6 +42,10 @@ def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def render_error(request: Request, error: BridgeError) -> JSONResponse:
     headers: dict[str, str] = {}
     if error.retry_after is not None:
@@ -46,6 +54,8 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
         headers["x-should-retry"] = "false"
     if is_ollama_path(request.url.path):
         status, body = ollama_errors.error_status(error), ollama_errors.error_body(error)
+    elif is_anthropic_path(request.url.path):
+        status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
     else:
         status, body = error.status, openai_translate.error_body(error)
     return JSONResponse(body, status_code=status, headers=headers)
@@ -117,6 +127,8 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
 
     app.include_router(openai_router)
     app.include_router(openai_embeddings_router)
+    app.include_router(responses_router)
+    app.include_router(anthropic_router)
     app.include_router(ollama_router)
     app.include_router(ollama_embeddings_router)
 
@@ -129,7 +141,10 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
                 if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
                     return render_error(
                         request,
-                        Unauthorized("Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>`."),
+                        Unauthorized(
+                            "Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>` "
+                            "(or `x-api-key: <BRIDGE_API_KEY>`)."
+                        ),
                     )
             return await call_next(request)
 

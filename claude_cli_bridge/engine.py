@@ -189,7 +189,13 @@ class BridgeEngine:
                         if text:
                             yield TextDelta(text)
                         if stops.hit:  # the answer ends here; the open turn is stopped with the process
-                            yield TurnDone("stop_sequence", process.partial_usage, profile.model, {"load_ns": load_ns})
+                            yield TurnDone(
+                                "stop_sequence",
+                                process.partial_usage,
+                                profile.model,
+                                {"load_ns": load_ns},
+                                stop_sequence=stops.matched,
+                            )
                             return
                     elif isinstance(event, TurnDone):
                         tail = stops.flush()

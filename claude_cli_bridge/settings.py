@@ -147,6 +147,17 @@ class Settings(BaseSettings):
     allow_image_urls: bool = Field(False, description="Fetch http(s) image URLs (public addresses only).")
     image_url_timeout_seconds: float = Field(10, description="Timeout for fetching one image URL.")
 
+    # --- Responses API ------------------------------------------------------------------
+    responses_store_max: int = Field(
+        1000, description="Most responses kept for previous_response_id and GET /v1/responses/{id}; 0 keeps none."
+    )
+    responses_store_max_mb: int = Field(
+        256, description="Most memory (JSON size, in MB) of stored responses; each holds its whole conversation."
+    )
+    responses_store_persist: bool = Field(
+        False, description="Also keep stored responses on disk (STATE_DIR/responses), so they survive a restart."
+    )
+
     # --- embeddings --------------------------------------------------------------------
     embed_model: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2", description="fastembed model used for embeddings."

@@ -186,3 +186,45 @@ def test_a_system_prompt_over_the_argv_limit_reaches_the_model_whole(server, fak
     )
     assert response.status_code == 200, response.text
     assert system in fake.received[-1].system_text
+
+
+def test_the_responses_anthropic_and_completions_routes_deliver_mentions_literally(server, fake, planted):
+    import anthropic
+
+    text = " ".join(mentions(planted)) + " /cost please"
+    seen: list[str] = []
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+
+    # Responses: instructions, a developer message and the input; then a stored follow-up
+    with client.responses.stream(
+        model="sonnet",
+        instructions=f"System: {text}",
+        input=[{"role": "developer", "content": text}, {"role": "user", "content": text}],
+    ) as stream:
+        first = stream.get_final_response()
+    seen.append(first.output_text)
+    assert last_user_text(fake) == text and f"System: {text}\n\n{text}" in fake.received[-1].system_text
+    follow = client.responses.create(model="sonnet", input=f"again: {text}", previous_response_id=first.id)
+    seen.append(follow.output_text)
+    assert fake.received[-1].plain_messages() == [
+        ("user", text),
+        ("assistant", first.output_text),
+        ("user", f"again: {text}"),
+    ]
+
+    # Anthropic Messages, streaming and not
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0)
+    message = claude.messages.create(
+        model="sonnet", max_tokens=100, system=f"System: {text}", messages=[{"role": "user", "content": text}]
+    )
+    seen.append(message.content[0].text)
+    assert last_user_text(fake) == text and f"System: {text}" in fake.received[-1].system_text
+    with claude.messages.stream(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": text}]) as stream:
+        seen.append(stream.get_final_message().content[0].text)
+    assert last_user_text(fake) == text
+
+    # legacy completions, with a suffix
+    completion = client.completions.create(model="sonnet", prompt=text, suffix=f"suffix {text}")
+    seen.append(completion.choices[0].text)
+    assert last_user_text(fake) == f"<prefix>{text}</prefix><suffix>suffix {text}</suffix>"
+    assert_clean(fake, " ".join(seen))

@@ -58,6 +58,19 @@ def test_fuzz_the_servers_own_schema(fuzz_server, tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def test_fuzz_the_responses_messages_and_completions_routes(fuzz_server, tmp_path):
+    """The newer surfaces get a run of their own, so the whole-schema run's time is not all
+    spent elsewhere: their bodies are the richest (input items, content blocks, tools)."""
+    result = schemathesis(
+        f"{fuzz_server.base_url}/openapi.json",
+        "",
+        tmp_path,
+        "--include-path-regex",
+        "^/v1/(responses|messages|completions)",
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 @pytest.mark.skipif(not OLLAMA_SPEC.exists(), reason="shared/specs is not beside the checkout")
 def test_fuzz_the_published_ollama_api(fuzz_server, tmp_path):
     result = schemathesis(str(OLLAMA_SPEC), fuzz_server.ollama_url, tmp_path)

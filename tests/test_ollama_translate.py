@@ -11,6 +11,7 @@ from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessR
 
 from claude_cli_bridge.api.ollama import translate
 from claude_cli_bridge.api.ollama.protocol import ChatRequest, GenerateRequest
+from claude_cli_bridge.core.fim import FILL_IN_THE_MIDDLE
 from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.errors import BridgeError, InvalidRequest
@@ -206,7 +207,7 @@ def test_generate_sends_the_prompt_with_system_images_and_format():
 def test_generate_suffix_asks_for_the_middle():
     turn = generate(prompt="def add(a, b):\n", suffix="\n    return c\n", system="Python only")
     assert turn.messages[0].text == "<prefix>def add(a, b):\n</prefix><suffix>\n    return c\n</suffix>"
-    assert turn.system.startswith("Python only\n\n") and translate.FILL_IN_THE_MIDDLE in turn.system
+    assert turn.system.startswith("Python only\n\n") and FILL_IN_THE_MIDDLE in turn.system
 
 
 def test_generate_raw_sends_the_prompt_verbatim():

@@ -13,6 +13,7 @@ class StopScanner:
     def __init__(self, stops: tuple[str, ...] | list[str]):
         self.stops = tuple(stop for stop in stops if stop)
         self.hit = False
+        self.matched: str | None = None  # the stop sequence that matched, once ``hit``
         self._held = ""
 
     def feed(self, text: str) -> str:
@@ -22,8 +23,9 @@ class StopScanner:
         if self.hit:
             return ""
         buffer = self._held + text
-        first = min((index for index in (buffer.find(stop) for stop in self.stops) if index >= 0), default=-1)
-        if first >= 0:
+        found = [(index, stop) for stop in self.stops if (index := buffer.find(stop)) >= 0]
+        if found:
+            first, self.matched = min(found, key=lambda match: match[0])
             self.hit = True
             self._held = ""
             return buffer[:first]

@@ -98,10 +98,14 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class TurnDone:
+    """The end of a turn. ``stop_sequence`` is the caller's stop sequence that ended it
+    (``stop_reason`` "stop_sequence"); Anthropic's API reports which one matched."""
+
     stop_reason: str
     usage: Usage
     model: str = ""
     timings: dict[str, int] = field(default_factory=dict)
+    stop_sequence: str | None = None
 
 
 TurnEvent = ThinkingDelta | TextDelta | ToolCall | TurnDone

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ...core import reasoning, safe_json
 from ...core.documents import pdf_from_base64
+from ...core.fim import fill_in_the_middle
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
@@ -95,13 +96,6 @@ def from_chat_request(
     )
 
 
-FILL_IN_THE_MIDDLE = (
-    "Fill in the middle. The user message holds a <prefix> and a <suffix>. Answer with only the "
-    "text that belongs between them: do not repeat the prefix or the suffix, add no explanation "
-    "and no code fences."
-)
-
-
 def from_generate_request(
     generate: GenerateRequest,
     *,
@@ -124,8 +118,7 @@ def from_generate_request(
     system = generate.system or None
     text = prompt
     if generate.suffix and not generate.raw:
-        text = f"<prefix>{prompt}</prefix><suffix>{generate.suffix}</suffix>"
-        system = f"{system}\n\n{FILL_IN_THE_MIDDLE}" if system else FILL_IN_THE_MIDDLE
+        text, system = fill_in_the_middle(prompt, generate.suffix, system)
     attached = _attachments(generate.images, "images", max_image_bytes, max_document_bytes or max_image_bytes)
     blocks = attached + _texts(text)
     think = reasoning.from_ollama(generate.think)

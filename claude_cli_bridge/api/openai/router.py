@@ -1,4 +1,4 @@
-"""OpenAI routes: chat completions (streaming and not) and the model list.
+"""OpenAI routes: chat completions (streaming and not), legacy completions and the model list.
 
 Served under ``/v1`` and, for clients such as Continue that drop it, at the root as well.
 """
@@ -31,7 +31,7 @@ from ..common import (
 )
 from ..image_urls import fetch_as_data_url
 from ..schema import json_body
-from . import translate
+from . import completions, translate
 from .protocol import ChatCompletionRequest, ImagePart, ImageURL
 
 log = logging.getLogger(__name__)
@@ -108,10 +108,39 @@ def _completion(events: list[TurnEvent], model: str, legacy: bool) -> dict[str, 
     )
 
 
-async def _sse(writer: translate.ChunkWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):
+async def _sse(
+    writer: translate.ChunkWriter | completions.CompletionChunkWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]
+):
     """SSE frames for one turn (the shared relay decides errors and the end)."""
     async for frame in relay(writer, first, rest):
         yield {"data": frame if isinstance(frame, str) else json.dumps(frame)}
+
+
+@router.post("/v1/completions", tags=["openai"], openapi_extra=json_body(completions.CompletionRequest))
+@router.post("/completions", tags=["openai"], include_in_schema=False)
+async def legacy_completions(request: Request):
+    """Legacy text completions (see ``completions``): one prompt, one answer."""
+    settings = request.app.state.settings
+    body = validate(completions.CompletionRequest, await read_json(request))
+    turn = completions.from_completion_request(body, conversation_key=request.headers.get("x-conversation-id"))
+    model = body.model or settings.default_model
+    engine = request.app.state.engine
+    engine.resolve_model(turn.model)  # a 404 before any work
+    events = engine.stream(turn)
+    try:
+        if body.stream:
+            first, rest = await unless_disconnected(request, prime(events))
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            writer = completions.CompletionChunkWriter(model=model, include_usage=include_usage)
+            return EventSourceResponse(_sse(writer, first, rest), ping=15, sep="\n")
+        collected = await unless_disconnected(request, collect_turn(events))
+    except ClientGone:
+        return JSONResponse({}, status_code=499)
+    return JSONResponse(
+        completions.to_completion(
+            collected, model=model, completion_id=completions.new_completion_id(), created=int(time.time())
+        )
+    )
 
 
 def _model_list(request: Request) -> list[dict[str, Any]]:
