@@ -22,6 +22,7 @@ from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
 from .cli.profile import Profile
+from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
@@ -30,6 +31,7 @@ from .core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest
 from .errors import FeatureUnavailable, InvalidRequest
 from .pool import Pool, PoolLimits
 from .settings import Settings
+from .windows import SubscriptionWindows
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class BridgeEngine:
         *,
         features: ProbeReport | None = None,
         state_dir: Path | None = None,
+        windows: SubscriptionWindows | None = None,
     ):
         self.settings = settings
         self.cli_path = cli_path
@@ -55,9 +58,14 @@ class BridgeEngine:
             state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}",
             process_env(),
             settings.cli_work_dir,
-            settings.cli_max_retries,
+            # The CLI falls back only after three overloaded answers in a row (seen with
+            # 2.1.332): with a fallback model it needs at least two retries to get there.
+            max(settings.cli_max_retries, 2) if settings.fallback_model else settings.cli_max_retries,
+            fallback_model=settings.fallback_model,
         )
         self.pool = Pool(self.launcher, _limits(settings))
+        # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).
+        self.windows = windows if windows is not None else SubscriptionWindows(settings.data_dir)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -80,6 +88,7 @@ class BridgeEngine:
             "cli_version": self.cli_version,
             "features": self.features.as_dict(),
             "pool": self.pool.status(),
+            "subscription": self.windows.snapshot(),
         }
 
     def resolve_model(self, requested: str | None) -> str:
@@ -153,7 +162,9 @@ class BridgeEngine:
         async with self.pool.lease(profile, history, request.conversation_key) as lease:
             process = lease.process
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
-            log.info("turn on CLI process %s (%s, %d earlier messages)", process.pid, lease.how, len(history))
+            how = lease.how + (" queued" if lease.queued else "")
+            # The request's own log line (api.observe) names model, timings and tokens.
+            log.debug("turn on CLI process %s (%s, %d earlier messages)", process.pid, how, len(history))
             if self.settings.log_content and prompt is not None:  # off by default
                 log.info("prompt: %r", prompt.text)
             stops = StopScanner(request.stop)
@@ -170,7 +181,8 @@ class BridgeEngine:
                         if text:
                             yield TextDelta(text)
                         if stops.hit:  # the answer ends here; the open turn is stopped with the process
-                            yield TurnDone("stop_sequence", process.partial_usage, profile.model, {"load_ns": load_ns})
+                            usage = process.partial_usage
+                            yield TurnDone("stop_sequence", usage, profile.model, {"load_ns": load_ns}, how)
                             return
                     elif isinstance(event, TurnDone):
                         tail = stops.flush()
@@ -178,7 +190,9 @@ class BridgeEngine:
                             yield TextDelta(tail)
                         if self.settings.log_content:
                             log.info("answer: %r", process.history[-1].text)
-                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns})
+                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns}, how=how)
+                    elif isinstance(event, RateLimitInfo):
+                        self.windows.update(event)  # kept for /health, /metrics, the dashboard
                     else:
                         yield event
             finally:

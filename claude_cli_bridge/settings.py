@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "", description="Path of the claude binary; empty = `claude` on PATH, then a bundled one."
     )
     fallback_model: str = Field(
-        "", description="Model(s) the CLI falls back to when the requested one is overloaded (--fallback-model)."
+        "", description="Model(s) the CLI switches to after three overloaded answers in a row (--fallback-model)."
     )
     cli_max_retries: int = Field(
         1, description="CLAUDE_CODE_MAX_RETRIES given to the CLI, so upstream errors surface in seconds."

@@ -78,10 +78,16 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class TurnDone:
+    """The end of a turn. ``timings`` (nanoseconds) carries ``load_ns``, the wait for a CLI
+    process (queueing plus any launch); ``how`` says how that process was found: ``spare``,
+    ``held`` (the conversation's own), ``cold`` (launched for this request), each with
+    ``queued`` appended when the request had to wait in the queue first."""
+
     stop_reason: str
     usage: Usage
     model: str = ""
     timings: dict[str, int] = field(default_factory=dict)
+    how: str = ""
 
 
 TurnEvent = TextDelta | ToolCall | TurnDone
