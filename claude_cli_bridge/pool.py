@@ -305,6 +305,17 @@ class Pool(Generic[P]):
                 if b.failures
             },
             "counters": dict(self.counters),
+            # One row per process (the dashboard): state, model, turns, seconds since launch.
+            "process_list": [
+                {
+                    "pid": e.process.pid if e.process is not None else None,
+                    "state": e.state,
+                    "model": e.profile.model + (" (custom)" if _custom(e.profile) else ""),
+                    "turns": getattr(e.process, "turns", 0),
+                    "age_s": round(self._clock() - e.launched_at, 1) if e.launched_at else None,
+                }
+                for e in live
+            ],
         }
 
     async def close(self, grace: float) -> None:

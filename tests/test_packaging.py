@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,15 @@ def test_the_installed_console_script_lists_every_setting(installed):
         assert flag_name(name) in result.stdout
     for command in ("serve", "doctor", "models", "usage"):
         assert command in result.stdout
+
+
+def test_the_installed_package_ships_the_dashboard_assets(installed):
+    code = (
+        "import importlib.resources as r; d = r.files('claude_cli_bridge.dashboard') / 'static'; "
+        "print(sorted(p.name for p in d.iterdir()))"
+    )
+    result = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    assert {"index.html", "dashboard.js", "dashboard.css"} <= set(ast.literal_eval(result.stdout))

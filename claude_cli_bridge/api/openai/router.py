@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from ...core.models import CATALOG
+from ...core.record import note
 from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import CliCrashed
 from ..common import (
@@ -42,6 +43,7 @@ router = APIRouter()
 async def chat_completions(request: Request):
     settings = request.app.state.settings
     chat = validate(ChatCompletionRequest, await read_json(request))
+    note(stream=bool(chat.stream))  # for the request log (core.record)
     check_message_count(len(chat.messages), settings.max_messages)
     if settings.allow_image_urls:
         await _inline_image_urls(chat, settings)
