@@ -44,7 +44,16 @@ def test_a_public_address_without_a_key_is_refused():
 
 
 def test_doctor_runs_the_feature_probes_against_the_real_cli():
-    result = run_module("doctor", CLAUDE_CLI_PATH=find_test_cli())
+    from harness import free_port
+
+    result = run_module(
+        "doctor",
+        CLAUDE_CLI_PATH=find_test_cli(),
+        ANTHROPIC_API_KEY="sk-ant-test",
+        PORT=str(free_port()),
+        OLLAMA_PORT=str(free_port()),
+        PROBE_FEATURES="true",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for feature in ("basic", "caller_text", "single_call", "transcripts", "client_tools", "structured_output"):
         assert f"[ok  ] feature {feature}:" in result.stdout
