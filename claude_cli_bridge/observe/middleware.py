@@ -14,7 +14,7 @@ from typing import Any
 from ..api import auth
 from ..core.record import RequestRecord, current_record
 
-UNOBSERVED_PREFIXES = ("/health", "/metrics", "/dashboard", "/docs", "/openapi.json", "/redoc")
+UNOBSERVED_PREFIXES = ("/health", "/metrics", "/dashboard", "/docs", "/openapi.json", "/redoc", "/favicon.ico")
 
 
 def observed(method: str, path: str) -> bool:

@@ -127,12 +127,15 @@ function drawRecent(recent) {
 
 function drawFeatures(features) {
   $("features").replaceChildren(...Object.entries(features).map(([name, f]) =>
-    el("li", { class: f.state === "ok" ? "ok" : "failed", title: f.detail || "" }, `${name}: ${f.state}`)));
+    el("li", { class: f.state === "ok" ? "ok" : f.state === "failed" ? "failed" : "unknown", title: f.detail || "" },
+      `${name}: ${f.state}`)));
 }
 
 async function refresh() {
   try {
-    const response = await fetch("/dashboard/data", { cache: "no-store", credentials: "same-origin" });
+    // location.origin, not a relative URL: a page opened as http://user:key@host/ would hand
+    // its credentials to a relative URL, which fetch refuses; the browser's auth cache sends them.
+    const response = await fetch(`${location.origin}/dashboard/data`, { cache: "no-store", credentials: "same-origin" });
     if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
     const data = await response.json();
     setText("version", data.version);
