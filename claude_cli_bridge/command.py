@@ -177,6 +177,19 @@ def _usage(settings: Settings, days: int, as_json: bool) -> int:
     return print_summary(settings.data_dir, days, as_json)
 
 
+def settings_table() -> str:
+    """The README's table of settings (flag, environment variable, default, description),
+    generated from ``Settings``; ``scripts/settings-docs`` writes it and a test compares."""
+    rows = ["| Flag | Environment | Default | What it does |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = _default_text(name)
+        if len(default) > 40:
+            default = default[:37] + "..."
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{flag_name(name)}` | `{env_name(name)}` | `{default}` | {description} |")
+    return "\n".join(rows) + "\n"
+
+
 def console_script() -> None:
     """The ``claude-cli-bridge`` console script's entry point."""
     sys.exit(main())

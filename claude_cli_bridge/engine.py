@@ -163,8 +163,15 @@ class BridgeEngine:
             process = lease.process
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
-            # The request's own log line (api.observe) names model, timings and tokens.
-            log.debug("turn on CLI process %s (%s, %d earlier messages)", process.pid, how, len(history))
+            # The request's own log line (observe/requestlog.py) names model, timings and tokens;
+            # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
+            log.log(
+                logging.INFO if self.settings.log_content else logging.DEBUG,
+                "turn on CLI process %s (%s, %d earlier messages)",
+                process.pid,
+                how,
+                len(history),
+            )
             if self.settings.log_content and prompt is not None:  # off by default
                 log.info("prompt: %r", prompt.text)
             stops = StopScanner(request.stop)

@@ -46,3 +46,12 @@ def test_models_lists_the_catalog(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "sonnet" in out and "text-embedding-3-small" in out
+
+
+def test_the_readme_table_of_settings_is_generated_from_the_settings_class():
+    from pathlib import Path
+
+    from claude_cli_bridge.command import settings_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_table() in readme, "run: scripts/settings-docs"
