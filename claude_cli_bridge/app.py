@@ -72,6 +72,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             yield
         finally:
             await engine.close()
+            observer.ledger.close()
             if embeddings is not None:
                 embeddings.close()
 

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..core.record import RequestRecord
 
@@ -44,6 +44,7 @@ class Ledger:
         self._clock = clock
         self._day = ""
         self._writable = True
+        self._handles: dict[str, TextIO] = {}
         # day -> model -> totals, for the dashboard (loaded once, then kept up to date)
         self._summary: dict[str, dict[str, dict[str, int]]] = {}
         self._summary_days = summary_days
@@ -72,18 +73,27 @@ class Ledger:
         if not self._writable:
             return
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with open(self.dir / name, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle = self._handles.get(name)
+            if handle is None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                handle = self._handles[name] = open(self.dir / name, "a", encoding="utf-8")  # noqa: SIM115
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.flush()  # whole lines on disk: `usage` and other readers see them at once
         except OSError as exc:  # the server keeps serving; say it once
             self._writable = False
             log.error("usage ledger disabled: cannot write %s: %s (set DATA_DIR)", self.dir / name, exc)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
 
     def _rotate(self) -> None:
         today = _today(self._clock)
         if today == self._day:
             return
         self._day = today
+        self.close()  # open files are per day (kept open: one write per request, no reopening)
         prune(self.dir, self.retention_days, self._clock)
 
 

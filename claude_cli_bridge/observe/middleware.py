@@ -78,7 +78,7 @@ class ObserveMiddleware:
             current_record.reset(token)
             route = scope.get("route")
             record.route = getattr(route, "path", "") or "(no route)"
-            if not state["done"] and not record.in_band_error:
+            if (not state["done"] and not record.in_band_error) or state["status"] == 499:
                 record.client_gone = True
             record.finish(state["status"] or 499)
             self.finish(record)

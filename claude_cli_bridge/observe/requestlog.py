@@ -49,7 +49,9 @@ def text_line(record: RequestRecord) -> str:
 def emit(record: RequestRecord) -> None:
     """Log the record at INFO (WARNING for server-side failures)."""
     level = logging.WARNING if record.status >= 500 else logging.INFO
-    log.log(level, "%s", text_line(record), extra={"request": record.as_dict()})
+    if log.isEnabledFor(level):
+        # The formatter asks for the record's fields only when it writes JSON.
+        log.log(level, "%s", text_line(record), extra={"request": record})
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,6 +64,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         request = getattr(record, "request", None)
+        if isinstance(request, RequestRecord):
+            request = request.as_dict()
         if isinstance(request, dict):
             data.update(event="request", **request)
         else:
