@@ -33,6 +33,10 @@ from .api.responses.router import router as responses_router
 from .core.turn import Engine
 from .embeddings import EmbeddingEngine
 from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
+from .observe.engine import ObservedEngine
+from .observe.hub import Observer
+from .observe.middleware import ObserveMiddleware
+from .observe.routes import router as observe_router
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,10 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
 
 def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine | None = None) -> FastAPI:
     """Build the app around an engine (``engine.BridgeEngine`` or a test double)."""
+    # Every turn fills its request's record (observe/): the request log, usage ledger,
+    # /metrics and the dashboard read it.
+    engine = ObservedEngine(engine)
+    observer = Observer(settings, engine.status)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -74,6 +82,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             yield
         finally:
             await engine.close()
+            observer.ledger.close()
             if embeddings is not None:
                 embeddings.close()
 
@@ -81,6 +90,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.state.settings = settings
     app.state.engine = engine
     app.state.embeddings = embeddings
+    app.state.observer = observer
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
@@ -131,6 +141,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.include_router(anthropic_router)
     app.include_router(ollama_router)
     app.include_router(ollama_embeddings_router)
+    app.include_router(observe_router)
 
     keys = settings.api_keys()
     if keys:
@@ -139,13 +150,17 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
         async def require_key(request: Request, call_next):
             if auth.needs_key(request.method, request.url.path):
                 if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
-                    return render_error(
+                    response = render_error(
                         request,
                         Unauthorized(
                             "Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>` "
                             "(or `x-api-key: <BRIDGE_API_KEY>`)."
                         ),
                     )
+                    if request.url.path.startswith("/dashboard"):
+                        # A browser asks for the key (as the password; any user name) itself.
+                        response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
+                    return response
             return await call_next(request)
 
     origins = settings.cors_origin_list()
@@ -159,4 +174,5 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             allow_headers=["*"],
             expose_headers=["retry-after", "x-should-retry"],
         )
+    app.add_middleware(ObserveMiddleware, finish=observer.finish, keys=keys)  # outermost: 401s are recorded too
     return app

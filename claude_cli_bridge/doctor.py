@@ -1,20 +1,41 @@
 """``doctor``: one line per check, pass or fail, each failure with its fix; exit non-zero on any.
 
-Checks run in order and later ones are skipped when an earlier one they need failed (no CLI,
-no probes). Nothing here spends a model call: the probes use a loopback stand-in.
+Checks: Python; the CLI (found, version in the tested range, an older one shadowing a newer);
+the login (the environment's, or the CLI's own ``claude auth status``; never a model call);
+the working and data directories; both ports; the key and bind settings; the embedding
+model; the feature probes (against a loopback stand-in, no quota); and, for information, the
+subscription's windows as last seen. Checks that need the CLI are skipped without it; the
+others still run, so one run lists every problem.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from .cli.launch import WorkDirUnusable, prepare_work_dir
+from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
 from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
 from .cli.probe import FATAL, FEATURES, run_probes
+from .cli.profile import DROPPED_ENV
 from .cli.version import check_range, dotted, parse_version
+from .server import StartupError, check_binding
 from .settings import Settings
+from .windows import SubscriptionWindows
+
+MIN_PYTHON = (3, 11)
+SHORT_KEY = 16
+SETUP_TOKEN_HINT = (
+    "run `claude setup-token` once and start the bridge with CLAUDE_CODE_OAUTH_TOKEN=<token> (the CLI then "
+    "gets a private, empty configuration directory)"
+)
 
 
 @dataclass
@@ -23,6 +44,12 @@ class Check:
     ok: bool
     detail: str
     warning: bool = False  # passes, with something to know
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok and not self.warning else ("warn" if self.ok else "FAIL")
+        fix = f" Fix: {self.fix}" if self.fix and (not self.ok or self.warning) else ""
+        return f"[{mark}] {self.name}: {self.detail}{fix}"
 
 
 def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
@@ -30,35 +57,301 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
 
     def report(check: Check) -> None:
         checks.append(check)
-        mark = "ok  " if check.ok and not check.warning else ("warn" if check.ok else "FAIL")
-        out(f"[{mark}] {check.name}: {check.detail}")
+        out(check.line())
 
-    try:
-        path = find_cli(settings.claude_cli_path)
-    except CliMissing as exc:
-        report(Check("CLI", False, str(exc)))
-        return 1
-    report(Check("CLI", True, path))
-    raw = cli_version(path)
-    version = parse_version(raw)
-    verdict = check_range(version, raw)
-    report(Check("CLI version", verdict.verdict != "too_old", verdict.message, warning=verdict.verdict == "newer"))
-    if version is not None and not settings.claude_cli_path:
-        note = shadowed_bundle(path, dotted(version))
-        if note:
-            report(Check("CLI on PATH", True, note, warning=True))
-    try:
-        prepare_work_dir(settings.cli_work_dir)
-        report(Check("working directory", True, f"{settings.cli_work_dir} (empty, private)"))
-    except (WorkDirUnusable, OSError) as exc:
-        report(Check("working directory", False, f"{exc} Set CLI_WORK_DIR to a directory of your own."))
-        return 1
-    if verdict.verdict != "too_old":
-        probes = asyncio.run(run_probes(path, dotted(version or (0, 0, 0)), settings.cli_work_dir))
+    report(check_python())
+    cli = check_cli(settings, report)
+    if cli is not None:
+        report(check_login(cli))
+    else:
+        report(Check("login", False, "not checked: no usable CLI", fix="see the CLI check above"))
+    work_ok = check_dirs(settings, report)
+    for check in check_ports(settings):
+        report(check)
+    for check in check_keys(settings):
+        report(check)
+    report(check_embeddings(settings))
+    if cli is not None and work_ok and not settings.probe_features:
+        report(
+            Check(
+                "features",
+                True,
+                "not probed (PROBE_FEATURES=false): the server trusts the CLI's version",
+                warning=True,
+                fix="run doctor with --probe-features to check what this CLI can do (a few seconds, no quota)",
+            )
+        )
+    elif cli is not None and work_ok:
+        path, version = cli
+        probes = asyncio.run(run_probes(path, version, settings.cli_work_dir))
         for name, state in probes.states.items():
             if state.ok:
                 report(Check(f"feature {name}", True, state.detail))
             else:
                 consequence = "the server refuses to start" if name in FATAL else "requests that need it are refused"
-                report(Check(f"feature {name}", False, f"{FEATURES[name]}: {state.detail} ({consequence})"))
-    return 0 if all(check.ok for check in checks) else 1
+                report(
+                    Check(
+                        f"feature {name}",
+                        False,
+                        f"{FEATURES[name]}: {state.detail} ({consequence})",
+                        fix="install the CLI version the bridge is tested with (scripts/cli-version)",
+                    )
+                )
+    lines = SubscriptionWindows(settings.data_dir).describe()
+    if lines:
+        out("Subscription windows (from the server's last reading):")
+        for line in lines:
+            out(f"       {line}")
+    failures = sum(not check.ok for check in checks)
+    out(f"{failures} problem{'s' if failures != 1 else ''} found." if failures else "Everything checked is fine.")
+    return 1 if failures else 0
+
+
+def check_python() -> Check:
+    version = ".".join(str(n) for n in sys.version_info[:3])
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return Check("Python", True, f"{version} ({sys.executable})")
+    return Check(
+        "Python", False, f"{version} is too old", fix=f"install Python {'.'.join(map(str, MIN_PYTHON))} or newer"
+    )
+
+
+def check_cli(settings: Settings, report: Callable[[Check], None]) -> tuple[str, str] | None:
+    """The CLI's (path, version) when it can serve; None otherwise (and the reason reported)."""
+    try:
+        path = find_cli(settings.claude_cli_path)
+    except CliMissing as exc:
+        message, _, hint = str(exc).partition(" Install it")
+        report(Check("CLI", False, message, fix=("Install it" + hint) if hint else ""))
+        return None
+    report(Check("CLI", True, path))
+    raw = cli_version(path)
+    version = parse_version(raw)
+    verdict = check_range(version, raw)
+    report(
+        Check(
+            "CLI version",
+            verdict.verdict != "too_old",
+            verdict.message,
+            warning=verdict.verdict == "newer",
+            fix="npm install -g @anthropic-ai/claude-code@latest (or set CLAUDE_CLI_PATH to a newer one)",
+        )
+    )
+    if version is not None and not settings.claude_cli_path:
+        note = shadowed_bundle(path, dotted(version))
+        if note:
+            report(Check("CLI on PATH", True, note, warning=True))
+    if verdict.verdict == "too_old":
+        return None
+    return path, dotted(version or (0, 0, 0))
+
+
+def check_login(cli: tuple[str, str]) -> Check:
+    """Logged in, without a model call: a login in the environment, else ``claude auth status``."""
+    env = process_env()
+    from_env = [name for name in ENV_LOGINS if env.get(name)]
+    if from_env:
+        return Check(
+            "login",
+            True,
+            f"from the environment ({', '.join(from_env)}); the CLI runs with a private configuration directory",
+        )
+    path, _ = cli
+    run_env = {key: value for key, value in env.items() if key not in DROPPED_ENV}
+    try:
+        result = subprocess.run(
+            [path, "auth", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env=run_env,
+        )
+        status = json.loads(result.stdout or "{}")
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        return Check(
+            "login",
+            False,
+            f"`claude auth status` gave no answer ({type(exc).__name__})",
+            fix="run `claude` once and log in, or " + SETUP_TOKEN_HINT,
+        )
+    if not status.get("loggedIn"):
+        return Check(
+            "login",
+            False,
+            "the CLI is not logged in (`claude auth status`: loggedIn false)",
+            fix="run `claude` once and log in with your subscription (/login), or " + SETUP_TOKEN_HINT,
+        )
+    method = status.get("authMethod") or "?"
+    detail = f"logged in ({method}" + (f", {status['subscriptionType']} plan" if status.get("subscriptionType") else "")
+    detail += f") in {status.get('configDirectory') or '~/.claude'}"
+    email = status.get("email") or _config_email(status.get("configDirectory"))
+    if email:
+        return Check(
+            "login",
+            True,
+            detail + f"; the CLI tells the model this account's e-mail address ({email}) in every conversation",
+            warning=True,
+            fix=SETUP_TOKEN_HINT,
+        )
+    return Check("login", True, detail)
+
+
+def _config_email(config_dir: str | None) -> str | None:
+    """``oauthAccount.emailAddress`` from the CLI's ``.claude.json`` (where the CLI reads it)."""
+    candidates = [Path(config_dir) / ".claude.json"] if config_dir else []
+    candidates.append(Path.home() / ".claude.json")
+    for candidate in candidates:
+        try:
+            account = json.loads(candidate.read_text(encoding="utf-8")).get("oauthAccount") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(account, dict) and account.get("emailAddress"):
+            return str(account["emailAddress"])
+    return None
+
+
+def check_dirs(settings: Settings, report: Callable[[Check], None]) -> bool:
+    try:
+        prepare_work_dir(settings.cli_work_dir)
+        report(Check("working directory", True, f"{settings.cli_work_dir} (empty, private)"))
+        work_ok = True
+    except (WorkDirUnusable, OSError) as exc:
+        report(Check("working directory", False, str(exc), fix="set CLI_WORK_DIR to a directory of your own"))
+        work_ok = False
+    data = settings.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        probe = data / ".doctor-write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+        report(Check("data directory", True, f"{data} (usage ledger, error log, windows)"))
+    except OSError as exc:
+        report(Check("data directory", False, f"{data} is not writable ({exc.strerror})", fix="set DATA_DIR"))
+    return work_ok
+
+
+def check_ports(settings: Settings) -> list[Check]:
+    checks = []
+    for setting, port, what in (("PORT", settings.port, "OpenAI"), ("OLLAMA_PORT", settings.ollama_port, "Ollama")):
+        if not port:
+            checks.append(Check(f"{what} port", True, f"off ({setting}=0)"))
+            continue
+        flag = "--" + setting.lower().replace("_", "-")
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                running = " (a claude-cli-bridge is already running there)" if _is_bridge(settings.host, port) else ""
+                reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                checks.append(
+                    Check(
+                        f"{what} port",
+                        False,
+                        f"{settings.host}:{port} is {reason}{running}",
+                        fix=f"set {setting} (or {flag}) to a free port, or stop the program using it",
+                    )
+                )
+                continue
+        checks.append(Check(f"{what} port", True, f"{settings.host}:{port} is free"))
+    return checks
+
+
+def _is_bridge(host: str, port: int) -> bool:
+    import httpx
+
+    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    try:
+        return "cli_version" in httpx.get(f"http://{target}:{port}/health", timeout=1).json()
+    except Exception:
+        return False
+
+
+def check_keys(settings: Settings) -> list[Check]:
+    keys = settings.api_keys()
+    try:
+        check_binding(settings)
+    except StartupError as exc:
+        return [Check("keys and binding", False, str(exc).split(":")[0], fix="set BRIDGE_API_KEY or bind 127.0.0.1")]
+    checks = []
+    if keys:
+        short = [n + 1 for n, key in enumerate(keys) if len(key) < SHORT_KEY]
+        detail = f"{len(keys)} key{'s' if len(keys) != 1 else ''} required on {settings.host}"
+        if short:
+            checks.append(
+                Check(
+                    "keys and binding",
+                    True,
+                    detail + f"; key {', '.join(map(str, short))} is shorter than {SHORT_KEY} characters",
+                    warning=True,
+                    fix="use long random keys (python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                )
+            )
+        else:
+            checks.append(Check("keys and binding", True, detail))
+    elif settings.allow_public_bind and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        checks.append(
+            Check(
+                "keys and binding",
+                True,
+                f"{settings.host} without a key (ALLOW_PUBLIC_BIND): whoever reaches the port uses your subscription",
+                warning=True,
+                fix="set BRIDGE_API_KEY",
+            )
+        )
+    else:
+        checks.append(Check("keys and binding", True, f"no key needed: bound to {settings.host} (loopback)"))
+    if "*" in settings.cors_origin_list() and not keys:
+        checks.append(
+            Check(
+                "CORS",
+                True,
+                "CORS_ORIGINS=* without a key: any web page you visit can use the bridge",
+                warning=True,
+                fix="list the origins that need it, or set BRIDGE_API_KEY",
+            )
+        )
+    return checks
+
+
+def check_embeddings(settings: Settings) -> Check:
+    """Loadable now (a local directory or the cache), or where it will be downloaded; no download."""
+    if settings.embed_model_path.strip():
+        from .embeddings import EmbeddingEngine
+        from .errors import EmbeddingUnavailable
+
+        engine = EmbeddingEngine(settings, threads=1)
+        try:
+            asyncio.run(engine.load())
+        except EmbeddingUnavailable as exc:
+            return Check("embedding model", False, exc.message, fix="point EMBED_MODEL_PATH at an ONNX model directory")
+        finally:
+            engine.close()
+        return Check("embedding model", True, f"{settings.embed_model_path} loads ({engine.dimensions} dimensions)")
+    name = settings.embed_model.strip()
+    cache = Path(settings.embed_cache_dir)
+    try:
+        import fastembed
+
+        from .embeddings import _quietly  # a cache miss is expected here, not an error to print
+
+        _quietly(lambda: fastembed.TextEmbedding(name, cache_dir=str(cache), threads=1, local_files_only=True))
+    except Exception:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        if offline:
+            return Check(
+                "embedding model",
+                False,
+                f"{name} is not in {cache} and HF_HUB_OFFLINE is set: embeddings requests will fail",
+                fix="download it once while online, or set EMBED_MODEL_PATH to a local ONNX model",
+            )
+        return Check(
+            "embedding model",
+            True,
+            f"{name} is not downloaded yet: the first embeddings request downloads it into {cache}",
+            warning=True,
+            fix="set EMBED_PRELOAD=true to download it at start-up, or EMBED_MODEL_PATH for an offline model",
+        )
+    return Check("embedding model", True, f"{name} loads from {cache}")

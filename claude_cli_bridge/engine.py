@@ -22,6 +22,7 @@ from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
 from .cli.profile import Profile
+from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
@@ -31,6 +32,7 @@ from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .thinking_memory import ThinkingMemory
+from .windows import SubscriptionWindows
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class BridgeEngine:
         *,
         features: ProbeReport | None = None,
         state_dir: Path | None = None,
+        windows: SubscriptionWindows | None = None,
     ):
         self.settings = settings
         self.cli_path = cli_path
@@ -56,10 +59,15 @@ class BridgeEngine:
             state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}",
             process_env(),
             settings.cli_work_dir,
-            settings.cli_max_retries,
+            # The CLI falls back only after three overloaded answers in a row (seen with
+            # 2.1.332): with a fallback model it needs at least two retries to get there.
+            max(settings.cli_max_retries, 2) if settings.fallback_model else settings.cli_max_retries,
+            fallback_model=settings.fallback_model,
         )
         self.pool = Pool(self.launcher, _limits(settings))
         self.thinking = ThinkingMemory()
+        # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).
+        self.windows = windows if windows is not None else SubscriptionWindows(settings.data_dir)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,6 +92,7 @@ class BridgeEngine:
             "cli_version": self.cli_version,
             "features": self.features.as_dict(),
             "pool": self.pool.status(),
+            "subscription": self.windows.snapshot(),
         }
 
     def resolve_model(self, requested: str | None) -> str:
@@ -171,7 +180,16 @@ class BridgeEngine:
         async with self.pool.lease(profile, history, request.conversation_key) as lease:
             process = lease.process
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
-            log.info("turn on CLI process %s (%s, %d earlier messages)", process.pid, lease.how, len(history))
+            how = lease.how + (" queued" if lease.queued else "")
+            # The request's own log line (observe/requestlog.py) names model, timings and tokens;
+            # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
+            log.log(
+                logging.INFO if self.settings.log_content else logging.DEBUG,
+                "turn on CLI process %s (%s, %d earlier messages)",
+                process.pid,
+                how,
+                len(history),
+            )
             if self.settings.log_content and prompt is not None:  # off by default
                 log.info("prompt: %r", prompt.text)
             stops = StopScanner(request.stop)
@@ -195,6 +213,7 @@ class BridgeEngine:
                                 profile.model,
                                 {"load_ns": load_ns},
                                 stop_sequence=stops.matched,
+                                how=how,
                             )
                             return
                     elif isinstance(event, TurnDone):
@@ -211,7 +230,9 @@ class BridgeEngine:
                             self.thinking.remember(process.history[-1])
                         if self.settings.log_content:
                             log.info("answer: %r", process.history[-1].text)
-                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns})
+                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns}, how=how)
+                    elif isinstance(event, RateLimitInfo):
+                        self.windows.update(event)  # kept for /health, /metrics, the dashboard
                     else:
                         called = called or isinstance(event, ToolCall)
                         yield event

@@ -7,6 +7,12 @@ request could help (the OpenAI SDK retries 429/5xx unless told ``x-should-retry:
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.limits import RateLimitInfo
 
 
 class BridgeError(Exception):
@@ -140,13 +146,54 @@ def status_in_text(message: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def upstream_error(api_status: int | None, message: str, api_error: str | None = None) -> BridgeError:
+def upstream_error(
+    api_status: int | None,
+    message: str,
+    api_error: str | None = None,
+    rate_limit: RateLimitInfo | None = None,
+    now: float | None = None,
+) -> BridgeError:
     """Map a failed CLI result to a typed error, by the upstream HTTP status it carries and
-    the CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one."""
+    the CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one.
+
+    ``rate_limit`` is the turn's last rate-limit reading: when the upstream refused because a
+    subscription window is used up, the 429 names that window and its reset, and Retry-After
+    points at the reset."""
+    if api_status == 429 and rate_limit is not None and rate_limit.rejected and rate_limit.resets_at:
+        return window_exhausted(rate_limit.window, rate_limit.resets_at, message, now)
     error = _upstream_error(api_status, message, api_error)
     if isinstance(error, UpstreamError):
         error.upstream_status = api_status
     return error
+
+
+def window_exhausted(window: str | None, resets_at: int, message: str, now: float | None = None) -> UpstreamError:
+    """A 429 for a used-up subscription window: which window, when it resets, Retry-After at the
+    reset. A reset more than a minute away is not worth an SDK's automatic retries (each would
+    run the CLI again for another refusal): ``x-should-retry: false`` then."""
+    from .core.limits import window_label
+
+    wait = max(1, int(resets_at - (time.time() if now is None else now)))
+    when = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    error = UpstreamError(
+        f"The subscription's {window_label(window)} limit is reached: requests are refused until it resets at "
+        f"{when} (in {_duration(wait)}). CLI said: {message.strip()}",
+        status=429,
+        retry=wait <= 60,
+        retry_after=wait,
+        upstream_status=429,
+    )
+    error.code = "subscription_limit_reached"
+    return error
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _upstream_error(api_status: int | None, message: str, api_error: str | None) -> BridgeError:

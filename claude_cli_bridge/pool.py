@@ -112,11 +112,13 @@ class PoolLimits:
 @dataclass
 class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
-    is how long the request waited for it (queueing plus any launch), in seconds."""
+    is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
+    whether it had to wait in the queue for room first."""
 
     process: P
     how: str
     waited: float
+    queued: bool = False
 
 
 _ids = itertools.count(1)
@@ -146,6 +148,7 @@ class _Request:
     future: asyncio.Future[Lease]
     submitted: float
     launching: bool = False  # a process is being launched for it
+    queued: bool = False  # it waited in the queue for room (for the request log)
 
 
 @dataclass
@@ -302,6 +305,17 @@ class Pool(Generic[P]):
                 if b.failures
             },
             "counters": dict(self.counters),
+            # One row per process (the dashboard): state, model, turns, seconds since launch.
+            "process_list": [
+                {
+                    "pid": e.process.pid if e.process is not None else None,
+                    "state": e.state,
+                    "model": e.profile.model + (" (custom)" if _custom(e.profile) else ""),
+                    "turns": getattr(e.process, "turns", 0),
+                    "age_s": round(self._clock() - e.launched_at, 1) if e.launched_at else None,
+                }
+                for e in live
+            ],
         }
 
     async def close(self, grace: float) -> None:
@@ -398,6 +412,7 @@ class Pool(Generic[P]):
             self._refuse(request, PoolBusy("All Claude CLI processes are busy and the queue is full; retry shortly.",
                                            retry_after=2))  # fmt: skip
             return
+        request.queued = True
         self._waiting.append(request)
 
     def _on_withdraw(self, request: _Request) -> None:
@@ -564,7 +579,7 @@ class Pool(Generic[P]):
             self._demand.append((self._clock(), request.profile, count))
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
-        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted))
+        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued))
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()

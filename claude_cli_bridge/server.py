@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
@@ -10,14 +11,18 @@ import sys
 
 import uvicorn
 
+from . import __version__
 from .app import create_app
+from .banner import banner_lines
 from .cli.launch import WorkDirUnusable, prepare_work_dir
 from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
 from .cli.probe import ProbeReport, run_probes
 from .cli.version import check_range, dotted, parse_version
 from .embeddings import EmbeddingEngine
 from .engine import BridgeEngine
+from .observe.requestlog import configure_logging
 from .settings import Settings
+from .windows import SubscriptionWindows
 
 log = logging.getLogger("claude_cli_bridge")
 
@@ -42,7 +47,8 @@ def check_binding(settings: Settings) -> None:
         )
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, setting: str = "PORT", what: str = "OpenAI") -> socket.socket:
+    """A listening socket; StartupError with one line naming the port and the setting to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,7 +56,16 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+        flag = "--" + setting.lower().replace("_", "-")
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use (the {what} listener): set {setting} (or {flag}) to a "
+                "free port, or stop the program using it."
+            ) from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} (the {what} listener): {exc.strerror}; set {setting} (or {flag}) "
+            "or HOST (--host)."
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -92,30 +107,39 @@ def probe_cli(settings: Settings, path: str, version: str) -> ProbeReport:
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         check_binding(settings)
+        # Ports first: a port in use is the commonest start-up failure, and says so in one line.
+        sockets = [bind(settings.host, settings.port)]
+        if settings.ollama_port:
+            sockets.append(bind(settings.host, settings.ollama_port, "OLLAMA_PORT", "Ollama"))
         prepare_work_dir(settings.cli_work_dir)
         path, version = find_checked_cli(settings)
         log.info("using the Claude CLI %s at %s", version, path)
-        sockets = [bind(settings.host, settings.port)]
-        if settings.ollama_port:
-            sockets.append(bind(settings.host, settings.ollama_port))
         features = probe_cli(settings, path, version)
     except (StartupError, WorkDirUnusable) as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2
-    engine = BridgeEngine(settings, path, version, features=features)
+    windows = SubscriptionWindows(settings.data_dir)
+    engine = BridgeEngine(settings, path, version, features=features, windows=windows)
     app = create_app(settings, engine, EmbeddingEngine(settings))
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
+        log_config=None,  # configure_logging's handlers (text or JSON) serve uvicorn too
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or 1,
         access_log=settings.log_level.lower() == "debug",
     )
-    ports = ", ".join(str(s.getsockname()[1]) for s in sockets)
-    log.info("listening on %s ports %s (OpenAI at /v1, Ollama at /api)", settings.host, ports)
+    show_banner(settings, version, path, windows)
     uvicorn.Server(config).run(sockets=sockets)
     return 0
+
+
+def show_banner(settings: Settings, cli_version: str, cli_path: str, windows: SubscriptionWindows) -> None:
+    """The banner on stderr; with LOG_FORMAT=json one log line instead (stderr stays JSON)."""
+    lines = banner_lines(settings, __version__, cli_version, cli_path, windows.describe())
+    if settings.log_format == "json":
+        log.info("%s", " | ".join(line.strip() for line in lines if line.strip()))
+        return
+    print("\n".join(lines) + "\n", file=sys.stderr, flush=True)

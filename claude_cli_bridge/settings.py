@@ -7,7 +7,9 @@ Environment names are the field names in upper case unless an alias says otherwi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +46,13 @@ def _default_state_dir() -> Path:
     return Path.home() / ".cache" / "claude-cli-bridge"
 
 
+def _default_data_dir() -> Path:
+    """The user's data directory (XDG's default on Linux, Application Support on macOS)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "claude-cli-bridge"
+    return Path.home() / ".local" / "share" / "claude-cli-bridge"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
@@ -72,10 +81,23 @@ class Settings(BaseSettings):
         False, description="Log prompts and answers (debugging only; off keeps them out of logs)."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or as JSON lines (one object a line) for log collectors."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the usage ledger (usage-DAY.jsonl), error log and last subscription windows are kept.",
+    )
+    usage_retention_days: int = Field(
+        90, description="Days of usage and error files kept in DATA_DIR; older ones are deleted; 0 keeps them all."
+    )
 
     # --- the CLI ---------------------------------------------------------------------
     claude_cli_path: str = Field(
         "", description="Path of the claude binary; empty = `claude` on PATH, then a bundled one."
+    )
+    fallback_model: str = Field(
+        "", description="Model(s) the CLI switches to after three overloaded answers in a row (--fallback-model)."
     )
     cli_max_retries: int = Field(
         1, description="CLAUDE_CODE_MAX_RETRIES given to the CLI, so upstream errors surface in seconds."
@@ -191,7 +213,7 @@ class Settings(BaseSettings):
     def model_alias_map(self) -> dict[str, str]:
         return parse_model_aliases(self.model_aliases)
 
-    @field_validator("state_dir", "embed_cache_dir", "cli_work_dir", mode="after")
+    @field_validator("state_dir", "embed_cache_dir", "cli_work_dir", "data_dir", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 from fake_upstream import FakeAnthropic
 from harness import BridgeServer
+
+# Nothing a test runs may write the user's own usage ledger or window state (Settings reads
+# DATA_DIR when it is built; servers started by the harness get one of their own).
+os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bridge-test-data-")
 
 
 @pytest.fixture(scope="session")

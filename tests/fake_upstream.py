@@ -65,6 +65,7 @@ class Reply:
     #: the text; empty: no thinking block.
     thinking: list[str] = field(default_factory=list)
     signature: str = "fake-signature-0123456789"
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (rate limits)
 
     @property
     def text(self) -> str:
@@ -116,6 +117,35 @@ class Received:
             ]
             out.append((message["role"], "".join(texts)))
         return out
+
+
+def unified_headers(
+    status: str = "allowed",
+    *,
+    five_hour: tuple[float, int] | None = None,
+    seven_day: tuple[float, int] | None = None,
+    overage: tuple[float, int] | None = None,
+    claim: str = "five_hour",
+    window_status: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The ``anthropic-ratelimit-unified-*`` headers a subscription's responses carry:
+    the overall ``status`` and, per window, (utilization 0..1, reset as epoch seconds).
+    ``claim`` names the window that limits (the one a rejection is about)."""
+    headers = {"anthropic-ratelimit-unified-status": status, "anthropic-ratelimit-unified-representative-claim": claim}
+    windows = {"5h": five_hour, "7d": seven_day, "overage": overage}
+    claimed = {"five_hour": "5h", "seven_day": "7d", "overage": "overage"}.get(claim)
+    for short, value in windows.items():
+        if value is None:
+            continue
+        utilization, reset = value
+        headers[f"anthropic-ratelimit-unified-{short}-utilization"] = str(utilization)
+        headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(reset)
+        state = (window_status or {}).get(short)
+        if state:
+            headers[f"anthropic-ratelimit-unified-{short}-status"] = state
+        if short == claimed:
+            headers["anthropic-ratelimit-unified-reset"] = str(reset)
+    return headers
 
 
 def structured_reply(body: dict[str, Any], value: dict[str, Any]) -> Reply | None:
@@ -201,6 +231,7 @@ class FakeAnthropic:
         if reply.status != 200:
             record.finished = True
             headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
+            headers.update(reply.headers)
             return JSONResponse(
                 {"type": "error", "error": {"type": reply.error_type, "message": reply.error_message}},
                 status_code=reply.status,
@@ -208,8 +239,10 @@ class FakeAnthropic:
             )
         if not body.get("stream"):
             record.finished = True
-            return JSONResponse(self._whole_message(body, reply))
-        return StreamingResponse(self._stream(body, reply, record), media_type="text/event-stream")
+            return JSONResponse(self._whole_message(body, reply), headers=reply.headers)
+        return StreamingResponse(
+            self._stream(body, reply, record), media_type="text/event-stream", headers=reply.headers
+        )
 
     def _usage(self, reply: Reply) -> dict[str, int]:
         return {

@@ -42,7 +42,7 @@ def find_test_cli() -> str:
 class BridgeServer:
     """One running server. ``env`` entries are added to the test environment."""
 
-    def __init__(self, upstream_url: str, **env: str):
+    def __init__(self, upstream_url: str, **env: str | None):
         self.port = free_port()
         self.ollama_port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix="bridge-test-"))
@@ -56,18 +56,25 @@ class BridgeServer:
             "ANTHROPIC_API_KEY": "sk-ant-test-key",
             "CLAUDE_CONFIG_DIR": str(self.home / "claude-config"),
             "STATE_DIR": str(self.home / "state"),
+            "DATA_DIR": str(self.home / "data"),  # its own usage ledger, never the user's
             "LOG_LEVEL": "info",
             # The probe has its own tests; skipping it keeps each test server's start cheap.
             "PROBE_FEATURES": "false",
             "PYTHONUNBUFFERED": "1",
         }
-        self.env.update({key: str(value) for key, value in env.items()})
+        self.env.update({key: str(value) for key, value in env.items() if value is not None})
+        for key in [key for key, value in env.items() if value is None]:
+            self.env.pop(key, None)  # None removes a variable (an OAuth login without ANTHROPIC_API_KEY)
         self.log_path = self.home / "server.log"
         self.proc: subprocess.Popen | None = None
 
     @property
     def openai_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["DATA_DIR"])
 
     @property
     def base_url(self) -> str:

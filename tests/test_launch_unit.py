@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from claude_cli_bridge.cli.launch import Launcher, WorkDirUnusable, prepare_work_dir
+from claude_cli_bridge.cli.launch import Launcher, LaunchFiles, WorkDirUnusable, build_argv, prepare_work_dir
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import ToolSpec
@@ -63,3 +63,20 @@ def test_the_working_directory_must_be_a_private_directory_of_ours(tmp_path):
     os.symlink(tmp_path / "target", tmp_path / "link")
     with pytest.raises(WorkDirUnusable, match="symlink"):
         prepare_work_dir(tmp_path / "link")
+
+
+@pytest.mark.parametrize(
+    "fallback, model, expected",
+    [
+        ("", "sonnet", None),
+        ("haiku", "sonnet", "haiku"),
+        ("sonnet", "sonnet", None),
+        ("haiku,opus", "sonnet", "haiku,opus"),
+    ],
+)
+def test_the_fallback_model_is_an_operator_flag_left_out_when_it_is_the_model_itself(fallback, model, expected):
+    argv = build_argv("claude", Profile(model=model), LaunchFiles(), fallback)
+    if expected is None:
+        assert "--fallback-model" not in argv
+    else:
+        assert argv[argv.index("--fallback-model") + 1] == expected

@@ -234,6 +234,8 @@ async def test_a_waiter_gets_the_room_a_finished_turn_frees(harness):
     await h.give(busy)  # held and idle: evicted for the waiter
     second, held = await asyncio.wait_for(waiter, 2)
     assert second.how == "cold"
+    assert second.queued and second.waited >= 0.05  # for the request log: it waited for room
+    assert not lease.queued
     await h.give(held)
 
 

@@ -44,7 +44,16 @@ def test_a_public_address_without_a_key_is_refused():
 
 
 def test_doctor_runs_the_feature_probes_against_the_real_cli():
-    result = run_module("doctor", CLAUDE_CLI_PATH=find_test_cli())
+    from harness import free_port
+
+    result = run_module(
+        "doctor",
+        CLAUDE_CLI_PATH=find_test_cli(),
+        ANTHROPIC_API_KEY="sk-ant-test",
+        PORT=str(free_port()),
+        OLLAMA_PORT=str(free_port()),
+        PROBE_FEATURES="true",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for feature in ("basic", "caller_text", "single_call", "transcripts", "client_tools", "structured_output"):
         assert f"[ok  ] feature {feature}:" in result.stdout
@@ -68,3 +77,37 @@ def test_both_ports_serve_the_same_app(bridge):
     assert httpx.get(f"{bridge.ollama_url}/api/version", timeout=5).json()["version"].count(".") == 2
     assert httpx.get(f"{bridge.base_url}/api/version", timeout=5).status_code == 200
     assert httpx.get(f"{bridge.ollama_url}/v1/models", timeout=5).status_code == 200
+
+
+def test_a_port_in_use_is_one_line_naming_the_port_and_the_setting(tmp_path):
+    import socket
+
+    from harness import free_port
+
+    for setting, other in (("PORT", "OLLAMA_PORT"), ("OLLAMA_PORT", "PORT")):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            result = run_module(
+                CLAUDE_CLI_PATH=find_test_cli(),
+                PROBE_FEATURES="false",
+                **{setting: str(port), other: str(free_port())},
+                STATE_DIR=str(tmp_path / "state"),
+            )
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert f"port {port} on 127.0.0.1 is already in use" in lines[0]
+        assert f"set {setting} (or --{setting.lower().replace('_', '-')})" in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_the_banner_names_both_urls_the_key_and_client_settings(bridge):
+    text = bridge.log()
+    assert f"OpenAI API   http://127.0.0.1:{bridge.port}/v1" in text
+    assert f"Ollama API   http://127.0.0.1:{bridge.ollama_port}" in text
+    assert "API key      not required" in text
+    for client in ("openai SDK", "Cline/Continue", "Cursor", "Open WebUI", "ollama SDK"):
+        assert client in text
+    assert f"OLLAMA_BASE_URL=http://127.0.0.1:{bridge.ollama_port}" in text

@@ -1,12 +1,16 @@
 """Bearer-key enforcement for both APIs (``BRIDGE_API_KEY``).
 
-Keys come as ``Authorization: Bearer KEY`` (OpenAI SDKs, Ollama clients) or ``x-api-key``
-(Anthropic style). They are compared in constant time. ``/health`` and ``GET /`` stay open
-so that liveness checks and Ollama's "is it running" probe need no key.
+Keys come as ``Authorization: Bearer KEY`` (OpenAI SDKs, Ollama clients), ``x-api-key``
+(Anthropic style), or as the password of ``Authorization: Basic`` (a browser opening the
+dashboard asks for it; the user name is ignored). They are compared in constant time.
+``/health`` and ``GET /`` stay open so that liveness checks and Ollama's "is it running" probe
+need no key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 OPEN_PATHS = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/"), ("HEAD", "/")}
@@ -17,6 +21,12 @@ def presented_key(headers: dict[str, str]) -> str | None:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or None
     return headers.get("x-api-key") or None
 
 

@@ -64,11 +64,13 @@ class LaunchFiles:
     mcp_config: Path | None = None
 
 
-def build_argv(cli: str, profile: Profile, files: LaunchFiles) -> list[str]:
+def build_argv(cli: str, profile: Profile, files: LaunchFiles, fallback_model: str = "") -> list[str]:
     """The command line of a persistent stream-json process for ``profile``.
 
     Safety comes first: no built-in tools, no setting sources (user, project, local), no MCP
-    servers but the caller's, no slash commands, nothing persisted.
+    servers but the caller's, no slash commands, nothing persisted. ``fallback_model``
+    (FALLBACK_MODEL, the operator's setting, never caller text) is what the CLI switches to
+    when the model is overloaded; left out when it names the model itself.
     """
     args = [
         cli,
@@ -98,6 +100,8 @@ def build_argv(cli: str, profile: Profile, files: LaunchFiles) -> list[str]:
         args += ["--mcp-config", str(files.mcp_config), "--allowedTools", f"{CLIENT_TOOLS_PATTERN}"]
     if files.transcript is not None:
         args += ["--resume", str(files.transcript), "--fork-session"]
+    if fallback_model and fallback_model != profile.model:
+        args += ["--fallback-model", fallback_model]
     return args
 
 
@@ -138,6 +142,7 @@ class Launcher:
     base_env: dict[str, str]
     work_dir: Path
     max_retries: int = 1
+    fallback_model: str = ""
     _env: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -201,7 +206,7 @@ class Launcher:
                 write_transcript(messages, files["transcript"])
         files["settings"] = private / "settings.json"
         files["settings"].write_text(json.dumps(settings), encoding="utf-8")
-        return build_argv(self.cli, profile, LaunchFiles(**files)), env
+        return build_argv(self.cli, profile, LaunchFiles(**files), self.fallback_model), env
 
     def cleanup(self) -> None:
         """Remove the state directory (at shutdown, after every process stopped)."""

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import psutil
 
+from ..core.limits import CliEvent
 from ..core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
-from ..core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..core.turn import TextDelta, ToolCall, TurnDone, Usage
 from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
 from .wire import TurnParser, interrupt_line, parse_line, user_line
@@ -216,8 +217,9 @@ class CliProcess:
         client_tools: Mapping[str, str] = {},
         silence_timeout: float,
         turn_timeout: float,
-    ) -> AsyncGenerator[TurnEvent, None]:
-        """Run one turn with ``message`` as the user's prompt; yield its events.
+    ) -> AsyncGenerator[CliEvent, None]:
+        """Run one turn with ``message`` as the user's prompt; yield its events (the neutral
+        turn events, plus ``RateLimitInfo`` readings for the engine).
 
         ``message`` None reads the turn a resumed process runs by itself (continuing after
         deferred tool calls; its history already ends with the tool results).

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..core.limits import CliEvent, RateLimitInfo
 from ..core.messages import Message, ThinkingBlock, ToolUseBlock
-from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, Usage
 from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
 from .client_tools import is_client_call
 from .mcp_tools import NO_STORED_RESULT
@@ -123,9 +124,19 @@ class TurnParser:
     _open_broken_risk: bool = False
     #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
     thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
+    # The turn's last rate_limit_event: a refusal's 429 names its window and reset.
+    rate_limit: RateLimitInfo | None = None
 
-    def feed(self, line: dict[str, Any]) -> list[TurnEvent]:
+    def feed(self, line: dict[str, Any]) -> list[CliEvent]:
+        """The events one line yields; a ``rate_limit_event`` yields a ``RateLimitInfo``
+        (for the engine's window state, never for clients)."""
         kind = line.get("type")
+        if kind == "rate_limit_event":
+            info = line.get("rate_limit_info")
+            if not isinstance(info, dict):
+                return []
+            self.rate_limit = RateLimitInfo.from_cli(info)
+            return [self.rate_limit]
         if kind == "stream_event":
             return self._stream_event(line.get("event") or {})
         if kind == "assistant":
@@ -151,7 +162,7 @@ class TurnParser:
                 retry=True,
             )
 
-    def _stream_event(self, event: dict[str, Any]) -> list[TurnEvent]:
+    def _stream_event(self, event: dict[str, Any]) -> list[CliEvent]:
         kind = event.get("type")
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
@@ -189,8 +200,8 @@ class TurnParser:
                 return [TurnDone(stop_reason="max_tokens", usage=self.last_usage, model=self.model)]
         return []
 
-    def _assistant(self, message: dict[str, Any], error: str | None = None) -> list[TurnEvent]:
-        events: list[TurnEvent] = []
+    def _assistant(self, message: dict[str, Any], error: str | None = None) -> list[CliEvent]:
+        events: list[CliEvent] = []
         if message.get("model") == "<synthetic>":
             # The CLI's own notice (an API error's text); the result line reports it, and the
             # line's "error" field says what kind of failure it was.
@@ -236,7 +247,7 @@ class TurnParser:
                     "this CLI version cannot continue after tool calls."
                 )
 
-    def _result(self, line: dict[str, Any]) -> list[TurnEvent]:
+    def _result(self, line: dict[str, Any]) -> list[CliEvent]:
         self.done = True
         subtype = str(line.get("subtype") or "")
         if line.get("is_error") or subtype.startswith("error"):
@@ -246,12 +257,12 @@ class TurnParser:
             status = line.get("api_error_status")
             if not isinstance(status, int):
                 status = status_in_text(str(message))
-            raise upstream_error(status, str(message), line.get("api_error") or self.api_error)
+            raise upstream_error(status, str(message), line.get("api_error") or self.api_error, self.rate_limit)
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
         if stop_reason == "tool_deferred":  # the caller's tool was called: the caller runs it
             stop_reason = "tool_use"
-        events: list[TurnEvent] = []
+        events: list[CliEvent] = []
         if self.structured:
             # --json-schema: the CLI offers the schema as a StructuredOutput tool, validates the
             # model's call and reports its input as structured_output; a model that never

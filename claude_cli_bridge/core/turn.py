@@ -10,7 +10,7 @@ happens after the first event, the API layer reports it in-band.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, Protocol
 
 from .messages import Message
@@ -99,13 +99,19 @@ class ToolCall:
 @dataclass(frozen=True)
 class TurnDone:
     """The end of a turn. ``stop_sequence`` is the caller's stop sequence that ended it
-    (``stop_reason`` "stop_sequence"); Anthropic's API reports which one matched."""
+    (``stop_reason`` "stop_sequence"); Anthropic's API reports which one matched. ``timings``
+    (nanoseconds) carries ``load_ns``, the wait for a CLI process (queueing plus any launch);
+    ``how`` says how that process was found: ``spare``, ``held`` (the conversation's own),
+    ``cold`` (launched for this request), each with ``queued`` appended when the request had
+    to wait in the queue first."""
 
     stop_reason: str
     usage: Usage
     model: str = ""
     timings: dict[str, int] = field(default_factory=dict)
+    _: KW_ONLY
     stop_sequence: str | None = None
+    how: str = ""
 
 
 TurnEvent = ThinkingDelta | TextDelta | ToolCall | TurnDone

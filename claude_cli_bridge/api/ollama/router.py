@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core import reasoning, tasks
+from ...core.record import note
 from ...core.turn import TurnEvent, TurnRequest
 from ...errors import BridgeError, InvalidRequest, NotSupported, Refused
 from ..common import (
@@ -102,6 +103,7 @@ def _load_reply(request: Request, body: Any, writer: translate.FrameWriter) -> R
 
 async def _answer(request: Request, turn: TurnRequest, writer: translate.FrameWriter, streaming: bool) -> Response:
     engine = request.app.state.engine
+    note(stream=streaming)  # for the request log (core.record)
     engine.resolve_model(turn.model)  # a 404 before any work
     events = engine.stream(turn)
     try:

@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 
 from ...core import tasks
 from ...core.models import CATALOG
+from ...core.record import note
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent
 from ...errors import CliCrashed
 from ..common import (
@@ -43,6 +44,7 @@ router = APIRouter()
 async def chat_completions(request: Request):
     settings = request.app.state.settings
     chat = validate(ChatCompletionRequest, await read_json(request))
+    note(stream=bool(chat.stream))  # for the request log (core.record)
     check_message_count(len(chat.messages), settings.max_messages)
     if settings.allow_image_urls:
         await _inline_image_urls(chat, settings)

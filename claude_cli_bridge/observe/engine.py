@@ -1,0 +1,82 @@
+"""The engine as the app sees it: every turn fills the current request's record.
+
+``ObservedEngine`` wraps the real engine (or a test double) and, for each turn, notes in the
+request's ``RequestRecord`` the model, the time to the first event, the TurnDone's tokens and
+how the CLI process was found, and a failure with whether it happened after the first byte.
+Everything else is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..core.record import RequestRecord, current_record
+from ..core.turn import Engine, TurnDone, TurnEvent, TurnRequest
+from ..errors import BridgeError
+
+
+class ObservedEngine:
+    def __init__(self, inner: Engine):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def resolve_model(self, requested: str | None) -> str:
+        return self.inner.resolve_model(requested)
+
+    def models(self) -> list[str]:
+        return self.inner.models()
+
+    def status(self) -> dict[str, Any]:
+        return self.inner.status()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+        record = current_record.get()
+        events = self.inner.stream(request)
+        if record is None:
+            async for event in events:
+                yield event
+            return
+        record.turn = True
+        try:
+            record.model = self.inner.resolve_model(request.model)
+        except BridgeError:
+            record.model = request.model or ""
+        try:
+            async for event in events:
+                record.mark_first()
+                if isinstance(event, TurnDone):
+                    _note_done(record, event)
+                yield event
+        except BridgeError as error:
+            record.error = f"{error.code or error.kind}: {error.message}"
+            if record.first_token_s is not None:  # reported in-band, inside a 200
+                record.in_band_error, record.status = True, error.status
+            raise
+        except Exception as error:
+            record.error = f"internal: {type(error).__name__}"
+            if record.first_token_s is not None:
+                record.in_band_error, record.status = True, 500
+            raise
+        finally:
+            # Closing this wrapper must close the turn itself (that is what stops the CLI).
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _note_done(record: RequestRecord, done: TurnDone) -> None:
+    record.usage = done.usage
+    record.stop_reason = done.stop_reason
+    record.upstream_model = done.model
+    record.how = done.how
+    if "load_ns" in done.timings:
+        record.wait_s = done.timings["load_ns"] / 1e9

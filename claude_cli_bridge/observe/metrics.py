@@ -1,0 +1,162 @@
+"""/metrics in Prometheus' text format (prometheus_client), one registry per app.
+
+Counted per finished request: requests by API, route, model and status; time to first token
+and duration histograms; tokens by kind; refusals by error code; the wait for a CLI process
+by how it was found. Read at scrape time from the engine's status: pool gauges (processes by
+state, queue length, memory), the subscription windows (utilization, reset, status) and the
+feature states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from .. import __version__
+from ..core.record import RequestRecord
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "bridge_requests",
+            "API requests by API, route, model and status.",
+            ["api", "route", "model", "status"],
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "bridge_time_to_first_token_seconds",
+            "From the request's arrival to the turn's first event.",
+            ["api", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "bridge_request_duration_seconds",
+            "From the request's arrival to its last byte.",
+            ["api", "route", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.process_wait = Histogram(
+            "bridge_process_wait_seconds",
+            "Wait for a CLI process (queueing plus any launch), by how it was found.",
+            ["how"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "bridge_tokens", "Tokens as the upstream reported them, by kind.", ["api", "model", "kind"], registry=r
+        )
+        self.refusals = Counter(
+            "bridge_refusals",
+            "Requests answered with an error, by API, status and error code.",
+            ["api", "status", "code"],
+            registry=r,
+        )
+        r.register(_StatusCollector(status))
+
+    def observe(self, record: RequestRecord) -> None:
+        model = record.model
+        self.requests.labels(record.api, record.route, model, str(record.status)).inc()
+        if record.duration_s is not None:
+            self.duration.labels(record.api, record.route, model).observe(record.duration_s)
+        if record.turn and record.first_token_s is not None and not record.failed:
+            self.first_token.labels(record.api, model).observe(record.first_token_s)
+        if record.wait_s is not None and record.how:
+            self.process_wait.labels(record.how).observe(record.wait_s)
+        if record.usage is not None:
+            usage = record.usage
+            for kind, value in (
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+                ("cache_read", usage.cache_read_input_tokens),
+                ("cache_write", usage.cache_creation_input_tokens),
+            ):
+                self.tokens.labels(record.api, model, kind).inc(value)
+        if record.failed:
+            code = record.error.split(":", 1)[0] if record.error else "http_" + str(record.status)
+            self.refusals.labels(record.api, str(record.status), code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StatusCollector(Collector):
+    """Gauges read from the engine's status at scrape time."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self._status = status
+
+    def describe(self) -> list:
+        return []  # nothing fixed: read at collection
+
+    def collect(self) -> Iterator[Any]:
+        status = self._status()
+        info = InfoMetricFamily("bridge", "The bridge and the Claude CLI it drives.")
+        info.add_metric([], {"version": __version__, "cli_version": str(status.get("cli_version") or "")})
+        yield info
+        pool = status.get("pool") or {}
+        processes = GaugeMetricFamily("bridge_pool_processes", "CLI processes by state.", labels=["state"])
+        for state in ("spare", "held", "busy", "starting", "stopping"):
+            if isinstance(pool.get(state), int):
+                processes.add_metric([state], pool[state])
+        yield processes
+        if isinstance(pool.get("waiting"), int):
+            yield GaugeMetricFamily(
+                "bridge_pool_queue_length", "Requests waiting for a CLI process.", value=pool["waiting"]
+            )
+        if isinstance(pool.get("memory_mb"), int | float):
+            yield GaugeMetricFamily(
+                "bridge_pool_memory_bytes",
+                "Resident memory of all CLI processes.",
+                value=pool["memory_mb"] * 1024 * 1024,
+            )
+        features = status.get("features") or {}
+        if features:
+            ok = GaugeMetricFamily(
+                "bridge_feature_ok", "1 when the CLI's start-up probe of a feature passed.", labels=["feature"]
+            )
+            for name, state in features.items():
+                ok.add_metric([name], 1 if (state or {}).get("state") == "ok" else 0)
+            yield ok
+        yield from _windows(status.get("subscription") or {})
+
+
+def _windows(subscription: dict[str, Any]) -> Iterator[Any]:
+    windows = subscription.get("windows") or {}
+    utilization = GaugeMetricFamily(
+        "bridge_subscription_window_utilization",
+        "Fraction of the window used (0..1), last reported.",
+        labels=["window"],
+    )
+    reset = GaugeMetricFamily(
+        "bridge_subscription_window_reset_timestamp_seconds", "When the window resets (Unix time).", labels=["window"]
+    )
+    rejected = GaugeMetricFamily(
+        "bridge_subscription_window_rejected", "1 while the window refuses requests, last reported.", labels=["window"]
+    )
+    for name, window in windows.items():
+        if window.get("utilization") is not None:
+            utilization.add_metric([name], window["utilization"])
+        if window.get("resets_at") is not None:
+            reset.add_metric([name], window["resets_at"])
+        rejected.add_metric([name], 1 if window.get("status") == "rejected" and not window.get("reset_passed") else 0)
+    yield utilization
+    yield reset
+    yield rejected
+    if subscription.get("age_seconds") is not None:
+        yield GaugeMetricFamily(
+            "bridge_subscription_reading_age_seconds",
+            "Age of the last window reading.",
+            value=subscription["age_seconds"],
+        )

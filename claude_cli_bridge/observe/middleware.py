@@ -1,0 +1,84 @@
+"""The ASGI middleware that gives each API request its ``RequestRecord`` and hands the finished
+record to the observer once the response's last byte is sent (or the client left).
+
+Outermost in the app, so refusals by the key check are recorded too. /health, /metrics, the
+dashboard and the root "is it running" probe are not API requests and are not recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from ..api import auth
+from ..core.record import RequestRecord, current_record
+
+UNOBSERVED_PREFIXES = ("/health", "/metrics", "/dashboard", "/docs", "/openapi.json", "/redoc", "/favicon.ico")
+
+
+def observed(method: str, path: str) -> bool:
+    return method != "OPTIONS" and path != "/" and not path.startswith(UNOBSERVED_PREFIXES)
+
+
+def api_of(path: str) -> str:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/api/"):
+        return "ollama"
+    return "openai"
+
+
+def key_label(presented: str | None, keys: list[str]) -> str:
+    """A stable label for the key a request used: a short hash, never the key itself."""
+    if not keys:
+        return ""
+    if presented is None or not auth.key_is_valid(presented, keys):
+        return "invalid"
+    return "key-" + hashlib.sha256(presented.encode()).hexdigest()[:8]
+
+
+class ObserveMiddleware:
+    def __init__(self, app: Any, finish: Callable[[RequestRecord], None], keys: list[str]):
+        self.app = app
+        self.finish = finish
+        self.keys = keys
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not observed(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        record = RequestRecord(
+            method=scope["method"],
+            path=scope["path"],
+            api=api_of(scope["path"]),
+            key_label=key_label(auth.presented_key(headers), self.keys),
+        )
+        state = {"status": 0, "done": False}
+
+        async def observing_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                content_type = dict(message.get("headers") or []).get(b"content-type", b"")
+                if record.stream is None and record.turn and message["status"] == 200:
+                    record.stream = content_type.startswith((b"text/event-stream", b"application/x-ndjson"))
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["done"] = True
+
+        token = current_record.set(record)
+        try:
+            await self.app(scope, receive, observing_send)
+        except BaseException:
+            if not state["status"]:
+                state["status"] = 500
+            raise
+        finally:
+            current_record.reset(token)
+            route = scope.get("route")
+            record.route = getattr(route, "path", "") or "(no route)"
+            if (not state["done"] and not record.in_band_error) or state["status"] == 499:
+                record.client_gone = True
+            record.finish(state["status"] or 499)
+            self.finish(record)

@@ -1,0 +1,78 @@
+"""/metrics (Prometheus text) and /dashboard (a page polling /dashboard/data), on both ports,
+behind the key like every route but /health and GET /."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from typing import Any
+
+import psutil
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from .. import __version__
+from ..errors import ModelNotFound
+from .metrics import CONTENT_TYPE
+
+router = APIRouter(include_in_schema=False)
+
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.observer.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _asset(name: str) -> bytes:
+    return (importlib.resources.files("claude_cli_bridge.dashboard") / "static" / name).read_bytes()
+
+
+@router.get("/dashboard")
+async def dashboard() -> HTMLResponse:
+    return HTMLResponse(_asset("index.html"), headers={"cache-control": "no-store"})
+
+
+@router.get("/dashboard/static/{name}")
+async def dashboard_asset(name: str) -> Response:
+    if name not in STATIC:
+        raise ModelNotFound(f"No dashboard file {name!r}.")
+    return Response(_asset(name), media_type=STATIC[name], headers={"cache-control": "no-cache"})
+
+
+@router.get("/dashboard/data")
+async def dashboard_data(request: Request) -> dict[str, Any]:
+    """Everything the page shows, in one poll: the same numbers as /health, the latest
+    requests, and usage per model per day from the ledger."""
+    observer = request.app.state.observer
+    status = request.app.state.engine.status()
+    pool = status.get("pool") or {}
+    processes = await asyncio.to_thread(_with_memory, pool.get("process_list") or [])
+    recent = [record.as_dict() for record in reversed(observer.recent)]
+    return {
+        "version": __version__,
+        "status": status.get("status"),
+        "cli_version": status.get("cli_version"),
+        "cli_path": status.get("cli_path"),
+        "features": status.get("features") or {},
+        "pool": pool,
+        "processes": processes,
+        "subscription": status.get("subscription") or {},
+        "recent": recent[:50],
+        "usage": observer.ledger.summary(14),
+    }
+
+
+def _with_memory(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each process with its resident memory (the CLI and its children), read now."""
+    out = []
+    for process in processes:
+        rss = 0
+        try:
+            root = psutil.Process(process.get("pid"))
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except (psutil.Error, TypeError, ValueError):
+            pass
+        out.append({**process, "rss_mb": round(rss / 1024 / 1024, 1)})
+    return out

@@ -1,0 +1,93 @@
+"""Subscription windows end to end: the fake upstream sends anthropic-ratelimit-unified-*
+headers, the real CLI (OAuth login) turns them into rate_limit_event lines, and the bridge
+shows them in /health; a refusal reaches the client as a 429 with Retry-After at the reset."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from fake_upstream import Reply, unified_headers
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def oauth_bridge(start_bridge):
+    # rate_limit_event lines come only with a subscription login (CLI_NOTES.md); the fake
+    # accepts any token. The CLI takes an empty ANTHROPIC_API_KEY as absent, but leave none.
+    return start_bridge(CLAUDE_CODE_OAUTH_TOKEN="test-oauth-token", ANTHROPIC_API_KEY=None)
+
+
+def chat(server, text: str = "hi") -> httpx.Response:
+    return httpx.post(
+        f"{server.openai_url}/chat/completions",
+        json={"model": "sonnet", "messages": [{"role": "user", "content": text}]},
+        timeout=60,
+    )
+
+
+def test_health_shows_the_windows_the_upstream_reported(oauth_bridge, fake):
+    now = int(time.time())
+    fake.default_reply = Reply(
+        headers=unified_headers(five_hour=(0.42, now + 3600), seven_day=(0.17, now + 3 * 86400), claim="five_hour")
+    )
+    try:
+        assert chat(oauth_bridge).status_code == 200
+    finally:
+        fake.default_reply = Reply()
+    assert fake.received[-1].headers["authorization"] == "Bearer test-oauth-token"
+    subscription = oauth_bridge.health()["subscription"]
+    assert subscription["status"] == "allowed"
+    five, seven = subscription["windows"]["five_hour"], subscription["windows"]["seven_day"]
+    assert (five["percent"], five["resets_at"]) == (42.0, now + 3600)
+    assert (seven["percent"], seven["resets_at"]) == (17.0, now + 3 * 86400)
+    # Kept for a restarted server and for doctor.
+    assert (oauth_bridge.data_dir / "windows.json").is_file()
+
+
+def test_a_refused_window_is_a_429_with_retry_after_at_its_reset(oauth_bridge, fake):
+    now = int(time.time())
+    reset = now + 2 * 3600
+    fake.enqueue(
+        Reply(
+            status=429,
+            error_type="rate_limit_error",
+            error_message="usage limit reached",
+            headers=unified_headers(
+                "rejected",
+                five_hour=(1.0, reset),
+                seven_day=(0.55, now + 4 * 86400),
+                claim="five_hour",
+                window_status={"5h": "rejected"},
+            ),
+        )
+    )
+    response = chat(oauth_bridge)
+    assert response.status_code == 429, response.text
+    retry_after = int(response.headers["retry-after"])
+    assert reset - now - 60 <= retry_after <= reset - now
+    assert response.headers["x-should-retry"] == "false"  # hours away: an SDK retry would only be refused again
+    error = response.json()["error"]
+    assert error["code"] == "subscription_limit_reached"
+    assert "5-hour" in error["message"] and "resets at" in error["message"]
+    assert len(fake.received) == 1  # no retries upstream
+    five = oauth_bridge.health()["subscription"]["windows"]["five_hour"]
+    assert (five["status"], five["percent"]) == ("rejected", 100.0)
+
+    # The Ollama API gets the same window and reset in its own error shape.
+    fake.enqueue(
+        Reply(
+            status=429,
+            error_type="rate_limit_error",
+            headers=unified_headers("rejected", five_hour=(1.0, reset), window_status={"5h": "rejected"}),
+        )
+    )
+    response = httpx.post(
+        f"{oauth_bridge.ollama_url}/api/chat",
+        json={"model": "sonnet", "stream": False, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    )
+    assert response.status_code == 429 and "5-hour" in response.json()["error"]
+    assert int(response.headers["retry-after"]) > 3600

@@ -1,0 +1,134 @@
+"""Subscription windows: the CLI's rate_limit_event parsed, the state kept, a refusal's 429."""
+
+from __future__ import annotations
+
+import pytest
+
+from claude_cli_bridge.cli.wire import TurnParser
+from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
+from claude_cli_bridge.errors import UpstreamError, upstream_error
+from claude_cli_bridge.windows import SubscriptionWindows
+
+NOW = 1_800_000_000
+
+# Lines as the real CLI (2.1.332) printed them against the fake upstream's headers.
+ALLOWED = {
+    "status": "allowed",
+    "resetsAt": NOW + 3600,
+    "rateLimitType": "five_hour",
+    "isUsingOverage": False,
+    "unifiedWindows": {
+        "five_hour": {"utilization": 0.42, "resetsAt": NOW + 3600},
+        "seven_day": {"utilization": 0.17, "resetsAt": NOW + 86400 * 3},
+    },
+}
+REJECTED = {
+    "status": "rejected",
+    "resetsAt": NOW + 1800,
+    "rateLimitType": "five_hour",
+    "isUsingOverage": False,
+    "unifiedWindows": {
+        "five_hour": {"utilization": 1, "resetsAt": NOW + 1800, "status": "rejected"},
+        "seven_day": {"utilization": 0.5, "resetsAt": NOW + 86400 * 3},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            ALLOWED,
+            RateLimitInfo(
+                "allowed",
+                "five_hour",
+                NOW + 3600,
+                windows=(
+                    WindowReading("five_hour", 0.42, NOW + 3600),
+                    WindowReading("seven_day", 0.17, NOW + 86400 * 3),
+                ),
+            ),
+        ),
+        (  # an older CLI: no unifiedWindows, a top-level utilization
+            {"status": "allowed_warning", "resetsAt": NOW + 60, "rateLimitType": "seven_day", "utilization": 0.8},
+            RateLimitInfo("allowed_warning", "seven_day", NOW + 60, utilization=0.8),
+        ),
+        (  # wrong types are dropped, not guessed
+            {"status": 3, "resetsAt": "soon", "unifiedWindows": {"five_hour": {"utilization": "half"}}},
+            RateLimitInfo("unknown", windows=(WindowReading("five_hour"),)),
+        ),
+        (
+            {"status": "allowed", "overageStatus": "rejected", "overageResetsAt": NOW + 5, "isUsingOverage": True},
+            RateLimitInfo("allowed", using_overage=True, overage_status="rejected", overage_resets_at=NOW + 5),
+        ),
+    ],
+)
+def test_rate_limit_info_from_the_cli(raw, expected):
+    assert RateLimitInfo.from_cli(raw) == expected
+
+
+def test_the_parser_yields_the_reading_and_a_refusal_names_the_window():
+    parser = TurnParser()
+    events = parser.feed({"type": "rate_limit_event", "rate_limit_info": REJECTED})
+    assert events == [RateLimitInfo.from_cli(REJECTED)]
+    with pytest.raises(UpstreamError) as caught:
+        parser.feed(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": True,
+                "api_error_status": 429,
+                "result": "You've hit your 5-hour limit",
+            }
+        )
+    assert caught.value.status == 429
+    assert "5-hour limit" in caught.value.message
+
+
+@pytest.mark.parametrize("seconds_left, retry", [(1800, False), (30, True)])
+def test_a_refused_window_gives_retry_after_at_its_reset(seconds_left, retry):
+    info = RateLimitInfo.from_cli({**REJECTED, "resetsAt": NOW + seconds_left})
+    error = upstream_error(429, "You've hit your 5-hour limit", rate_limit=info, now=NOW)
+    assert isinstance(error, UpstreamError)
+    assert (error.status, error.retry_after, error.retry, error.code) == (
+        429,
+        seconds_left,
+        retry,
+        "subscription_limit_reached",
+    )
+    assert "5-hour" in error.message and "resets at" in error.message
+
+
+def test_a_429_without_a_rejected_window_keeps_the_plain_mapping():
+    error = upstream_error(429, "rate limited", rate_limit=RateLimitInfo.from_cli(ALLOWED), now=NOW)
+    assert error.retry_after == 30 and error.code is None
+
+
+def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
+    clock = [float(NOW)]
+    windows = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
+    assert windows.snapshot()["windows"] == {} and windows.describe() == []
+    windows.update(RateLimitInfo.from_cli(ALLOWED))
+    windows.update(RateLimitInfo.from_cli(REJECTED))
+    snapshot = windows.snapshot()
+    assert snapshot["status"] == "rejected" and snapshot["limiting"] == "five_hour"
+    five = snapshot["windows"]["five_hour"]
+    assert (five["percent"], five["status"], five["resets_in_seconds"]) == (100.0, "rejected", 1800)
+    assert snapshot["windows"]["seven_day"]["percent"] == 50.0
+    assert windows.rejection() == ("five_hour", NOW + 1800)
+
+    clock[0] += 120
+    reloaded = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
+    assert reloaded.snapshot()["windows"]["five_hour"]["utilization"] == 1
+    assert reloaded.snapshot()["age_seconds"] == 120
+    assert any(line.startswith("5-hour: 100% used (rejected), resets") for line in reloaded.describe())
+
+    clock[0] += 3600  # past the reset: the last reading stays, marked, and nothing is refused
+    assert reloaded.rejection() is None
+    assert reloaded.snapshot()["windows"]["five_hour"]["reset_passed"] is True
+    assert "passed; no newer reading" in reloaded.describe()[0]
+
+
+def test_an_unreadable_state_file_is_ignored(tmp_path):
+    (tmp_path / "windows.json").write_text("{not json")
+    assert SubscriptionWindows(tmp_path).snapshot()["windows"] == {}
