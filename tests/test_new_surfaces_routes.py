@@ -209,7 +209,11 @@ async def test_hosted_tools_are_left_out_but_forcing_one_is_a_400():
         ({**RESPONSES, "input": [{"type": "computer_call"}]}, "computer_call"),
         (
             {**RESPONSES, "input": [{"role": "user", "content": [{"type": "input_file", "file_data": "x"}]}]},
-            "documents",
+            "not valid base64",
+        ),
+        (
+            {**RESPONSES, "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
+            "no file store",
         ),
         ({**RESPONSES, "input": [{"role": "assistant", "content": "only me"}]}, "must end with a user"),
         ({**RESPONSES, "background": True}, "background"),
@@ -333,7 +337,7 @@ async def test_messages_errors_before_the_first_byte_are_anthropic_statuses(erro
     [
         ({k: v for k, v in MESSAGES.items() if k != "max_tokens"}, "max_tokens"),
         ({**MESSAGES, "messages": []}, "messages"),
-        ({**MESSAGES, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, "documents"),
+        ({**MESSAGES, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, "document sources"),
         (
             {**MESSAGES, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "pre"}]},
             "prefill",

@@ -110,14 +110,16 @@ def test_responses_tools_unfold_namespaces_and_leave_hosted_tools_out(tools, nam
     [
         (None, "auto"),
         ("auto", "auto"),
-        ("required", "auto"),
+        ("required", "required"),
         ("none", "none"),
-        ({"type": "function", "name": "f"}, "auto"),
+        ({"type": "function", "name": "f"}, "required"),
     ],
 )
 def test_responses_tool_choice(choice, expected):
     tools = [{"type": "function", "name": "f"}]
-    assert responses_turn(input="x", tools=tools, tool_choice=choice).turn.tool_choice == expected
+    turn = responses_turn(input="x", tools=tools, tool_choice=choice).turn
+    assert turn.tool_choice == expected
+    assert turn.forced_tool == ("f" if isinstance(choice, dict) else None)
 
 
 @pytest.mark.parametrize(

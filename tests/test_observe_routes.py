@@ -72,7 +72,9 @@ async def test_one_log_line_and_one_ledger_line_hold_the_tokens_the_client_got(t
 
 
 async def test_streams_are_recorded_with_their_tokens_and_in_band_failures(tmp_path, caplog):
-    calls = iter([[TextDelta("a"), TurnDone("end_turn", USAGE, "m", {}, how="held")], [TextDelta("a"), CliCrashed("boom")]])
+    calls = iter(
+        [[TextDelta("a"), TurnDone("end_turn", USAGE, "m", {}, how="held")], [TextDelta("a"), CliCrashed("boom")]]
+    )
     scripted = engine(tmp_path, script=lambda request: next(calls))
     caplog.set_level(logging.INFO, logger="claude_cli_bridge.requests")
     body = {"model": "haiku", "stream": True, "messages": [{"role": "user", "content": "x"}]}

@@ -104,7 +104,8 @@ class MessagesRequest(_Lenient):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: dict[str, Any] | None = None
-    """Accepted; the CLI decides thinking itself (nothing is mapped yet)."""
+    """``{"type": "enabled"|"adaptive"|"disabled"}``: disabled turns thinking off, the others
+    show it; ``budget_tokens`` is accepted without effect (the CLI sets no budget)."""
 
     metadata: dict[str, Any] | None = None
     temperature: float | None = None

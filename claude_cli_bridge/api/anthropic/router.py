@@ -52,20 +52,27 @@ async def messages(request: Request) -> Response:
     if settings.allow_image_urls:
         await _inline_image_urls(body, settings)
     turn = translate.from_messages_request(
-        body, max_image_bytes=settings.max_image_bytes, conversation_key=request.headers.get("x-conversation-id")
+        body,
+        max_image_bytes=settings.max_image_bytes,
+        max_document_bytes=settings.max_document_bytes,
+        conversation_key=request.headers.get("x-conversation-id"),
     )
+    show = translate.shows_thinking(body)
     engine = request.app.state.engine
     engine.resolve_model(turn.model)  # a 404 before any work
     events = engine.stream(turn)
     try:
         if body.stream:
             first, rest = await unless_disconnected(request, prime(events))
-            writer = translate.EventWriter(model=body.model)
+            writer = translate.EventWriter(model=body.model, show_thinking=show)
             return EventSourceResponse(_sse(writer, first, rest), ping=15, sep="\n")
         collected = await unless_disconnected(request, collect_turn(events))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(translate.to_message(collected, model=body.model, message_id=translate.new_message_id()))
+    message = translate.to_message(
+        collected, model=body.model, message_id=translate.new_message_id(), show_thinking=show
+    )
+    return JSONResponse(message)
 
 
 async def _sse(writer: translate.EventWriter, first: TurnEvent, rest: AsyncIterator[TurnEvent]):

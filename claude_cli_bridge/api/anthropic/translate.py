@@ -8,8 +8,15 @@ block ``content_block_start`` / ``content_block_delta`` (``text_delta``, ``input
 Every frame carries an ``event:`` name: the SDKs skip frames without one.
 
 The neutral blocks already are Anthropic's, so the translation is mostly checking: what the
-bridge cannot pass on faithfully (documents, server tools, a final assistant message to
-prefill) is refused with a 400 naming it.
+bridge cannot pass on faithfully (documents other than base64 PDFs and plain text, server
+tools, a final assistant message to prefill) is refused with a 400 naming it.
+
+Thinking: ``thinking`` ``{"type": "disabled"}`` turns the model's thinking off;
+``enabled``/``adaptive`` shows it as ``thinking`` blocks (``thinking_delta`` when streaming),
+as the API does. ``budget_tokens`` cannot be passed on (the CLI sets no budget: it asks for
+adaptive thinking and an effort), so it is accepted and ``output_config.effort`` chooses the
+effort. The blocks carry an empty ``signature``: the upstream's signature stays in the bridge,
+which puts the thinking back itself when a tool loop goes on (``thinking_memory``).
 """
 
 from __future__ import annotations
@@ -20,10 +27,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.documents import PDF, TEXT, decode_base64, is_pdf
 from ...core.images import image_from_base64
-from ...core.messages import Block, Message, TextBlock, ToolResultBlock, ToolUseBlock, canonical_json, merge_consecutive
-from ...core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
-from ...errors import BridgeError, CliCrashed, InvalidRequest
+from ...core.messages import (
+    Block,
+    DocumentBlock,
+    Message,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    canonical_json,
+    merge_consecutive,
+)
+from ...core.turn import (
+    EFFORT_LEVELS,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolSpec,
+    TurnDone,
+    TurnEvent,
+    TurnRequest,
+    Usage,
+)
+from ...errors import BridgeError, CliCrashed, InvalidRequest, RequestTooLarge
 from . import protocol as p
 from .errors import error_body
 
@@ -32,19 +59,23 @@ Frame = tuple[str, dict[str, Any]]  # (SSE event name, data)
 # Blocks of the model's own reasoning in an earlier answer. The API ignores them in earlier
 # turns (outside a tool-use loop), and the bridge never returned any: dropped, not refused.
 DROPPED_HISTORY_BLOCKS = ("thinking", "redacted_thinking")
-DOCUMENTS_NOT_SUPPORTED = "documents are not supported yet"
 
 
 # -- requests ----------------------------------------------------------------------------
 def from_messages_request(
-    request: p.MessagesRequest, *, max_image_bytes: int, conversation_key: str | None = None
+    request: p.MessagesRequest,
+    *,
+    max_image_bytes: int,
+    conversation_key: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> TurnRequest:
     """The neutral request: ``system`` becomes the system prompt (text blocks joined by a
     blank line), blocks map one to one, consecutive same-role turns are merged."""
     messages: list[Message] = []
+    limits = (max_image_bytes, max_document_bytes or max_image_bytes)
     for index, message in enumerate(request.messages):
         where = f"messages[{index}]"
-        blocks = _blocks(message, where, max_image_bytes)
+        blocks = _blocks(message, where, limits)
         if blocks:
             messages.append(Message(message.role, blocks))
     messages = merge_consecutive(messages)
@@ -58,6 +89,8 @@ def from_messages_request(
         )
     tools = tuple(_tool_spec(tool, n) for n, tool in enumerate(request.tools or []))
     _check_tool_choice(request.tool_choice, tools)
+    choice = request.tool_choice
+    forced = choice is not None and choice.type in ("any", "tool")
     return TurnRequest(
         model=request.model,
         messages=messages,
@@ -66,9 +99,39 @@ def from_messages_request(
         stop=tuple(stop for stop in request.stop_sequences or [] if stop),
         json_schema=_json_schema(request),
         tools=tools,
-        tool_choice="none" if request.tool_choice is not None and request.tool_choice.type == "none" else "auto",
+        tool_choice="none" if choice is not None and choice.type == "none" else ("required" if forced else "auto"),
+        forced_tool=choice.name if choice is not None and choice.type == "tool" else None,
+        parallel_tool_calls=not (choice is not None and choice.disable_parallel_tool_use),
         conversation_key=conversation_key,
+        effort=_effort(request.output_config),
+        thinking=False if thinking_mode(request) == "disabled" else None,
     )
+
+
+def thinking_mode(request: p.MessagesRequest) -> str | None:
+    """``disabled``, ``enabled`` (or ``adaptive``: shown like ``enabled``), or None (absent)."""
+    if request.thinking is None:
+        return None
+    kind = request.thinking.get("type")
+    if kind not in ("enabled", "disabled", "adaptive"):
+        raise InvalidRequest('thinking.type must be "enabled", "adaptive" or "disabled".', param="thinking.type")
+    return str(kind)
+
+
+def shows_thinking(request: p.MessagesRequest) -> bool:
+    return thinking_mode(request) in ("enabled", "adaptive")
+
+
+def _effort(output_config: dict[str, Any] | None) -> str | None:
+    effort = (output_config or {}).get("effort")
+    if effort is None:
+        return None
+    if effort not in EFFORT_LEVELS:
+        raise InvalidRequest(
+            f"output_config.effort must be one of {', '.join(EFFORT_LEVELS)} (got {effort!r}).",
+            param="output_config.effort",
+        )
+    return str(effort)
 
 
 def _system(system: str | list[p.SystemBlock] | None) -> str | None:
@@ -82,7 +145,8 @@ def _system(system: str | list[p.SystemBlock] | None) -> str | None:
     return "\n\n".join(text for text in texts if text) or None
 
 
-def _blocks(message: p.MessageParam, where: str, max_image_bytes: int) -> tuple[Block, ...]:
+def _blocks(message: p.MessageParam, where: str, limits: tuple[int, int]) -> tuple[Block, ...]:
+    max_image_bytes, max_document_bytes = limits
     if isinstance(message.content, str):
         return (TextBlock(message.content),) if message.content else ()
     blocks: list[Block] = []
@@ -103,6 +167,8 @@ def _blocks(message: p.MessageParam, where: str, max_image_bytes: int) -> tuple[
             blocks.append(_tool_result(block, block_where, max_image_bytes))
         elif message.role == "assistant" and block.type in DROPPED_HISTORY_BLOCKS:
             continue
+        elif block.type == "document" and message.role == "user":
+            blocks.append(_document(block, block_where, max_document_bytes))
         else:
             raise _unsupported(block, block_where)
     return tuple(blocks)
@@ -111,10 +177,32 @@ def _blocks(message: p.MessageParam, where: str, max_image_bytes: int) -> tuple[
 def _unsupported(block: p.OtherBlock, where: str) -> InvalidRequest:
     if block.type in ("text", "image", "tool_use", "tool_result"):
         return InvalidRequest(f"{where}: malformed {block.type} block.", param=where)
-    if block.type == "document":
-        return InvalidRequest(f"{where}: {DOCUMENTS_NOT_SUPPORTED}.", param=where)
     return InvalidRequest(
         f"{where}: content block type '{block.type}' is not supported; use text, image, tool_use or tool_result.",
+        param=where,
+    )
+
+
+def _document(block: p.OtherBlock, where: str, max_bytes: int) -> DocumentBlock:
+    """A base64 PDF or a plain-text document, byte for byte; anything else is a 400 naming it."""
+    source = getattr(block, "source", None)
+    source = source if isinstance(source, dict) else {}
+    title = getattr(block, "title", None)
+    title = title if isinstance(title, str) and title else None
+    kind, media_type, data = source.get("type"), source.get("media_type"), source.get("data")
+    if kind == "base64" and media_type == PDF and isinstance(data, str):
+        if not is_pdf(decode_base64(data, max_bytes, where, "document")):
+            raise InvalidRequest(f"{where}: the document is not a PDF.", param=where)
+        return DocumentBlock(PDF, "".join(data.split()), title)
+    if kind == "text" and media_type in (None, TEXT) and isinstance(data, str):
+        if len(data.encode("utf-8")) > max_bytes:
+            raise RequestTooLarge(f"{where}: the document is larger than the {max_bytes} byte limit.", param=where)
+        if not data.strip():
+            raise InvalidRequest(f"{where}: the document is empty.", param=where)
+        return DocumentBlock(TEXT, data, title)
+    raise InvalidRequest(
+        f"{where}: document sources other than base64 PDF and plain text ({kind!r}, {media_type!r}) are not "
+        "supported: there is no file store, and URLs are not fetched.",
         param=where,
     )
 
@@ -201,12 +289,22 @@ def usage_dict(usage: Usage) -> dict[str, int]:
     }
 
 
-def to_message(events: Iterable[TurnEvent], *, model: str, message_id: str) -> dict[str, Any]:
-    """The non-streaming message: text and tool_use blocks in the order they came."""
+def to_message(
+    events: Iterable[TurnEvent], *, model: str, message_id: str, show_thinking: bool = False
+) -> dict[str, Any]:
+    """The non-streaming message: thinking (when asked for), text and tool_use blocks in the
+    order they came."""
     content: list[dict[str, Any]] = []
     done: TurnDone | None = None
     for event in events:
-        if isinstance(event, TextDelta):
+        if isinstance(event, ThinkingDelta):
+            if not show_thinking or not event.text:
+                continue
+            if content and content[-1]["type"] == "thinking":
+                content[-1]["thinking"] += event.text
+            else:
+                content.append({"type": "thinking", "thinking": event.text, "signature": ""})
+        elif isinstance(event, TextDelta):
             if content and content[-1]["type"] == "text":
                 content[-1]["text"] += event.text
             elif event.text:
@@ -215,7 +313,6 @@ def to_message(events: Iterable[TurnEvent], *, model: str, message_id: str) -> d
             content.append({"type": "tool_use", "id": event.id, "name": event.name, "input": event.arguments})
         elif isinstance(event, TurnDone):
             done = event
-        # (A thinking event, once the engine has one, becomes a {"type": "thinking"} block here.)
     if done is None:
         raise CliCrashed("The Claude CLI ended the turn without a result.")
     return {
@@ -240,6 +337,7 @@ class EventWriter:
     """
 
     model: str
+    show_thinking: bool = False
     message_id: str = field(default_factory=new_message_id)
     finished: bool = False
     _started: bool = False
@@ -288,8 +386,15 @@ class EventWriter:
             frames.append(
                 ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
             )
-        # (A thinking event, once the engine has one: open a {"type": "thinking", "thinking": ""}
-        # block and send "thinking_delta" deltas, as for text above.)
+        elif isinstance(event, ThinkingDelta):
+            if not self.show_thinking or not event.text:
+                return frames
+            if self._open != "thinking":
+                frames += self._open_block({"type": "thinking", "thinking": "", "signature": ""})
+            delta = {"type": "thinking_delta", "thinking": event.text}
+            frames.append(
+                ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
+            )
         elif isinstance(event, ToolCall):
             frames += self._open_block({"type": "tool_use", "id": event.id, "name": event.name, "input": {}})
             delta = {"type": "input_json_delta", "partial_json": json.dumps(event.arguments, ensure_ascii=False)}

@@ -33,10 +33,12 @@ class TextConfig(_Lenient):
 
 class Reasoning(_Lenient):
     effort: str | None = None
-    """Accepted; the CLI decides its effort itself (nothing is mapped yet)."""
+    """``none`` turns thinking off; ``minimal``/``low``... map to the CLI's ``--effort`` as for
+    chat completions (``core.reasoning``)."""
 
     summary: str | None = None
-    """Accepted (``auto``, ``concise``, ``detailed``); no reasoning items are returned yet."""
+    """Set (``auto``, ``concise``, ``detailed``): the model's thinking comes back as a
+    ``reasoning`` output item with its text as the summary."""
 
 
 InputItem = dict[str, Any]

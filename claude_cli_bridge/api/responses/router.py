@@ -82,6 +82,7 @@ async def create_response(request: Request) -> Response:
         previous=previous,
         default_model=settings.default_model,
         max_image_bytes=settings.max_image_bytes,
+        max_document_bytes=settings.max_document_bytes,
         conversation_key=request.headers.get("x-conversation-id"),
     )
     if translated.dropped_tools:
@@ -89,7 +90,11 @@ async def create_response(request: Request) -> Response:
     turn = translated.turn
     engine = request.app.state.engine
     engine.resolve_model(turn.model)  # a 404 before any work
-    stream_writer = writer.ResponseWriter(echo=writer.echo_fields(body, turn.model), namespaces=translated.namespaces)
+    stream_writer = writer.ResponseWriter(
+        echo=writer.echo_fields(body, turn.model),
+        namespaces=translated.namespaces,
+        show_reasoning=translated.show_reasoning,
+    )
 
     def remember() -> None:
         if body.store is False or stream_writer.final is None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...core import safe_json
+from ...core import reasoning, safe_json
+from ...core.documents import document_from_file_data
 from ...core.images import image_from_data_url
 from ...core.messages import (
     Block,
@@ -31,7 +32,6 @@ from ...core.turn import ToolSpec, TurnRequest
 from ...errors import InvalidRequest
 from .protocol import ResponsesRequest
 
-DOCUMENTS_NOT_SUPPORTED = "documents are not supported yet"
 # Input items of the model's own reasoning: the bridge never returned any, and earlier reasoning
 # is not needed to continue a conversation (the real API drops it too, outside tool loops).
 DROPPED_ITEMS = ("reasoning",)
@@ -45,6 +45,7 @@ class Translated:
     namespaces: dict[str, str]  # tool name -> namespace group it came in
     system_inputs: tuple[str, ...]  # system/developer input texts, carried by previous_response_id
     dropped_tools: tuple[str, ...]  # hosted tools offered by the caller and not given to the model
+    show_reasoning: bool = False  # reasoning.summary was asked for: the thinking is a reasoning item
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def from_responses_request(
     default_model: str,
     max_image_bytes: int,
     conversation_key: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> Translated:
     """The neutral request. ``instructions`` and system/developer input messages make the
     system prompt (stored ones of earlier responses first); a stored conversation comes before
@@ -73,7 +75,7 @@ def from_responses_request(
         items = [{"role": "user", "content": request.input}]
     else:
         items = request.input
-    system_inputs, messages = from_input_items(items, max_image_bytes)
+    system_inputs, messages = from_input_items(items, max_image_bytes, max_document_bytes or max_image_bytes)
     earlier = previous.system_inputs if previous else ()
     history = list(previous.messages) if previous else []
     merged = [m for m in merge_consecutive(history + messages) if m.content]
@@ -83,8 +85,10 @@ def from_responses_request(
             param="input",
         )
     tools, namespaces, dropped = tool_specs(request.tools or [])
-    tool_choice = check_tool_choice(request.tool_choice, tools)
+    tool_choice, forced = check_tool_choice(request.tool_choice, tools)
     system = "\n\n".join(part for part in (request.instructions or "", *earlier, *system_inputs) if part)
+    asked = request.reasoning
+    think = reasoning.from_openai(asked.effort if asked else None)
     turn = TurnRequest(
         model=request.model or default_model,
         messages=merged,
@@ -93,9 +97,14 @@ def from_responses_request(
         json_schema=_json_schema(request),
         tools=tools,
         tool_choice=tool_choice,
+        forced_tool=forced,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
         conversation_key=conversation_key,
+        effort=think.effort,
+        thinking=think.thinking,
     )
-    return Translated(turn, namespaces, (*earlier, *system_inputs), dropped)
+    show = asked is not None and asked.summary is not None and think.thinking is not False
+    return Translated(turn, namespaces, (*earlier, *system_inputs), dropped, show_reasoning=show)
 
 
 def _refuse_unsupported(request: ResponsesRequest) -> None:
@@ -114,7 +123,9 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
         raise InvalidRequest("prompt templates are not supported; send instructions and input.", param="prompt")
 
 
-def from_input_items(items: list[dict[str, Any]], max_image_bytes: int) -> tuple[tuple[str, ...], list[Message]]:
+def from_input_items(
+    items: list[dict[str, Any]], max_image_bytes: int, max_document_bytes: int | None = None
+) -> tuple[tuple[str, ...], list[Message]]:
     """System/developer texts and the conversation messages of a list of input items."""
     system: list[str] = []
     messages: list[Message] = []
@@ -128,7 +139,8 @@ def from_input_items(items: list[dict[str, Any]], max_image_bytes: int) -> tuple
             if role in ("system", "developer"):
                 system.append(_plain_text(item.get("content"), where))
             elif role in ("user", "assistant"):
-                messages.append(Message(role, _content(item.get("content"), role, where, max_image_bytes)))
+                limits = (max_image_bytes, max_document_bytes or max_image_bytes)
+                messages.append(Message(role, _content(item.get("content"), role, where, limits)))
             else:
                 raise InvalidRequest(
                     f"{where}: role {role!r} is not one of user, assistant, system, developer.", param=f"{where}.role"
@@ -171,7 +183,8 @@ def _text_of(part: dict[str, Any], where: str) -> str:
     return text
 
 
-def _content(content: Any, role: str, where: str, max_image_bytes: int) -> tuple[Block, ...]:
+def _content(content: Any, role: str, where: str, limits: tuple[int, int]) -> tuple[Block, ...]:
+    max_image_bytes, max_document_bytes = limits
     if content is None or isinstance(content, str):
         return (TextBlock(content),) if content else ()
     if not isinstance(content, list):
@@ -190,8 +203,8 @@ def _content(content: Any, role: str, where: str, max_image_bytes: int) -> tuple
                 blocks.append(TextBlock(refusal))
         elif kind == "input_image" and role == "user":
             blocks.append(_image(part, part_where, max_image_bytes))
-        elif kind == "input_file":
-            raise InvalidRequest(f"{part_where}: {DOCUMENTS_NOT_SUPPORTED}.", param=part_where)
+        elif kind == "input_file" and role == "user":
+            blocks.append(_file(part, part_where, max_document_bytes))
         else:
             raise InvalidRequest(
                 f"{part_where}: content part type {kind!r} is not supported in a {role} message; use input_text "
@@ -199,6 +212,21 @@ def _content(content: Any, role: str, where: str, max_image_bytes: int) -> tuple
                 param=part_where,
             )
     return tuple(blocks)
+
+
+def _file(part: dict[str, Any], where: str, max_bytes: int) -> Block:
+    """``input_file`` with ``file_data`` (a data URL or base64): a PDF or text document."""
+    data = part.get("file_data")
+    if not isinstance(data, str) or not data:
+        if part.get("file_id") or part.get("file_url"):
+            raise InvalidRequest(
+                f"{where}: file ids and file URLs are not supported (there is no file store); send the file "
+                "as file_data.",
+                param=where,
+            )
+        raise InvalidRequest(f"{where}: input_file needs file_data.", param=where)
+    filename = part.get("filename")
+    return document_from_file_data(data, filename if isinstance(filename, str) else None, max_bytes, where)
 
 
 def _image(part: dict[str, Any], where: str, max_image_bytes: int) -> ImageBlock:
@@ -232,7 +260,7 @@ def _function_call_output(item: dict[str, Any], where: str, max_image_bytes: int
     if isinstance(output, str) or output is None:
         content = (TextBlock(output),) if output else ()
     else:
-        content = _content(output, "user", f"{where}.output", max_image_bytes)
+        content = _content(output, "user", f"{where}.output", (max_image_bytes, max_image_bytes))
     return ToolResultBlock(call_id, content)  # type: ignore[arg-type]
 
 
@@ -283,13 +311,16 @@ def _custom_tool(tool: Any, where: str) -> InvalidRequest:
     )
 
 
-def check_tool_choice(choice: str | dict[str, Any] | None, tools: tuple[ToolSpec, ...]) -> Literal["auto", "none"]:
-    """``"none"`` hides the tools; ``auto``, ``required`` and a named function are accepted
-    (the model is not forced, as for chat completions). Forcing a hosted tool is a 400."""
-    if choice is None or choice in ("auto", "required"):
-        return "auto"
-    if choice == "none":
-        return "none"
+def check_tool_choice(
+    choice: str | dict[str, Any] | None, tools: tuple[ToolSpec, ...]
+) -> tuple[Literal["auto", "none", "required"], str | None]:
+    """The neutral tool choice and the forced tool's name: ``"none"`` hides the tools;
+    ``required`` and a named function force a call, as for chat completions. Forcing a hosted
+    tool is a 400."""
+    if choice is None or choice == "auto":
+        return "auto", None
+    if choice in ("none", "required"):
+        return choice, None  # type: ignore[return-value]
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "function":
@@ -298,7 +329,7 @@ def check_tool_choice(choice: str | dict[str, Any] | None, tools: tuple[ToolSpec
                 raise InvalidRequest(
                     f"tool_choice names function {name!r}, which is not in tools.", param="tool_choice"
                 )
-            return "auto"
+            return "required", str(name)
         if kind == "allowed_tools":
             raise InvalidRequest(
                 "tool_choice allowed_tools is not supported; send only the allowed tools.", param="tool_choice"

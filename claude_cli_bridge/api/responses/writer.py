@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.messages import Block, Message, TextBlock, ToolUseBlock, canonical_json
-from ...core.turn import TextDelta, ToolCall, TurnDone, TurnEvent, Usage
+from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
 from ...errors import BridgeError
 from .protocol import ResponsesRequest
 
@@ -88,6 +88,7 @@ class ResponseWriter:
 
     echo: dict[str, Any]
     namespaces: dict[str, str] = field(default_factory=dict)
+    show_reasoning: bool = False  # the thinking as a reasoning item (reasoning.summary was set)
     response_id: str = field(default_factory=new_response_id)
     created_at: int = field(default_factory=lambda: int(time.time()))
     finished: bool = False
@@ -98,6 +99,7 @@ class ResponseWriter:
     _sequence: int = 0
     _started: bool = False
     _message: dict[str, Any] | None = None  # the open message item
+    _reasoning: dict[str, Any] | None = None  # the open reasoning item
 
     def _event(self, kind: str, **data: Any) -> Frame:
         frame = (kind, {"type": kind, "sequence_number": self._sequence, **data})
@@ -174,8 +176,73 @@ class ResponseWriter:
             self._event("response.output_item.done", output_index=index, item=_copy(item)),
         ]
 
+    def _open_reasoning(self) -> list[Frame]:
+        item = {"type": "reasoning", "id": "rs_" + uuid.uuid4().hex, "summary": []}
+        self.output.append(item)
+        self._reasoning = item
+        index = len(self.output) - 1
+        part = {"type": "summary_text", "text": ""}
+        return [
+            self._event("response.output_item.added", output_index=index, item=_copy(item)),
+            self._event(
+                "response.reasoning_summary_part.added",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part=part,
+            ),
+        ]
+
+    def _close_reasoning(self, announce: bool = True) -> list[Frame]:
+        item, self._reasoning = self._reasoning, None
+        if item is None:
+            return []
+        index = self.output.index(item)
+        text = item.pop("_text", "")
+        part = {"type": "summary_text", "text": text}
+        item["summary"] = [part]
+        if not announce:
+            return []
+        return [
+            self._event(
+                "response.reasoning_summary_text.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                text=text,
+            ),
+            self._event(
+                "response.reasoning_summary_part.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part=part,
+            ),
+            self._event("response.output_item.done", output_index=index, item=_copy(item)),
+        ]
+
     def on_event(self, event: TurnEvent) -> list[Frame]:
         frames = self._start()
+        if isinstance(event, ThinkingDelta):
+            if not self.show_reasoning or not event.text:
+                return frames
+            if self._reasoning is None:
+                frames += self._close_message()
+                frames += self._open_reasoning()
+            item = self._reasoning
+            assert item is not None
+            item["_text"] = item.get("_text", "") + event.text
+            frames.append(
+                self._event(
+                    "response.reasoning_summary_text.delta",
+                    item_id=item["id"],
+                    output_index=self.output.index(item),
+                    summary_index=0,
+                    delta=event.text,
+                )
+            )
+            return frames
+        frames += self._close_reasoning()
         if isinstance(event, TextDelta):
             if not event.text:
                 return frames
@@ -195,9 +262,6 @@ class ResponseWriter:
                     logprobs=[],
                 )
             )
-        # (A thinking event, once the engine has one: close any open message, then add a
-        # {"type": "reasoning", "summary": [...]} item with response.reasoning_summary_part.added /
-        # response.reasoning_summary_text.delta events, like the message item above.)
         elif isinstance(event, ToolCall):
             frames += self._close_message()
             frames += self._function_call(event)
@@ -251,6 +315,7 @@ class ResponseWriter:
 
     def on_error(self, error: BridgeError) -> list[Frame]:
         """After the first byte: ``response.failed`` (with the output so far), then ``error``."""
+        self._close_reasoning(announce=False)
         self._close_message("incomplete", announce=False)
         code = error.code or error.kind
         failed = self.response("failed", error={"code": code, "message": error.message})
