@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .cli.client_tools import split_continuation
+from .cli.client_tools import split_continuation, upstream_tool_choice
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
 from .cli.profile import Profile
@@ -26,7 +26,7 @@ from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
 from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
-from .core.tools import check_history_calls, check_object_schema, check_tool_specs
+from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
@@ -238,42 +238,6 @@ class BridgeEngine:
                         yield event
             finally:
                 await turn.aclose()
-
-
-def check_tool_choice(request: TurnRequest) -> None:
-    """A forced tool choice needs the tool among the request's tools, and cannot be combined
-    with structured output (which the CLI answers through a tool of its own)."""
-    if request.tool_choice != "required":
-        return
-    if not request.tools:
-        raise InvalidRequest('tool_choice "required" (or a named tool) needs tools.', param="tool_choice")
-    if request.forced_tool is not None and request.forced_tool not in {tool.name for tool in request.tools}:
-        raise InvalidRequest(
-            f"tool_choice names {request.forced_tool!r}, which is not among the request's tools.", param="tool_choice"
-        )
-    if request.json_schema is not None:
-        raise InvalidRequest(
-            "A forced tool choice cannot be combined with a JSON response format: the CLI answers those "
-            "through a tool of its own.",
-            param="tool_choice",
-        )
-
-
-def upstream_tool_choice(request: TurnRequest, cli_names: Mapping[str, str]) -> dict[str, Any] | None:
-    """The Anthropic ``tool_choice`` a request needs, or None for the CLI's own (auto).
-
-    "required" is ``any`` (or ``tool`` naming the CLI's name of the forced tool);
-    ``parallel_tool_calls`` False adds ``disable_parallel_tool_use``.
-    """
-    if request.tool_choice == "none" or not request.tools:
-        return None
-    choice: dict[str, Any] | None = None
-    if request.tool_choice == "required":
-        forced = request.forced_tool
-        choice = {"type": "tool", "name": cli_names[forced]} if forced is not None else {"type": "any"}
-    if not request.parallel_tool_calls:
-        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
-    return choice
 
 
 def ends_with_tool_results(messages: list[Message]) -> bool:

@@ -13,6 +13,7 @@ from claude_cli_bridge.api.ollama import translate as ollama
 from claude_cli_bridge.api.ollama.protocol import ChatRequest
 from claude_cli_bridge.api.openai import translate
 from claude_cli_bridge.api.openai.protocol import ChatCompletionRequest
+from claude_cli_bridge.cli.client_tools import upstream_tool_choice
 from claude_cli_bridge.cli.launch import LaunchFiles, build_argv
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.cli.wire import TurnParser
@@ -21,7 +22,6 @@ from claude_cli_bridge.core.documents import document_from_file_data, pdf_from_b
 from claude_cli_bridge.core.messages import DocumentBlock, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnRequest, Usage
-from claude_cli_bridge.engine import upstream_tool_choice
 from claude_cli_bridge.errors import InvalidRequest, ModelNotFound, RequestTooLarge, UpstreamError
 from claude_cli_bridge.settings import Settings, parse_model_aliases
 from claude_cli_bridge.token_ids import decode, encoding_for, load_cl100k

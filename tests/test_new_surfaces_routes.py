@@ -337,7 +337,10 @@ async def test_messages_errors_before_the_first_byte_are_anthropic_statuses(erro
     [
         ({k: v for k, v in MESSAGES.items() if k != "max_tokens"}, "max_tokens"),
         ({**MESSAGES, "messages": []}, "messages"),
-        ({**MESSAGES, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, "document sources"),
+        (
+            {**MESSAGES, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+            "document sources",
+        ),
         (
             {**MESSAGES, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "pre"}]},
             "prefill",

@@ -9,7 +9,6 @@ import json
 import anthropic
 import openai
 import pytest
-
 from fake_upstream import Reply
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
@@ -74,7 +73,10 @@ def test_anthropic_documents_reach_the_upstream_byte_for_byte(claude, fake):
             {
                 "role": "user",
                 "content": [
-                    {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}},
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+                    },
                     {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain notes"}},
                     {"type": "text", "text": "Summarize both."},
                 ],
@@ -89,7 +91,9 @@ def test_anthropic_documents_reach_the_upstream_byte_for_byte(claude, fake):
         claude.messages.create(
             model="sonnet",
             max_tokens=64,
-            messages=[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x"}}]}],
+            messages=[
+                {"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x"}}]}
+            ],
         )
 
 
@@ -109,9 +113,7 @@ def test_anthropic_forced_tool_choice_reaches_the_upstream(claude, fake):
 
 def test_responses_reasoning_summary_is_a_reasoning_item(client, fake):
     fake.enqueue(THINKING)
-    response = client.responses.create(
-        model="sonnet", input="Why?", reasoning={"effort": "high", "summary": "auto"}
-    )
+    response = client.responses.create(model="sonnet", input="Why?", reasoning={"effort": "high", "summary": "auto"})
     kinds = [item.type for item in response.output]
     assert kinds == ["reasoning", "message"]
     assert response.output[0].summary[0].text == "Let me think."

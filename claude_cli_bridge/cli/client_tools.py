@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.messages import DocumentBlock, ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from ..core.turn import TurnRequest
 
 SERVER = "client"
 PREFIX = f"mcp__{SERVER}__"
@@ -200,3 +201,21 @@ def _mcp_result(block: ToolResultBlock) -> dict[str, Any]:
         elif isinstance(part, ImageBlock):
             content.append({"type": "image", "data": part.data, "mimeType": part.media_type})
     return {"content": content or [{"type": "text", "text": ""}], "isError": block.is_error}
+
+
+def upstream_tool_choice(request: TurnRequest, cli_names: Mapping[str, str]) -> dict[str, Any] | None:
+    """The upstream ``tool_choice`` a request needs, or None for the CLI's own (auto). The CLI
+    has no flag for it: the launch passes it in ``CLAUDE_CODE_EXTRA_BODY`` (cli.profile).
+
+    "required" is ``any`` (or ``tool`` naming the CLI's name of the forced tool);
+    ``parallel_tool_calls`` False adds ``disable_parallel_tool_use``.
+    """
+    if request.tool_choice == "none" or not request.tools:
+        return None
+    choice: dict[str, Any] | None = None
+    if request.tool_choice == "required":
+        forced = request.forced_tool
+        choice = {"type": "tool", "name": cli_names[forced]} if forced is not None else {"type": "any"}
+    if not request.parallel_tool_calls:
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return choice

@@ -17,7 +17,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..errors import InvalidRequest
 from .messages import Message, ToolUseBlock
-from .turn import ToolSpec
+from .turn import ToolSpec, TurnRequest
 
 MAX_NAME_LENGTH = 256
 
@@ -70,3 +70,22 @@ def check_history_calls(messages: Iterable[Message], tools: Iterable[ToolSpec]) 
                     f"(message {number} after merging consecutive turns); send its definition in 'tools'.",
                     param="tools",
                 )
+
+
+def check_tool_choice(request: TurnRequest) -> None:
+    """A forced tool choice needs the tool among the request's tools, and cannot be combined
+    with structured output (which the CLI answers through a tool of its own)."""
+    if request.tool_choice != "required":
+        return
+    if not request.tools:
+        raise InvalidRequest('tool_choice "required" (or a named tool) needs tools.', param="tool_choice")
+    if request.forced_tool is not None and request.forced_tool not in {tool.name for tool in request.tools}:
+        raise InvalidRequest(
+            f"tool_choice names {request.forced_tool!r}, which is not among the request's tools.", param="tool_choice"
+        )
+    if request.json_schema is not None:
+        raise InvalidRequest(
+            "A forced tool choice cannot be combined with a JSON response format: the CLI answers those "
+            "through a tool of its own.",
+            param="tool_choice",
+        )
