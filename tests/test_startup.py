@@ -104,7 +104,7 @@ def test_a_port_in_use_is_one_line_naming_the_port_and_the_setting(tmp_path):
 
 
 def test_the_banner_names_both_urls_the_key_and_client_settings(bridge):
-    text = bridge.log()
+    text = bridge.log_path.read_text(errors="replace")  # from the start: the banner comes first
     assert f"OpenAI API   http://127.0.0.1:{bridge.port}/v1" in text
     assert f"Ollama API   http://127.0.0.1:{bridge.ollama_port}" in text
     assert "API key      not required" in text

@@ -274,11 +274,12 @@ class CliProcess:
                     if isinstance(event, ToolCall):
                         tool_calls.append(event)
                     elif isinstance(event, TurnDone) and parser.cut_short:
-                        # The CLI would go on by itself (its max_tokens recovery asks the
-                        # upstream again, spending quota): stop it now, not when the lease ends.
+                        # The CLI would go on by itself: its max_tokens recovery asks the
+                        # upstream again at once, spending quota, and an interrupt can arrive
+                        # after that request left. The process is done for: kill it now.
                         self.spoiled = True
-                        with contextlib.suppress(Exception):
-                            await self._write(interrupt_line(f"interrupt-{next(self._request_ids)}"))
+                        self._turn_open = False
+                        _kill_group(self.pid)
                     elif isinstance(event, TurnDone):
                         completed = True
                         self._ended_in_tool_call = bool(tool_calls)
