@@ -26,12 +26,15 @@ Measures, each as a comparison within the run (medians of repeated runs):
 4. Memory: RSS and USS of idle CLI processes (spares, held conversations) and of the server.
 5. Bursts of 8 new conversations at once, on a server with room for the spares demand asks
    for: the first burst (cold, it teaches the demand), then settled bursts; p95 TTFT against a
-   single new conversation, and the memory of the spares. Once with the pool's own cap of
-   spares a profile (4), once with the cap raised to 8 by bench/bridge_with_limits.py (there
-   is no setting for it). Target: p95 TTFT <= 2x a single new conversation.
+   single new conversation, the batch's CPU bound, and the memory of the spares. For the pool
+   as it is (at most 4 spares a profile, no setting) and, through bench/bridge_with_limits.py,
+   for 8 spares a profile, and 8 spares whose replacements wait until no turn runs.
+   Target: p95 TTFT <= 2x a single new conversation.
 6. Open WebUI task bursts: after each answer of a chat, its three background tasks (title with
    num_predict 1000, tags, follow-ups) at once, non-streaming, on the task model, with the
-   default settings: which were served by spares. Target: all, from the second answer on.
+   default settings: which were served by spares. For the pool as it is and, through
+   bench/bridge_with_limits.py, with spares allowed to retire the oldest idle conversation.
+   Target: all, from the second answer on.
 7. New conversations one after another with the default settings: spare or cold.
 
 Sections 1-4 share one server (MAX_PROCESSES=10, MAX_CONVERSATIONS=8); 5, 6 and 7 start their
@@ -100,7 +103,20 @@ LONG_CHUNKS = 3000
 LONG = marker(LONG_CHUNKS, 0)
 BURST = 8
 BURST_MAX_PROCESSES = 20  # a burst of 8, its replacements and every spare the demand asks for
-RAISED_CAP = 8
+# Pool variations measured beside the pool as it is (bench/bridge_with_limits.py).
+BURST_VARIANTS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("cap4", "the pool as it is (at most 4 spares a profile)", {}),
+    ("cap8", "8 spares a profile", {"BENCH_MAX_SPARES_PER_PROFILE": "8"}),
+    (
+        "cap8_deferred",
+        "8 spares a profile, replacements launched once no turn runs",
+        {"BENCH_MAX_SPARES_PER_PROFILE": "8", "BENCH_DEFER_SPARES": "1"},
+    ),
+)
+WEBUI_VARIANTS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("pool", "the pool as it is", {}),
+    ("evict", "a spare short of its target may retire the oldest idle conversation", {"BENCH_SPARES_EVICT": "1"}),
+)
 
 # Open WebUI's task requests after an answer (backend/open_webui/routers/tasks.py): the title
 # task carries max_tokens 1000 (num_predict for an Ollama model), tags and follow-ups nothing.
@@ -257,18 +273,21 @@ class Bench:
         self.launcher = direct_launcher(self.cli, self.server.env, self.server.home / "direct-state")
         self.client = httpx.Client(timeout=180)
 
-    def start_server(self, spares_cap: int | None = None, **settings: str) -> None:
+    def start_server(self, variation: dict[str, str] | None = None, **settings: str) -> None:
+        """A new server with ``settings``; ``variation``: bench/bridge_with_limits.py's variables."""
         if self.server is not None:
             self.server.stop()
         env = {TAG_VAR: self.tag, "LOG_LEVEL": "warning", **settings}
-        if spares_cap is not None:
-            self.server = LimitsServer(self.fake.base_url, BENCH_MAX_SPARES_PER_PROFILE=str(spares_cap), **env)
+        if variation:
+            self.server = LimitsServer(self.fake.base_url, **variation, **env)
         else:
             self.server = BridgeServer(self.fake.base_url, **env)
         self.servers.append(self.server)
         self.server.start()
-        cap = f", spares a profile capped at {spares_cap}" if spares_cap is not None else ""
-        log(f"server pid {self.server.proc.pid} at {self.server.openai_url} ({settings or 'default settings'}{cap})")
+        log(
+            f"server pid {self.server.proc.pid} at {self.server.openai_url} ({settings or 'default settings'}"
+            f"{', pool variation ' + str(variation) if variation else ''})"
+        )
 
     def stop(self) -> None:
         for direct in list(self.direct):
@@ -728,12 +747,10 @@ class Bench:
         held = set(sorted(cpu, key=cpu.get, reverse=True)[: status["held"]])
         return [m for m in (memory(pid) for pid in status["pids"] if pid not in held) if m]
 
-    def bench_bursts(self, spares_cap: int | None) -> None:
-        name = "default_cap" if spares_cap is None else f"cap_{spares_cap}"
-        label = "the pool's cap of 4 spares a profile" if spares_cap is None else f"cap raised to {spares_cap}"
+    def bench_bursts(self, name: str, label: str, variation: dict[str, str]) -> None:
         log(f"5. bursts of {BURST} new conversations at once ({label})")
         self.start_server(
-            spares_cap=spares_cap,
+            variation,
             MAX_PROCESSES=str(BURST_MAX_PROCESSES),
             MAX_CONVERSATIONS="1",  # each burst's conversations make room again at once
             QUEUE_SIZE="64",
@@ -768,6 +785,7 @@ class Bench:
         single_ok = [x["ttft"] for x in singles if x["error"] is None]
         out: dict[str, Any] = {
             "label": label,
+            "variation": variation,
             "single": {
                 "n": len(single_ok),
                 "ttft_median": median(single_ok),
@@ -812,9 +830,9 @@ class Bench:
                 bodies.append(body)
             return list(await asyncio.gather(*(aollama_chat(client, self.server.ollama_url, b) for b in bodies)))
 
-    def bench_open_webui(self) -> None:
-        log("6. Open WebUI: after each answer, title, tags and follow-ups at once (default settings)")
-        self.start_server()
+    def bench_open_webui(self, name: str, label: str, variation: dict[str, str]) -> None:
+        log(f"6. Open WebUI: after each answer, title, tags and follow-ups at once (default settings; {label})")
+        self.start_server(variation)
         self.settle(spares=1, timeout=30)
         messages: list[dict[str, str]] = []
         rounds = []
@@ -854,7 +872,7 @@ class Bench:
                 f"tasks served {rounds[-1]['tasks_served']}, slowest {ms(max(rounds[-1]['task_totals']))} ms; "
                 f"spare targets then {status['spare_targets']}"
             )
-        self.results["open_webui"] = {"rounds": rounds}
+        self.results.setdefault("open_webui", {})[name] = {"label": label, "variation": variation, "rounds": rounds}
 
     # -- 7. spares over time, default settings ----------------------------------------------
     def bench_default_pool(self) -> None:
@@ -909,10 +927,11 @@ class Bench:
             self.bench_relay()
         self.bench_memory_end()
         if "bursts" in only:
-            self.bench_bursts(None)
-            self.bench_bursts(RAISED_CAP)
+            for name, label, variation in BURST_VARIANTS:
+                self.bench_bursts(name, label, variation)
         if "webui" in only:
-            self.bench_open_webui()
+            for name, label, variation in WEBUI_VARIANTS:
+                self.bench_open_webui(name, label, variation)
         if "default" in only:
             self.bench_default_pool()
 
@@ -1111,9 +1130,8 @@ def report(results: dict[str, Any]) -> str:
                 f"{verdict(_le(run['settled']['ttft_p95_x_single'], 2.0))}."
             )
             out.append("")
-    w = results.get("open_webui")
-    if w:
-        out.append("### 6. Open WebUI: title, tags and follow-ups at once after each answer (default settings)")
+    for w in (results.get("open_webui") or {}).values():
+        out.append(f"### 6. Open WebUI: title, tags and follow-ups at once after each answer ({w['label']})")
         out.append("")
         out.append(
             "| Answer | Chat TTFT (ms) | Chat served by | Tasks served by | Slowest task (ms) | Errors | Spare targets after | Load |"
@@ -1213,13 +1231,12 @@ def readme_table(results: dict[str, Any]) -> str:
             f"{_fmt(sm['uss_median'])} MB USS = {_fmt(sm['uss_total_median'])} MB | ≤ 2× "
             f"| {_mark(_le(s['ttft_p95_x_single'], 2.0))} | {s['load_median']} |"
         )
-    w = results.get("open_webui")
-    if w:
+    for w in (results.get("open_webui") or {}).values():
         later = w["rounds"][1:]
         by_spare = sum(rnd["tasks_served"].get("spare", 0) for rnd in later)
         first = w["rounds"][0]["tasks_served"] if w["rounds"] else {}
         lines.append(
-            f"| Open WebUI's 3 task requests after an answer | first answer: {_served(first)}; from the second on "
+            f"| Open WebUI's 3 task requests after an answer, {w['label']} | first answer: {_served(first)}; from the second on "
             f"{by_spare} of {3 * len(later)} by spares | all by spares | {_mark(by_spare == 3 * len(later) if later else None)} "
             f"| {median(rnd['load'] for rnd in w['rounds'])} |"
         )

@@ -444,8 +444,9 @@ class DirectCli:
             "error": None,
             "lines": [],
         }
-        first = last = None
-        parts = []
+        # Collect first, parse after: parsing while lines arrive would hold the GIL against the
+        # reader thread that timestamps them (the floor must not be slowed by its own reading).
+        arrived: list[tuple[float, bytes]] = []
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -454,8 +455,14 @@ class DirectCli:
                 result["error"] = "timeout"
                 break
             if raw is None:
-                result["error"] = None if result["chunks"] else "EOF before any text"
+                result["error"] = "EOF before the result line"
                 break
+            arrived.append((at, raw))
+            if b'"type":"result"' in raw:
+                break
+        first = last = None
+        parts = []
+        for at, raw in arrived:
             try:
                 line = json.loads(raw)
             except ValueError:
@@ -476,7 +483,6 @@ class DirectCli:
                 if line.get("is_error"):
                     result["error"] = str(line.get("result"))[:200]
                 result["total"] = at - started
-                break
         if first is not None and last is not None:
             result["ttft"] = first - started
             result["first_to_last"] = last - first
