@@ -2,6 +2,7 @@
 
     python bench/bench_first_turn.py            # 10 timing runs and 3 debug-log runs per variant
     python bench/bench_first_turn.py --runs 4   # fewer
+    python bench/bench_first_turn.py --profile  # and a profiled run per variant
 
 A spare is a persistent ``claude -p --input-format stream-json`` process launched as the pool
 launches it (``cli.launch.Launcher``: argv, environment, files, working directory), left to
@@ -19,7 +20,10 @@ the time to the request's arrival at the fake, the time from there to the first 
 line) and after it (until quiet). Debug-log runs (``--debug-file``) split the same turns
 into the CLI's own phases: input read to ``[engine] turn N start``, to ``[API REQUEST]``,
 its ``first byte after`` figure, and when the CLI's ``startupWorkGate`` released the
-start-up work it holds, and why. Prints tables and writes bench/results/first_turn.json.
+start-up work it holds, and why. Cold runs write the turn at launch (a request waiting for a
+new process). ``--profile`` adds one run per variant under the CLI runtime's sampling
+profiler (``BUN_OPTIONS=--cpu-prof``): JavaScript samples per turn and where they fall.
+Prints tables and writes bench/results/first_turn.json.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from common import (  # bench/common.py also puts the repo root and tests/ on sy
     marker,
     median,
     read_arrivals,
+    user_turn,
 )
 from harness import find_test_cli
 
@@ -116,6 +121,40 @@ class Run:
             direct.stop()
         return out
 
+    def cold(self, variant: str) -> dict[str, Any]:
+        """A process given its turn at launch (a cold start for a waiting request): TTFT from
+        the launch, and the CLI's CPU until the result line."""
+        direct = DirectCli(self.launcher, PROFILE, initialize=variant == "initialize")
+        try:
+            direct.write(user_turn(f"{SHORT} {variant} cold"))
+            result = direct.read_turn(direct.started)
+            return {"variant": variant, "load": load(), "ttft": result["ttft"], "cpu": cpu(direct.pid)}
+        finally:
+            direct.stop()
+
+    def profile(self, variant: str, directory: Path) -> dict[str, Any]:
+        """A settled spare run under the CLI runtime's sampling profiler (``--cpu-prof`` through
+        BUN_OPTIONS, 200 µs): JavaScript samples per turn and the functions they fall in."""
+        directory.mkdir(parents=True, exist_ok=True)
+        options = f"--cpu-prof --cpu-prof-dir={directory} --cpu-prof-interval=200"
+        direct = DirectCli(
+            self.launcher, PROFILE, initialize=variant == "initialize", extra_env={"BUN_OPTIONS": options}
+        )
+        windows: dict[int, tuple[float, float]] = {}
+        try:
+            quiet(direct.pid)
+            for turn in TURNS:
+                begin = time.time()
+                result = direct.turn(f"{SHORT} {variant} turn {turn}")
+                windows[turn] = (begin, begin + (result["total"] or 0.0))
+                quiet(direct.pid)
+        finally:
+            direct.stop()  # the profile is written at exit
+        found = sorted(directory.glob("*.cpuprofile"))
+        if not found:
+            return {"variant": variant, "error": "no profile written (this CLI build may not honour BUN_OPTIONS)"}
+        return {"variant": variant, "load": load(), **profile_turns(json.loads(found[-1].read_text()), windows)}
+
     def phases(self, variant: str) -> dict[str, Any]:
         """One spare with --debug-file: the CLI's own timestamps of each turn's phases."""
         debug = self.home / f"debug-{variant}-{time.monotonic_ns()}.log"
@@ -171,6 +210,32 @@ def parse_debug(text: str, written: dict[int, float]) -> dict[str, Any]:
     return out
 
 
+def profile_turns(profile: dict[str, Any], windows: dict[int, tuple[float, float]]) -> dict[str, Any]:
+    """Samples of a Chrome-format CPU profile (wall-clock microseconds) within each turn's
+    window, and the functions with the most samples of their own."""
+    nodes = {node["id"]: node["callFrame"] for node in profile["nodes"]}
+    moment = profile["startTime"] / 1e6
+    stamps = []
+    for delta in profile["timeDeltas"]:
+        moment += delta / 1e6
+        stamps.append(moment)
+    out: dict[str, Any] = {}
+    for turn, (begin, end) in windows.items():
+        own: dict[str, int] = {}
+        count = 0
+        for at, node in zip(stamps, profile["samples"], strict=False):
+            if begin <= at <= end:
+                frame = nodes[node]
+                name = f"{frame['functionName'] or '(anonymous)'} {frame['url'].rsplit('/', 1)[-1]}"
+                if name.startswith(("(idle)", "(program)", "(root)")):
+                    continue
+                count += 1
+                own[name] = own.get(name, 0) + 1
+        top = sorted(own.items(), key=lambda item: -item[1])[:8]
+        out[f"turn{turn}"] = {"samples": count, "functions": len(own), "top": top}
+    return out
+
+
 def summarize(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for turn in TURNS:
@@ -187,6 +252,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="timing runs per variant")
     parser.add_argument("--debug-runs", type=int, default=3, help="debug-log runs per variant")
+    parser.add_argument("--cold-runs", type=int, default=6, help="runs per variant with the turn written at launch")
+    parser.add_argument("--profile", action="store_true", help="also one profiled run per variant (--cpu-prof)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "first_turn.json"))
     args = parser.parse_args()
     cli = find_test_cli()
@@ -225,6 +292,22 @@ def main() -> int:
         phase_keys = ("to_turn_start", "to_request", "first_byte_ms", "to_turn_end")
         results["phases"] = {v: {"runs": phases[v], "median": summarize(phases[v], phase_keys)} for v in VARIANTS}
         results["boot_cpu"] = {v: median(r["boot_cpu"] for r in timing[v]) for v in VARIANTS}
+        cold: dict[str, list] = {v: [] for v in VARIANTS}
+        for i in range(args.cold_runs):
+            for variant in VARIANTS if i % 2 == 0 else reversed(VARIANTS):
+                cold[variant].append(run.cold(variant))
+                log(f"cold {i + 1}/{args.cold_runs} {variant:>10}: {cold[variant][-1]}")
+        results["cold"] = {
+            v: {
+                "runs": cold[v],
+                "ttft": median(r["ttft"] for r in cold[v]),
+                "cpu": median(r["cpu"] for r in cold[v]),
+                "load": median(r["load"] for r in cold[v]),
+            }
+            for v in VARIANTS
+        }
+        if args.profile:
+            results["profile"] = {v: run.profile(v, home / f"profile-{v}") for v in VARIANTS}
     finally:
         fake.stop()
         shutil.rmtree(home, ignore_errors=True)
@@ -277,6 +360,30 @@ def report(results: dict[str, Any]) -> str:
                 f"| {variant} | {turn} | {ms(row['to_turn_start'])} | {ms(row['to_request'])} "
                 f"| {'n/a' if byte is None else f'{byte:.0f}'} | {ms(row['to_turn_end'])} |"
             )
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "Turn written at launch (a cold start for a waiting request), TTFT from the launch / CLI CPU to the "
+        "result: "
+        + "; ".join(
+            f"{v} {ms(results['cold'][v]['ttft'])} ms / {ms(results['cold'][v]['cpu'])} ms (load "
+            f"{results['cold'][v]['load']})"
+            for v in VARIANTS
+        )
+        + "."
+    )
+    for variant, prof in (results.get("profile") or {}).items():
+        if "error" in prof:
+            lines.append(f"Profile ({variant}): {prof['error']}.")
+            continue
+        lines.append(
+            f"Profile ({variant}, 200 µs samples of JavaScript): "
+            + ", ".join(
+                f"turn {t} {prof[f'turn{t}']['samples']} samples in {prof[f'turn{t}']['functions']} functions"
+                for t in TURNS
+            )
+            + f"; turn 1's most sampled: {prof['turn1']['top'][:5]}."
+        )
     lines.append("")
     for variant in VARIANTS:
         gates = [r["gate"] for r in results["phases"][variant]["runs"]]
