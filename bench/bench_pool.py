@@ -1104,7 +1104,7 @@ def report(results: dict[str, Any]) -> str:
         out.append("")
         out.append(
             "| Spares a profile | Burst | Bursts | TTFT p50 / p95 (ms) | p95 × single new | CPU bound (ms) "
-            "| p95 × bound | Served by | Launched during | Other processes (cores) | Load |"
+            "| p95 × bound | Served by | CLI launches (burst and refill) | Other processes (cores) | Load |"
         )
         out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for run in b.values():
