@@ -31,13 +31,21 @@ for _path in (str(ROOT), str(ROOT / "tests")):
         sys.path.insert(0, _path)
 
 import contextlib
+import shutil
+import uuid
 
 import httpx
 import psutil
 
+from claude_cli_bridge.cli.launch import Launcher
+from claude_cli_bridge.cli.profile import Profile
+from claude_cli_bridge.cli.wire import initialize_line, user_line
+from claude_cli_bridge.core.messages import Message, TextBlock
+
 CHUNK = "tok "
 MARKER = re.compile(r"\[bench chunks=(\d+) delay_ms=(\d+(?:\.\d+)?)\]")
 TAG_VAR = "BENCH_POOL_TAG"  # set in the environment of every process the benchmark starts
+ARRIVALS_VAR = "BENCH_FAKE_ARRIVALS"  # a file: the fake appends one line per request it receives
 
 
 def marker(chunks: int, delay_ms: float = 0) -> str:
@@ -54,7 +62,12 @@ def _fake_main() -> None:
 
     fake = FakeAnthropic()
 
+    arrivals = os.environ.get(ARRIVALS_VAR)
+
     def handler(body: dict[str, Any]):
+        if arrivals:  # when each request arrived, on the clock every process shares (monotonic)
+            with open(arrivals, "a") as log:
+                log.write(json.dumps({"t": time.perf_counter(), "last": _last_user_text(body)[:120]}) + "\n")
         for message in reversed(body.get("messages") or []):
             if message.get("role") != "user":
                 continue
@@ -71,6 +84,23 @@ def _fake_main() -> None:
         sys.stdin.read()  # until the parent closes the pipe (or dies)
     finally:
         fake.stop()
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
+    return ""
+
+
+def read_arrivals(path: Path) -> list[dict[str, Any]]:
+    """The fake's arrival log (``ARRIVALS_VAR``): one {"t", "last"} per request, in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class FakeProcess:
@@ -170,12 +200,14 @@ def _new_result() -> dict[str, Any]:
 
 
 def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
+    """``total`` is request to end of response; ``last`` request to the last text byte."""
     result["total"] = time.perf_counter() - started
     result["text"] = "".join(result.pop("parts"))
     if result["first_at"] is not None and result["last_at"] is not None:
         result["first_to_last"] = result["last_at"] - result["first_at"]
+        result["last"] = result["last_at"] - started
     else:
-        result["first_to_last"] = None
+        result["first_to_last"] = result["last"] = None
     return result
 
 
@@ -233,6 +265,43 @@ async def astream_chat(
     return _finish(result, started)
 
 
+def _ollama_line(line: str, result: dict[str, Any], started: float) -> None:
+    if not line.strip():
+        return
+    obj = json.loads(line)
+    if obj.get("error"):
+        result["error"] = str(obj["error"])
+        return
+    content = (obj.get("message") or {}).get("content")
+    if content:
+        now = time.perf_counter()
+        if result["ttft"] is None:
+            result["ttft"] = now - started
+            result["first_at"] = now
+        result["last_at"] = now
+        result["chunks"] += 1
+        result["parts"].append(content)
+
+
+async def aollama_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One Ollama /api/chat request (streaming NDJSON or not, as ``body`` says): TTFT (the
+    first content of a streamed answer; the whole answer when not streamed) and total."""
+    result = _new_result()
+    started = time.perf_counter()
+    try:
+        async with client.stream("POST", f"{url}/api/chat", json=body) as response:
+            result["status"] = response.status_code
+            if response.status_code != 200:
+                await response.aread()
+                result["error"] = f"HTTP {response.status_code}: {response.text[:200]}"
+            else:
+                async for line in response.aiter_lines():
+                    _ollama_line(line, result, started)
+    except httpx.HTTPError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return _finish(result, started)
+
+
 # -- processes ------------------------------------------------------------------------------
 def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     out = {}
@@ -243,6 +312,14 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
         except psutil.Error:
             pass
     return out
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (/proc/stat), so a run
+    can tell its own CPU from that of other processes on a shared machine."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
@@ -281,23 +358,58 @@ def kill_all(procs: list[psutil.Process]) -> None:
 
 
 # -- the CLI read directly ------------------------------------------------------------------
-class DirectCli:
-    """A CLI process read without the server. A reader thread timestamps each stdout line on
-    arrival. ``prompt`` given: a one-shot ``-p PROMPT`` run (stdin /dev/null); else a persistent
-    stream-json process whose turns are started with ``turn``."""
+def direct_launcher(cli: str, server_env: dict[str, str], state_dir: Path) -> Launcher:
+    """A Launcher like the server's: the server's environment (the CLI gets the same login,
+    upstream and quieting variables), its working directory and retry bound, and a private
+    state directory of its own (with its own empty CLI configuration, as the server's)."""
+    from claude_cli_bridge.settings import Settings
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, prompt: str | None = None):
-        argv = list(argv)
+    work_dir = Path(server_env.get("CLI_WORK_DIR") or Settings.model_fields["cli_work_dir"].default)
+    retries = int(server_env.get("CLI_MAX_RETRIES") or Settings.model_fields["cli_max_retries"].default)
+    launcher = Launcher(cli, state_dir, dict(server_env), work_dir, retries)
+    launcher.prepare()
+    return launcher
+
+
+def user_turn(text: str) -> str:
+    """The stdin line the bridge writes for a user turn (``client_composed``, cli.wire)."""
+    return user_line(Message("user", (TextBlock(text),)))
+
+
+class DirectCli:
+    """A CLI process read without the server, launched exactly as the pool launches it:
+    argv, environment and files from ``Launcher._write_files``, cwd the launcher's working
+    directory. A reader thread timestamps each stdout line on arrival. ``prompt`` given: a
+    one-shot ``-p PROMPT`` run (no ``--input-format``, stdin /dev/null); else a persistent
+    stream-json process whose turns are started with ``turn`` (lines written as the bridge
+    writes them), which gets the ``initialize`` handshake at launch as the pool's new
+    processes do (cli.process), unless ``initialize`` is False."""
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        profile: Profile,
+        prompt: str | None = None,
+        *,
+        extra_args: Iterable[str] = (),
+        extra_env: dict[str, str] | None = None,
+        initialize: bool = True,
+    ):
+        self.private = launcher.state_dir / f"direct-{uuid.uuid4().hex[:12]}"
+        argv, env = launcher._write_files(self.private, profile, ())
+        self.config_dir = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else None
+        argv = [*argv, *extra_args]
+        env.update(extra_env or {})
         if prompt is not None:
             at = argv.index("--input-format")
             del argv[at : at + 2]
             argv[argv.index("-p") + 1 : argv.index("-p") + 1] = [prompt]
-        cwd.mkdir(parents=True, exist_ok=True)
+        self.argv = argv
         self.lines: queue.Queue[tuple[float, bytes | None]] = queue.Queue()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             argv,
-            cwd=str(cwd),
+            cwd=str(launcher.work_dir),
             env=env,
             stdin=subprocess.DEVNULL if prompt is not None else subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -306,6 +418,9 @@ class DirectCli:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.initialized = prompt is None and initialize
+        if self.initialized:
+            self.write(initialize_line("bench-init"))
 
     @property
     def pid(self) -> int:
@@ -316,11 +431,22 @@ class DirectCli:
             self.lines.put((time.perf_counter(), raw))
         self.lines.put((time.perf_counter(), None))
 
-    def read_turn(self, started: float, timeout: float = 120) -> dict[str, Any]:
-        """Read lines until the turn's ``result`` (or EOF); times are from ``started``."""
-        result: dict[str, Any] = {"ttft": None, "first_to_last": None, "total": None, "chunks": 0, "error": None}
-        first = last = None
-        parts = []
+    def read_turn(self, started: float, timeout: float = 120, trace: bool = False) -> dict[str, Any]:
+        """Read lines until the turn's ``result`` (or EOF); times are from ``started``.
+        ``last`` is the arrival of the last text delta (request to last byte); ``trace`` keeps
+        every line's arrival time and type in ``lines``."""
+        result: dict[str, Any] = {
+            "ttft": None,
+            "first_to_last": None,
+            "last": None,
+            "total": None,
+            "chunks": 0,
+            "error": None,
+            "lines": [],
+        }
+        # Collect first, parse after: parsing while lines arrive would hold the GIL against the
+        # reader thread that timestamps them (the floor must not be slowed by its own reading).
+        arrived: list[tuple[float, bytes]] = []
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -329,13 +455,23 @@ class DirectCli:
                 result["error"] = "timeout"
                 break
             if raw is None:
-                result["error"] = None if result["chunks"] else "EOF before any text"
+                result["error"] = "EOF before the result line"
                 break
+            arrived.append((at, raw))
+            if b'"type":"result"' in raw:
+                break
+        first = last = None
+        parts = []
+        for at, raw in arrived:
             try:
                 line = json.loads(raw)
             except ValueError:
                 continue
-            if line.get("type") == "stream_event":
+            kind = line.get("type")
+            if trace:
+                event_type = (line.get("event") or {}).get("type")
+                result["lines"].append((at - started, event_type if kind == "stream_event" else kind))
+            if kind == "stream_event":
                 event = line.get("event") or {}
                 delta = event.get("delta") or {}
                 if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
@@ -343,23 +479,29 @@ class DirectCli:
                     last = at
                     result["chunks"] += 1
                     parts.append(delta.get("text", ""))
-            elif line.get("type") == "result":
+            elif kind == "result":
                 if line.get("is_error"):
                     result["error"] = str(line.get("result"))[:200]
                 result["total"] = at - started
-                break
-        if first is not None:
+        if first is not None and last is not None:
             result["ttft"] = first - started
             result["first_to_last"] = last - first
+            result["last"] = last - started
         result["text"] = "".join(parts)
         return result
 
-    def turn(self, text: str, timeout: float = 120) -> dict[str, Any]:
-        line = json.dumps({"type": "user", "message": {"role": "user", "content": text}}) + "\n"
+    def write(self, line: str) -> float:
+        """Write one stdin line; returns when it was written."""
         started = time.perf_counter()
         self.proc.stdin.write(line.encode())
         self.proc.stdin.flush()
-        return self.read_turn(started, timeout)
+        return started
+
+    def turn(self, text: str, timeout: float = 120, trace: bool = False) -> dict[str, Any]:
+        started = self.write(user_turn(text))
+        result = self.read_turn(started, timeout, trace)
+        result["sent_at"] = started
+        return result
 
     def wait_exit(self, timeout: float = 30) -> float | None:
         """Seconds from start to exit of a one-shot run."""
@@ -369,9 +511,9 @@ class DirectCli:
             return None
         return time.perf_counter() - self.started
 
-    def stop(self, config_dir: Path | None = None) -> None:
+    def stop(self) -> None:
         """End the process: stdin EOF first (a clean exit), SIGKILL to its group if it lingers,
-        then remove what a killed CLI leaves behind (CLI_NOTES.md)."""
+        then remove what a killed CLI leaves behind (CLI_NOTES.md) and its private directory."""
         if self.proc.stdin:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
@@ -385,10 +527,11 @@ class DirectCli:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
         self._reader.join(2)
-        if config_dir is not None:
-            for leftover in (config_dir / "sessions").glob(f"{self.proc.pid}.*"):
+        if self.config_dir is not None:
+            for leftover in (self.config_dir / "sessions").glob(f"{self.proc.pid}.*"):
                 leftover.unlink(missing_ok=True)
         Path(f"/tmp/cc-socks/{self.proc.pid}.sock").unlink(missing_ok=True)
+        shutil.rmtree(self.private, ignore_errors=True)
 
 
 if __name__ == "__main__":

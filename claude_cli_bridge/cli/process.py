@@ -28,7 +28,7 @@ from ..core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock, can
 from ..core.turn import TextDelta, ToolCall, TurnDone, Usage
 from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
-from .wire import TurnParser, interrupt_line, parse_line, user_line
+from .wire import TurnParser, initialize_line, interrupt_line, parse_line, user_line
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class CliProcess:
             asyncio.create_task(process._read_stdout()),
             asyncio.create_task(process._drain_stderr()),
         ]
+        if not history:
+            # A new conversation's process (a spare, mostly): the handshake lets the CLI run
+            # its deferred start-up work now rather than during the first turn (wire.py).
+            # Resumed processes start their turn at once, so there is nothing to gain there.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await process._write(initialize_line("bridge-init"))
         return process
 
     @property

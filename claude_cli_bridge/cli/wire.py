@@ -39,6 +39,21 @@ def user_line(message: Message) -> str:
     return json.dumps({"type": "user", "message": message.to_anthropic(), "client_composed": True}) + "\n"
 
 
+def initialize_line(request_id: str) -> str:
+    """A stdin line with the SDK's ``initialize`` handshake (no fields: nothing changes).
+
+    The CLI holds part of its start-up work (plugin and telemetry set-up, config writes:
+    about 0.1 s of CPU) until the host's handshake, a one-second fallback timer that a
+    start-up race sometimes leaves unarmed, or the first turn, during which it then runs.
+    Sent at launch, the handshake releases that work at once, while a spare idles; a turn
+    that arrives meanwhile goes first. The upstream requests stay byte for byte the same
+    and none is added (bench/bench_first_turn.py). The CLI answers with a
+    ``control_response`` line, which turn parsing ignores.
+    """
+    request = {"type": "control_request", "request_id": request_id, "request": {"subtype": "initialize"}}
+    return json.dumps(request) + "\n"
+
+
 def interrupt_line(request_id: str) -> str:
     """A stdin line asking the CLI to stop the current turn and drop its upstream request."""
     return json.dumps({"type": "control_request", "request_id": request_id, "request": {"subtype": "interrupt"}}) + "\n"
