@@ -177,7 +177,7 @@ class BridgeEngine:
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
             history, prompt = tuple(messages), None  # the CLI continues by itself
-        async with self.pool.lease(profile, history, request.conversation_key) as lease:
+        async with self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off) as lease:
             process = lease.process
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")

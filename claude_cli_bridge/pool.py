@@ -173,6 +173,7 @@ class _Withdraw:
 class _Return:
     process: PooledProcess
     key: str | None
+    hold: bool = True
 
 
 @dataclass
@@ -247,9 +248,13 @@ class Pool(Generic[P]):
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, profile: Profile, history: tuple[Message, ...], key: str | None = None
+        self, profile: Profile, history: tuple[Message, ...], key: str | None = None, hold: bool = True
     ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
+
+        ``hold`` False: the turn is a one-off nobody continues (an Open WebUI title or tags
+        task), so its process is not kept as a conversation afterwards: it would only take the
+        room of spares and of conversations that do go on.
 
         Raises PoolBusy when the queue is full or the wait exceeds ``queue_timeout_seconds``,
         CliCrashed when the CLI cannot be launched.
@@ -276,7 +281,7 @@ class Pool(Generic[P]):
         try:
             yield lease
         finally:
-            self._post(_Return(lease.process, key))
+            self._post(_Return(lease.process, key, hold))
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -375,7 +380,7 @@ class Pool(Generic[P]):
             elif isinstance(message, _Withdraw):
                 self._on_withdraw(message.request)
             elif isinstance(message, _Return):
-                self._on_return(message.process, message.key)
+                self._on_return(message.process, message.key, message.hold)
             elif isinstance(message, _Launched):
                 self._on_launched(message)
             elif isinstance(message, _Died):
@@ -425,7 +430,7 @@ class Pool(Generic[P]):
         elif not future.done():
             future.cancel()
 
-    def _on_return(self, process: PooledProcess, key: str | None) -> None:
+    def _on_return(self, process: PooledProcess, key: str | None, hold: bool = True) -> None:
         entry = self._by_process.get(id(process))
         if entry is None or entry.state != "busy":
             return
@@ -439,8 +444,10 @@ class Pool(Generic[P]):
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
             entry.state, entry.idle_since = "spare", self._clock()
-        else:
+        elif hold:
             self._make_held(entry, key)
+        else:
+            self._retire(entry)
 
     def _on_launched(self, message: _Launched) -> None:
         entry, request = message.entry, message.entry.for_request
@@ -648,13 +655,20 @@ class Pool(Generic[P]):
     def _fill_spares(self) -> None:
         """Launch spares up to their targets with free room; the most recent profile's first
         spare may retire the least recently used idle conversation (a new conversation is
-        likelier than the return of the oldest one)."""
+        likelier than the return of the oldest one).
+
+        While turns run, only a profile with no spare at all gets one: a launch costs about as
+        much CPU as a first turn, and on few cores replacements launched during a burst slow
+        the burst's own turns (bench/bench_pool.py: p95 2.6 s against 1.5 s for 8 new
+        conversations). The rest follow as soon as no turn runs."""
         if self._closing:
             return
+        turns_running = any(entry.state == "busy" for entry in self._entries.values())
         recent = list(reversed(self._recent))
-        for profile, target in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):
+        for profile, wanted in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):
             if self._backoff_error(profile) is not None:
                 continue
+            target = min(wanted, 1) if turns_running else wanted
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
                     first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0

@@ -460,3 +460,31 @@ async def test_randomized_stress_keeps_the_pool_invariants(harness):
     assert outcomes["ok"] > 50 and outcomes["busy"] > 0
     alive_pids = {p.pid for p in h.spawned if p.alive}
     assert alive_pids == set(status["pids"])  # every live process is known, none leaked
+
+
+async def test_a_one_off_turn_is_not_held(harness):
+    h = harness()
+    async with h.pool.lease(TASK, (), hold=False) as lease:
+        lease.process.answer("### Task: title", "A title")
+    await h.pool.settled()
+    assert lease.process.stopped and h.pool.status()["held"] == 0
+
+
+async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
+    h = harness(warm=[TASK], spare_profiles=1, max_processes=12)
+    h.launch_delay = 0.01
+    await h.pool.settled()
+    first = await asyncio.gather(*(h.take(TASK) for _ in range(3)))
+    for n, (lease, manager) in enumerate(first):
+        lease.process.answer(f"first {n}", "done")
+        await h.give(manager)  # the demand is now 3
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 3
+    burst = await asyncio.gather(*(h.take(TASK) for _ in range(3)))  # all three spares taken
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 1  # one replacement at once, not three, while turns run
+    for n, (lease, manager) in enumerate(burst):
+        lease.process.answer(f"task {n}", "done")
+        await h.give(manager)
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 3  # the rest follow once no turn runs

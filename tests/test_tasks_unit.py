@@ -54,4 +54,5 @@ def test_a_task_sentence_in_the_system_prompt_is_recognised():
 def test_a_task_goes_to_the_task_model_outside_any_conversation():
     request = TurnRequest(model="sonnet", messages=[Message("user", (TextBlock(TITLE),))], conversation_key="c1")
     task = tasks.as_task(request, "haiku")
+    assert task.one_off  # nobody continues it: its process is not held
     assert (task.model, task.conversation_key, task.messages) == ("haiku", None, request.messages)

@@ -47,5 +47,6 @@ def task_kind(request: TurnRequest, streaming: bool) -> str | None:
 
 
 def as_task(request: TurnRequest, task_model: str) -> TurnRequest:
-    """The request answered by the task model, outside any conversation."""
-    return dataclasses.replace(request, model=task_model, conversation_key=None)
+    """The request answered by the task model (empty: the request's own), outside any
+    conversation: a one-off whose process is not held afterwards."""
+    return dataclasses.replace(request, model=task_model or request.model, conversation_key=None, one_off=True)

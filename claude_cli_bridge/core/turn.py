@@ -42,6 +42,7 @@ class TurnRequest:
     ``parallel_tool_calls`` False allows at most one call per answer.
     ``effort`` is one of ``EFFORT_LEVELS`` (None: the bridge's default); ``thinking`` False
     turns the model's thinking off, None leaves the CLI's default (adaptive thinking).
+    ``one_off`` marks a turn nobody continues (an Open WebUI title or tags task).
     """
 
     model: str
@@ -57,6 +58,7 @@ class TurnRequest:
     parallel_tool_calls: bool = True
     effort: str | None = None
     thinking: bool | None = None
+    one_off: bool = False  # nobody continues it (a background task): its process is not held
 
 
 @dataclass(frozen=True)

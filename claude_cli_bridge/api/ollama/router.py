@@ -58,10 +58,10 @@ async def chat(request: Request) -> Response:
         return _load_reply(request, body, writer)
     streaming = body.stream is not False
     task = tasks.task_kind(turn, streaming)
-    task_model = request.app.state.settings.task_model
-    if task and task_model:
+    if task:
         # Open WebUI's title/tag/follow-up prompts: cheap, so a small model, and no conversation.
-        log.info("Open WebUI %s task: answered by %s", task, task_model)
+        task_model = request.app.state.settings.task_model
+        log.info("Open WebUI %s task: answered by %s", task, task_model or turn.model)
         turn = tasks.as_task(turn, task_model)
     return await _answer(request, turn, writer, streaming=streaming)
 
