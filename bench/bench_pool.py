@@ -27,8 +27,8 @@ Measures, each as a comparison within the run (medians of repeated runs):
 5. Bursts of 8 new conversations at once, on a server with room for the spares demand asks
    for: the first burst (cold, it teaches the demand), then settled bursts; p95 TTFT against a
    single new conversation, the batch's CPU bound, and the memory of the spares. For the pool
-   as it is (at most 4 spares a profile, no setting) and, through bench/bridge_with_limits.py,
-   for 8 spares a profile, and 8 spares whose replacements wait until no turn runs.
+   as it is (MAX_SPARES_PER_PROFILE=4, replacements deferred while turns run) and with
+   MAX_SPARES_PER_PROFILE=8.
    Target: p95 TTFT <= 2x a single new conversation.
 6. Open WebUI task bursts: after each answer of a chat, its three background tasks (title with
    num_predict 1000, tags, follow-ups) at once, non-streaming, on the task model, with the
@@ -221,7 +221,7 @@ class CpuWatch:
 
 
 class LimitsServer(BridgeServer):
-    """The server run by bench/bridge_with_limits.py (pool limits without a setting)."""
+    """The server run by bench/bridge_with_limits.py (a pool variation without a setting)."""
 
     def start(self, wait: bool = True) -> LimitsServer:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
