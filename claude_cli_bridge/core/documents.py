@@ -11,42 +11,26 @@ message and part: the upstream takes no other document types.
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 
-from ..errors import InvalidRequest, RequestTooLarge
+from ..errors import InvalidRequest
+from .encoded import decode_base64, parse_data_url
 from .messages import DocumentBlock
 
 PDF = "application/pdf"
 TEXT = "text/plain"
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".log", ".xml", ".html", ".htm", ".yaml", ".yml")
-_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
 def is_pdf(raw: bytes) -> bool:
     return raw.startswith(b"%PDF-")
 
 
-def decode_base64(data: str, max_bytes: int, where: str, what: str = "file") -> bytes:
-    """Strict base64 (white space allowed) within ``max_bytes``; a 4xx naming ``where``."""
-    data = "".join(data.split())
-    if len(data) * 3 // 4 > max_bytes + 3:
-        raise RequestTooLarge(f"{where}: the {what} is larger than the {max_bytes} byte limit.", param=where)
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{where}: the {what} is not valid base64.", param=where) from None
-    if len(raw) > max_bytes:
-        raise RequestTooLarge(f"{where}: the {what} is larger than the {max_bytes} byte limit.", param=where)
-    return raw
-
-
 def document_from_file_data(file_data: str, filename: str | None, max_bytes: int, where: str) -> DocumentBlock:
     """A DocumentBlock for OpenAI's ``file.file_data``: a data URL (``data:application/pdf;
     base64,...``) or bare base64; raises a 4xx naming ``where`` and the problem."""
-    match = _DATA_URL.match(file_data.strip())
-    declared = (match.group("type") or "").lower() if match else ""
-    raw = decode_base64(match.group("data") if match else file_data, max_bytes, where)
+    parsed = parse_data_url(file_data)
+    declared = parsed.media_type if parsed else ""
+    raw = decode_base64(parsed.data if parsed else file_data, max_bytes, where)
     if not raw:
         raise InvalidRequest(f"{where}: the file is empty.", param=where)
     if is_pdf(raw):

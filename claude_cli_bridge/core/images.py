@@ -8,15 +8,11 @@ a mismatch.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-
-from ..errors import InvalidRequest, RequestTooLarge
+from ..errors import InvalidRequest
+from .encoded import decode_base64, parse_data_url
 from .messages import ImageBlock
 
 SUPPORTED = ("image/png", "image/jpeg", "image/gif", "image/webp")
-_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
 def sniff_media_type(raw: bytes) -> str | None:
@@ -35,14 +31,7 @@ def sniff_media_type(raw: bytes) -> str | None:
 def image_from_base64(data: str, max_bytes: int, where: str) -> ImageBlock:
     """An ImageBlock for bare base64 (Ollama ``images``); raises a 4xx naming the problem."""
     data = "".join(data.split())  # clients sometimes wrap base64 lines
-    if len(data) * 3 // 4 > max_bytes + 3:
-        raise RequestTooLarge(f"{where}: the image is larger than the {max_bytes} byte limit.", param=where)
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{where}: the image is not valid base64.", param=where) from None
-    if len(raw) > max_bytes:
-        raise RequestTooLarge(f"{where}: the image is larger than the {max_bytes} byte limit.", param=where)
+    raw = decode_base64(data, max_bytes, where, "image")
     media_type = sniff_media_type(raw)
     if media_type is None:
         raise InvalidRequest(f"{where}: unsupported or undecodable image; send PNG, JPEG, GIF or WebP.", param=where)
@@ -51,8 +40,8 @@ def image_from_base64(data: str, max_bytes: int, where: str) -> ImageBlock:
 
 def image_from_data_url(url: str, max_bytes: int, where: str) -> ImageBlock:
     """An ImageBlock for a ``data:image/...;base64,...`` URL; raises a 4xx naming the problem."""
-    match = _DATA_URL.match(url.strip())
-    if not match:
+    parsed = parse_data_url(url)
+    if parsed is None:
         if url.startswith(("http://", "https://")):
             raise InvalidRequest(
                 f"{where}: image URLs are not fetched by this server; send the image as a data URL "
@@ -60,8 +49,8 @@ def image_from_data_url(url: str, max_bytes: int, where: str) -> ImageBlock:
                 param=where,
             )
         raise InvalidRequest(f"{where}: expected a data URL of the form data:image/png;base64,....", param=where)
-    block = image_from_base64(match.group("data"), max_bytes, where)
-    declared = (match.group("type") or "").lower()
+    block = image_from_base64(parsed.data, max_bytes, where)
+    declared = parsed.media_type
     if declared and declared != block.media_type and declared not in ("image/jpg", "application/octet-stream"):
         if declared not in SUPPORTED:
             raise InvalidRequest(

@@ -27,7 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.documents import PDF, TEXT, decode_base64, is_pdf
+from ...core.documents import PDF, TEXT, is_pdf
+from ...core.encoded import decode_base64
 from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
