@@ -165,12 +165,12 @@ def test_error_shapes_reach_the_sdk_as_its_own_errors(keyed_bridge, client, fake
                 {
                     "role": "user",
                     "content": [
-                        {"type": "document", "source": {"type": "text", "data": "x", "media_type": "text/plain"}}
+                        {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
                     ],
                 }
             ],
         )
-    assert "documents are not supported yet" in bad.value.message
+    assert "document sources" in bad.value.message  # no file store, no fetching
     fake.handler = lambda body: Reply(status=529, error_type="overloaded_error", error_message="Overloaded")
     with pytest.raises(anthropic.APIStatusError) as overloaded:
         client.messages.create(model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "hi"}])

@@ -167,7 +167,7 @@ def test_bad_bodies_are_4xx_in_openai_shape(client):
                 {"role": "user", "content": [{"type": "input_file", "file_data": "data:application/pdf;base64,AA=="}]}
             ],
         )
-    assert "documents are not supported yet" in document.value.message
+    assert "unsupported file" in document.value.message  # two bytes that are no PDF
     with pytest.raises(openai.BadRequestError) as forced:
         client.responses.create(
             model="sonnet", input="hi", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}
