@@ -164,9 +164,7 @@ def test_error_shapes_reach_the_sdk_as_its_own_errors(keyed_bridge, client, fake
             messages=[
                 {
                     "role": "user",
-                    "content": [
-                        {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
-                    ],
+                    "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}],
                 }
             ],
         )
