@@ -84,6 +84,23 @@ def test_create_multi_turn_with_system_reaches_the_model_as_real_turns(client, f
     assert call.body["max_tokens"] == 200 and call.body["model"] == "claude-sonnet-5-5"
 
 
+def test_a_system_message_in_messages_reaches_the_model_as_system_text(client, fake):
+    # The SDK's MessageParam includes role "system" (text only); older Claude Code clients send one.
+    fake.enqueue(Reply(chunks=["ok"]))
+    client.messages.create(
+        model="sonnet",
+        max_tokens=50,
+        system="You are terse.",
+        messages=[
+            {"role": "user", "content": "Question"},
+            {"role": "system", "content": [{"type": "text", "text": "Environment note 7f3a"}]},
+        ],
+    )
+    call = fake.received[-1]
+    assert call.plain_messages() == [("user", "Question")]
+    assert "You are terse." in call.system_text and "Environment note 7f3a" in call.system_text
+
+
 def test_stream_delivers_text_deltas_and_the_final_message(client, fake):
     fake.enqueue(Reply(chunks=["one ", "two ", "three"], delay=0.05, output_tokens=3))
     with client.messages.stream(

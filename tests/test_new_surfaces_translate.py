@@ -236,11 +236,32 @@ def test_anthropic_blocks_map_one_to_one(messages, expected):
         {"messages": [{"role": "user", "content": "q"}], "tools": [{"type": "bash_20250124", "name": "bash"}]},
         {"messages": [{"role": "user", "content": "q"}], "tool_choice": {"type": "tool", "name": "missing"}},
         {"messages": [{"role": "user", "content": "q"}], "output_format": {"type": "json_object"}},
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": [{"type": "image", "source": {"type": "base64", "data": PNG}}]},
+            ]
+        },
     ],
 )
 def test_anthropic_refusals(body):
     with pytest.raises(InvalidRequest):
         anthropic_turn(**body)
+
+
+def test_anthropic_system_messages_join_the_system_prompt_in_order():
+    # Claude Code 2.1.277 as a client sends its environment note as messages[1], role system.
+    turn = anthropic_turn(
+        system="Base.",
+        messages=[
+            {"role": "user", "content": "first"},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+            {"role": "user", "content": "second"},
+            {"role": "system", "content": "Later note."},
+        ],
+    )
+    assert turn.system == "Base.\n\n# Environment\n\nLater note."
+    assert turn.messages == [Message("user", (TextBlock("first"), TextBlock("second")))]
 
 
 def test_anthropic_structured_output_and_tool_choice_none():

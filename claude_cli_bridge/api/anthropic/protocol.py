@@ -65,7 +65,10 @@ ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | OtherBl
 
 
 class MessageParam(_Lenient):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
+    """``system`` messages (text only; Claude Code sends its environment note as one) join the
+    system prompt: the CLI has no place for a system message inside the conversation."""
+
     content: str | list[ContentBlock]
 
 

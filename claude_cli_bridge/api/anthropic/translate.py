@@ -71,11 +71,16 @@ def from_messages_request(
     max_document_bytes: int | None = None,
 ) -> TurnRequest:
     """The neutral request: ``system`` becomes the system prompt (text blocks joined by a
-    blank line), blocks map one to one, consecutive same-role turns are merged."""
+    blank line), followed by the text of any ``system`` messages in ``messages``, in order;
+    blocks map one to one, consecutive same-role turns are merged."""
     messages: list[Message] = []
+    system_parts = [_system(request.system)]
     limits = (max_image_bytes, max_document_bytes or max_image_bytes)
     for index, message in enumerate(request.messages):
         where = f"messages[{index}]"
+        if message.role == "system":
+            system_parts.append(_system_message_text(message, where))
+            continue
         blocks = _blocks(message, where, limits)
         if blocks:
             messages.append(Message(message.role, blocks))
@@ -95,7 +100,7 @@ def from_messages_request(
     return TurnRequest(
         model=request.model,
         messages=messages,
-        system=_system(request.system),
+        system="\n\n".join(part for part in system_parts if part) or None,
         max_tokens=request.max_tokens,
         stop=tuple(stop for stop in request.stop_sequences or [] if stop),
         json_schema=_json_schema(request),
@@ -144,6 +149,19 @@ def _system(system: str | list[p.SystemBlock] | None) -> str | None:
             raise InvalidRequest(f"system[{number}]: only text blocks are supported.", param=f"system[{number}]")
         texts.append(block.text)
     return "\n\n".join(text for text in texts if text) or None
+
+
+def _system_message_text(message: p.MessageParam, where: str) -> str:
+    """The text of a ``system`` message; text blocks only, as the API allows."""
+    if isinstance(message.content, str):
+        return message.content
+    texts = []
+    for number, block in enumerate(message.content):
+        if not isinstance(block, p.TextBlock):
+            block_where = f"{where}.content[{number}]"
+            raise InvalidRequest(f"{block_where}: a system message holds only text blocks.", param=block_where)
+        texts.append(block.text)
+    return "\n\n".join(text for text in texts if text)
 
 
 def _blocks(message: p.MessageParam, where: str, limits: tuple[int, int]) -> tuple[Block, ...]:
