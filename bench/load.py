@@ -214,9 +214,12 @@ class Sampler(threading.Thread):
                 if child.status() == psutil.STATUS_ZOMBIE:
                     continue
                 tree_rss += child.memory_info().rss
+                # CLI processes are the server's own children: some CLI versions run helpers
+                # (2.1.277: ripgrep as `claude.exe rg`, git) that are part of one process.
                 if is_cli(child):
-                    cli[child.pid] = child.create_time()
-                    self.seen_cli.setdefault(child.pid, cli[child.pid])
+                    self.seen_cli.setdefault(child.pid, child.create_time())  # all, for the leftover check
+                    if child.ppid() == root.pid:
+                        cli[child.pid] = child.create_time()
             except psutil.Error:
                 continue
         pool_after = self._pool()

@@ -39,6 +39,20 @@ def find_test_cli() -> str:
     return found
 
 
+# What the CLI itself chooses when the bridge passes nothing, by CLI version, as observed with
+# the fake upstream (scripts/cli-floor and scripts/cli-version). The bridge passes these on
+# untouched; tests that check "the CLI's default" compare with the CLI in use.
+OBSERVED_DEFAULT_EFFORT = {"2.1.277": "high", "2.1.332": "medium"}
+
+
+def cli_default_effort() -> str | None:
+    """The effort the test CLI asks for by default; None for a version not observed."""
+    from claude_cli_bridge.cli.locate import cli_version
+
+    version = (cli_version(find_test_cli()) or "").split(" ")[0]
+    return OBSERVED_DEFAULT_EFFORT.get(version)
+
+
 class BridgeServer:
     """One running server. ``env`` entries are added to the test environment."""
 

@@ -7,6 +7,7 @@ Real CLI, fake upstream, the clients' own SDKs."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import tempfile
@@ -171,7 +172,10 @@ def test_no_system_prompt_gives_no_agent_prompt_and_no_host_details(server, fake
     assert "Claude Code" not in system and "tool" not in system.lower() and len(system) < 400
     for detail in (str(server.home), str(ROOT), socket.gethostname(), "bridge-test-", "state/run-"):
         assert detail not in body, f"{detail!r} reached the model"
-    assert "/tmp/claude-cli-bridge-work" in body  # the one neutral path the CLI names
+    # The one path the CLI names, where its version adds an environment note (2.1.277 adds
+    # none without its own system prompt), is the neutral work directory.
+    named = re.findall(r'working directory: ([^\s\\"]+)', body)  # body is JSON: stop at \n or "
+    assert all(path == "/tmp/claude-cli-bridge-work" for path in named), named
 
 
 def test_a_system_prompt_over_the_argv_limit_reaches_the_model_whole(server, fake):

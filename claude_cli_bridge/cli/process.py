@@ -234,10 +234,7 @@ class CliProcess:
         longer ``reusable``; ``stop`` interrupts a turn left running.
         """
         if not self.alive:
-            with contextlib.suppress(TimeoutError):  # let the reader tasks collect what it said
-                async with asyncio.timeout(2):
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-            raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}".strip())
+            raise await self._exited_before_turn()
         if self.spoiled:
             raise CliCrashed("internal: a spoiled CLI process was asked for a turn")
         self._turn_open = True
@@ -252,7 +249,7 @@ class CliProcess:
                 if message is not None:
                     await self._write(user_line(message))
             except (BrokenPipeError, ConnectionResetError) as exc:
-                raise CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}") from exc
+                raise await self._exited_before_turn() from exc
             pending: list[str] = []  # text already read but not yet passed on
             while True:
                 if pending and self._lines.empty():
@@ -302,6 +299,14 @@ class CliProcess:
                 self._turn_open = False  # the result line was read, even if it was a failure
             if not completed:
                 self.spoiled = True
+
+    async def _exited_before_turn(self) -> CliCrashed:
+        """The error for a CLI that died before its turn, with what it said: the reader tasks
+        get a moment to collect its last output (a write can fail before they have read it)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        return CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}".strip())
 
     async def _next_line(self, deadline: float, silence_timeout: float, turn_timeout: float) -> object:
         """The next stdout line (or _EOF); raises TurnTimeout past either limit."""
