@@ -1,7 +1,7 @@
 """Bounded schemathesis runs: no input may produce a 5xx or a hang.
 
 One run uses the server's own OpenAPI description (/openapi.json); the other Ollama's
-published description of /api/* (../shared/specs/ollama-openapi.yaml). The real CLI answers
+published description of /api/* (tests/specs/ollama-openapi.yaml). The real CLI answers
 behind the fake upstream; FUZZ_EXAMPLES bounds the examples per operation (CI keeps it small).
 """
 
