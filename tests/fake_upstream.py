@@ -119,6 +119,28 @@ class Received:
         return out
 
 
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool_result blocks of a request body's user messages, in order."""
+    return [
+        block
+        for message in body["messages"]
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+
+
+def weather_model(body: dict[str, Any], preamble: str | None = "Let me check.") -> Reply:
+    """A handler that calls the client's ``get_weather`` tool (after ``preamble``, if any)
+    until the request carries its result, then answers from that result."""
+    results = tool_results(body)
+    if not results:
+        return Reply(
+            chunks=[preamble] if preamble else [], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})]
+        )
+    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
+
+
 def unified_headers(
     status: str = "allowed",
     *,

@@ -13,7 +13,7 @@ import tempfile
 import anthropic
 import httpx
 import pytest
-from fake_upstream import Reply, ToolUse
+from fake_upstream import Reply, ToolUse, tool_results, weather_model
 from harness import find_test_cli
 from test_vision_e2e import image_blocks, png_bytes
 
@@ -37,24 +37,6 @@ def keyed_bridge(fake):
 @pytest.fixture
 def client(keyed_bridge):
     return anthropic.Anthropic(base_url=keyed_bridge.base_url, api_key=KEY, max_retries=0)
-
-
-def tool_results(body: dict) -> list[dict]:
-    return [
-        block
-        for message in body["messages"]
-        if message["role"] == "user" and isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-
-
-def weather_model(body: dict) -> Reply:
-    """Calls the tool until it has a result, then answers from it."""
-    results = tool_results(body)
-    if not results:
-        return Reply(chunks=["Let me check."], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})])
-    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
 
 
 def test_create_multi_turn_with_system_reaches_the_model_as_real_turns(client, fake):

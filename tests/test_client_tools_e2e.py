@@ -8,7 +8,7 @@ import json
 import ollama
 import openai
 import pytest
-from fake_upstream import Reply, ToolUse
+from fake_upstream import Reply, ToolUse, weather_model
 
 WEATHER = {
     "type": "function",
@@ -22,20 +22,6 @@ WEATHER = {
 
 def offered(body: dict) -> dict:
     return {tool["name"]: tool for tool in body.get("tools", [])}
-
-
-def weather_model(body: dict) -> Reply:
-    """Calls the tool when it has no result yet; answers from the result once it has one."""
-    results = [
-        block
-        for message in body["messages"]
-        if message["role"] == "user" and isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-    if not results:
-        return Reply(chunks=["Let me check."], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})])
-    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
 
 
 @pytest.fixture

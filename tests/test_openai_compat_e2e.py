@@ -9,7 +9,8 @@ import json
 import httpx
 import openai
 import pytest
-from fake_upstream import Reply, ToolUse
+from fake_upstream import Reply, ToolUse, tool_results
+from fake_upstream import weather_model as _weather_model
 
 WEATHER_FUNCTION = {
     "name": "get_weather",
@@ -23,31 +24,19 @@ TIME = {
 }
 
 
-def tool_results(body: dict) -> list[dict]:
-    return [
-        block
-        for message in body["messages"]
-        if message["role"] == "user" and isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-
-
-def weather_model(body: dict) -> Reply:
-    results = tool_results(body)
-    if not results:
-        return Reply(chunks=[], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})])
-    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
-
-
 @pytest.fixture
 def client(bridge):
     return openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0)
 
 
+def weather_model_without_text(body: dict) -> Reply:
+    """The weather model, calling the tool with no text before the call."""
+    return _weather_model(body, preamble=None)
+
+
 # -- legacy functions ----------------------------------------------------------------------------
 def test_functions_round_trip_with_function_call(client, fake):
-    fake.handler = weather_model
+    fake.handler = weather_model_without_text
     messages: list[dict] = [{"role": "user", "content": "Weather in Oslo?"}]
     first = client.chat.completions.create(model="sonnet", messages=messages, functions=[WEATHER_FUNCTION])
     upstream = fake.received[-1].body
@@ -71,7 +60,7 @@ def test_functions_round_trip_with_function_call(client, fake):
 
 
 def test_streamed_functions_answer_with_function_call_deltas(client, fake):
-    fake.handler = weather_model
+    fake.handler = weather_model_without_text
     chunks = list(
         client.chat.completions.create(
             model="sonnet",
@@ -95,7 +84,7 @@ def test_streamed_functions_answer_with_function_call_deltas(client, fake):
 
 # -- tool_choice ---------------------------------------------------------------------------------
 def test_tool_choice_required_forces_a_call_at_the_upstream(client, fake):
-    fake.handler = weather_model
+    fake.handler = weather_model_without_text
     answer = client.chat.completions.create(
         model="sonnet", messages=[{"role": "user", "content": "Hi"}], tools=[WEATHER, TIME], tool_choice="required"
     )
@@ -106,7 +95,7 @@ def test_tool_choice_required_forces_a_call_at_the_upstream(client, fake):
 
 
 def test_a_named_tool_choice_forces_that_tool(client, fake):
-    fake.handler = weather_model
+    fake.handler = weather_model_without_text
     answer = client.chat.completions.create(
         model="sonnet",
         messages=[{"role": "user", "content": "Hi"}],

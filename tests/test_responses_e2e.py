@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from fake_upstream import Reply, ToolUse, structured_reply
+from fake_upstream import Reply, ToolUse, structured_reply, tool_results, weather_model
 from harness import ROOT
 from pydantic import BaseModel
 
@@ -27,24 +27,6 @@ WEATHER = {
 @pytest.fixture
 def client(bridge):
     return openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0)
-
-
-def tool_results(body: dict) -> list[dict]:
-    return [
-        block
-        for message in body["messages"]
-        if message["role"] == "user" and isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-
-
-def weather_model(body: dict) -> Reply:
-    """Calls the weather tool until it has a result, then answers from it."""
-    results = tool_results(body)
-    if not results:
-        return Reply(chunks=["Let me check."], tool_uses=[ToolUse("mcp__client__get_weather", {"city": "Oslo"})])
-    return Reply(chunks=["It is ", json.dumps(results[-1]["content"])])
 
 
 def held_turns(bridge) -> int:
