@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .accounts.config import AccountsConfig, single_account
+from .accounts.keys import KeyRing
 from .api import auth
 from .api.anthropic import errors as anthropic_errors
 from .api.anthropic.router import router as anthropic_router
@@ -30,6 +32,7 @@ from .api.openai import translate as openai_translate
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
+from .core.record import note
 from .core.turn import Engine
 from .embeddings import EmbeddingEngine
 from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
@@ -65,8 +68,18 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine | None = None) -> FastAPI:
-    """Build the app around an engine (``engine.BridgeEngine`` or a test double)."""
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    embeddings: EmbeddingEngine | None = None,
+    accounts: AccountsConfig | None = None,
+) -> FastAPI:
+    """Build the app around an engine (``engine.BridgeEngine`` or a test double).
+
+    ``accounts`` (the accounts file) supplies the client keys besides ``BRIDGE_API_KEY``;
+    each request's caller (``core.caller.Caller``) is found once, by the key middleware, and
+    kept on ``request.state.caller`` for the turn pipeline."""
+    keyring = KeyRing(accounts or single_account(), settings.api_keys())
     # Every turn fills its request's record (observe/): the request log, usage ledger,
     # /metrics and the dashboard read it.
     engine = ObservedEngine(engine)
@@ -91,6 +104,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.state.engine = engine
     app.state.embeddings = embeddings
     app.state.observer = observer
+    app.state.keyring = keyring
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
@@ -125,8 +139,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             "cli_found": True,
             "cli_version": status.get("cli_version"),
         }
-        keys = settings.api_keys()
-        if keys and not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
+        if keyring.identify(auth.presented_key(dict(request.headers))) is None:
             return summary  # open to anyone: no paths, process ids or pool details without a key
         return {**summary, **status}
 
@@ -143,25 +156,22 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.include_router(ollama_embeddings_router)
     app.include_router(observe_router)
 
-    keys = settings.api_keys()
-    if keys:
-
-        @app.middleware("http")
-        async def require_key(request: Request, call_next):
-            if auth.needs_key(request.method, request.url.path):
-                if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
-                    response = render_error(
-                        request,
-                        Unauthorized(
-                            "Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>` "
-                            "(or `x-api-key: <BRIDGE_API_KEY>`)."
-                        ),
-                    )
-                    if request.url.path.startswith("/dashboard"):
-                        # A browser asks for the key (as the password; any user name) itself.
-                        response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
-                    return response
-            return await call_next(request)
+    @app.middleware("http")
+    async def identify_caller(request: Request, call_next):
+        caller = keyring.identify(auth.presented_key(dict(request.headers)))
+        request.state.caller = caller or keyring.anonymous
+        if keyring.required:
+            note(key_label=caller.label if caller is not None else "invalid")
+        if caller is None and auth.needs_key(request.method, request.url.path):
+            response = render_error(
+                request,
+                Unauthorized("Missing or invalid API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."),
+            )
+            if request.url.path.startswith("/dashboard"):
+                # A browser asks for the key (as the password; any user name) itself.
+                response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
+            return response
+        return await call_next(request)
 
     origins = settings.cors_origin_list()
     if origins:
@@ -174,5 +184,5 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             allow_headers=["*"],
             expose_headers=["retry-after", "x-should-retry"],
         )
-    app.add_middleware(ObserveMiddleware, finish=observer.finish, keys=keys)  # outermost: 401s are recorded too
+    app.add_middleware(ObserveMiddleware, finish=observer.finish)  # outermost: 401s are recorded too
     return app

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -137,6 +138,7 @@ class _Entry:
     id: int = field(default_factory=lambda: next(_ids))
     for_request: _Request | None = None
     served: bool = False  # completed a turn: a later death is not a failure to launch
+    tenant: str = ""  # whose conversation it holds (a client key's name): never another's
 
 
 @dataclass(eq=False)
@@ -149,6 +151,7 @@ class _Request:
     submitted: float
     launching: bool = False  # a process is being launched for it
     queued: bool = False  # it waited in the queue for room (for the request log)
+    tenant: str = ""
 
 
 @dataclass
@@ -248,9 +251,18 @@ class Pool(Generic[P]):
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, profile: Profile, history: tuple[Message, ...], key: str | None = None, hold: bool = True
+        self,
+        profile: Profile,
+        history: tuple[Message, ...],
+        key: str | None = None,
+        hold: bool = True,
+        tenant: str = "",
     ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
+
+        ``tenant`` (a client key's name) owns the conversation: a held process serves only
+        requests of the same tenant, whatever their history, and ``key`` (the client's
+        conversation id) is looked up within the tenant.
 
         ``hold`` False: the turn is a one-off nobody continues (an Open WebUI title or tags
         task), so its process is not kept as a conversation afterwards: it would only take the
@@ -264,7 +276,11 @@ class Pool(Generic[P]):
                 "The server is shutting down." if self._closing else "The pool is not running.", retry_after=5
             )
         loop = asyncio.get_running_loop()
-        request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
+        if key is not None and tenant:
+            key = f"{tenant}\x00{key}"
+        request = _Request(
+            profile, history, _fingerprint(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
+        )
         self._post(_Submit(request))
         try:
             async with asyncio.timeout(self.limits.queue_timeout_seconds):
@@ -282,6 +298,18 @@ class Pool(Generic[P]):
             yield lease
         finally:
             self._post(_Return(lease.process, key, hold))
+
+    def holder(self, profile: Profile, history: tuple[Message, ...], tenant: str = "") -> str | None:
+        """The account whose held process holds exactly ``history`` for ``tenant`` with this
+        profile on some account (None: no process holds it). A read of the owner's state for
+        the engine's choice of account; the lease itself decides."""
+        fingerprint = _fingerprint(tenant, history)
+        for held_profile, held_fingerprint in self._held:
+            if held_fingerprint == fingerprint and held_profile == dataclasses.replace(
+                profile, account=held_profile.account
+            ):
+                return held_profile.account
+        return None
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -579,7 +607,7 @@ class Pool(Generic[P]):
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
-        entry.state = "busy"
+        entry.state, entry.tenant = "busy", request.tenant
         if new_conversation(request.history):
             count = self._new_in_flight.get(request.profile, 0) + 1
             self._new_in_flight[request.profile] = count
@@ -590,7 +618,7 @@ class Pool(Generic[P]):
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
-        entry.fingerprint = history_fingerprint(entry.history)
+        entry.fingerprint = _fingerprint(entry.tenant, entry.history)
         slot = (entry.profile, entry.fingerprint)
         previous = self._held.pop(slot, None)
         if previous is not None and previous is not entry:
@@ -787,6 +815,12 @@ class Pool(Generic[P]):
 def _total_rss(processes: list[PooledProcess]) -> int:
     """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
     return sum(process.rss() for process in processes)
+
+
+def _fingerprint(tenant: str, history: tuple[Message, ...]) -> str:
+    """The history's fingerprint within its tenant: equal histories of two tenants differ."""
+    fingerprint = history_fingerprint(history)
+    return f"{tenant}\x00{fingerprint}" if tenant else fingerprint
 
 
 def new_conversation(history: tuple[Message, ...]) -> bool:

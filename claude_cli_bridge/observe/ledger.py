@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 FILE = re.compile(r"^(usage|errors)-(\d{4}-\d{2}-\d{2})\.jsonl$")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 USAGE_FIELDS = (
-    "time", "api", "route", "model", "upstream_model", "key_label", "stream", "how", "wait_s",
-    "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone", "error",
+    "time", "api", "route", "model", "upstream_model", "key_label", "account", "failover_from", "stream", "how",
+    "wait_s", "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone",
+    "error",
 )  # fmt: skip
-ERROR_FIELDS = ("time", "api", "method", "path", "model", "key_label", "status", "in_band_error", "error")
+ERROR_FIELDS = ("time", "api", "method", "path", "model", "key_label", "account", "status", "in_band_error", "error")
 
 
 def _today(clock=time.time) -> str:

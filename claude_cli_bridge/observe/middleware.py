@@ -7,11 +7,9 @@ dashboard and the root "is it running" probe are not API requests and are not re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..api import auth
 from ..core.record import RequestRecord, current_record
 
 UNOBSERVED_PREFIXES = ("/health", "/metrics", "/dashboard", "/docs", "/openapi.json", "/redoc", "/favicon.ico")
@@ -29,37 +27,28 @@ def api_of(path: str) -> str:
     return "openai"
 
 
-def key_label(presented: str | None, keys: list[str]) -> str:
-    """A stable label for the key a request used: a short hash, never the key itself."""
-    if not keys:
-        return ""
-    if presented is None or not auth.key_is_valid(presented, keys):
-        return "invalid"
-    return "key-" + hashlib.sha256(presented.encode()).hexdigest()[:8]
-
-
 class ObserveMiddleware:
-    def __init__(self, app: Any, finish: Callable[[RequestRecord], None], keys: list[str]):
+    def __init__(self, app: Any, finish: Callable[[RequestRecord], None]):
         self.app = app
         self.finish = finish
-        self.keys = keys
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or not observed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        record = RequestRecord(
-            method=scope["method"],
-            path=scope["path"],
-            api=api_of(scope["path"]),
-            key_label=key_label(auth.presented_key(headers), self.keys),
-        )
+        # The key's name is noted by the app's key check (app.py), which identifies the caller.
+        record = RequestRecord(method=scope["method"], path=scope["path"], api=api_of(scope["path"]))
         state = {"status": 0, "done": False}
 
         async def observing_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                if record.account:
+                    # Which account's login answered (accounts file); set before the first byte.
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"x-bridge-account", record.account.encode())],
+                    }
                 content_type = dict(message.get("headers") or []).get(b"content-type", b"")
                 if record.stream is None and record.turn and message["status"] == 200:
                     record.stream = content_type.startswith((b"text/event-stream", b"application/x-ndjson"))
