@@ -46,7 +46,7 @@ LOGIN_FIELDS: dict[str, LoginKind] = {
 }
 KEY_FIELDS = {"key_sha256", "accounts", "models", "max_concurrent", "requests_per_minute"}
 #: Names end up in log lines, metric labels, headers and file names: keep them plain.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -167,7 +167,7 @@ def _tables(where: str, data: dict[str, Any], table: str) -> list[tuple[str, dic
         raise AccountsFileError(f"{where}: `{table}` must be a table of [{table}.NAME] entries.")
     result = []
     for name, entry in entries.items():
-        if not _NAME.match(name):
+        if not NAME_PATTERN.match(name):
             raise AccountsFileError(
                 f"{where}: [{table}.{name}]: the name must be letters, digits, '_', '.' or '-' (at most 64)."
             )

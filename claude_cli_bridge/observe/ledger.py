@@ -133,17 +133,25 @@ def read_usage(data_dir: Path, days: int, clock=time.time) -> list[dict[str, Any
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+#: What ``usage --by`` groups on: the ledger field of each choice.
+GROUPS = {"model": "model", "key": "key_label", "account": "account"}
+
+
+def summarise(rows: list[dict[str, Any]], by: str = "model") -> list[dict[str, Any]]:
+    """Totals per day and ``by`` (model, key or account); rows carry the group as ``by``."""
     totals: dict[str, dict[str, dict[str, int]]] = {}
     for row in rows:
-        _add(totals, row)
-    return _rows(totals, "")
+        _add(totals, row, by=by)
+    return _rows(totals, "", by)
 
 
-def _add(totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day: str | None = None) -> None:
+def _add(
+    totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day: str | None = None, by: str = "model"
+) -> None:
     day = day or row.get("_day") or str(row.get("time", ""))[:10]
     entry = totals.setdefault(day, {}).setdefault(
-        str(row.get("model") or "?"), defaultdict(int, {"requests": 0, "errors": 0, **dict.fromkeys(TOKEN_FIELDS, 0)})
+        str(row.get(GROUPS[by]) or ("?" if by == "model" else "(none)")),
+        defaultdict(int, {"requests": 0, "errors": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}),
     )
     entry["requests"] += 1
     status = row.get("status") or 0
@@ -154,18 +162,18 @@ def _add(totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day:
         entry[name] += value if isinstance(value, int) else 0
 
 
-def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str) -> list[dict[str, Any]]:
+def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str, by: str = "model") -> list[dict[str, Any]]:
     return [
-        {"day": day, "model": model, **dict(values)}
+        {"day": day, by: model, **dict(values)}
         for day in sorted(totals)
         if day >= first_day
         for model, values in sorted(totals[day].items())
     ]
 
 
-def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
-    """``claude-cli-bridge usage``: requests and tokens per day and model."""
-    rows = summarise(read_usage(data_dir, days))
+def print_summary(data_dir: Path, days: int, as_json: bool, out=print, by: str = "model") -> int:
+    """``claude-cli-bridge usage``: requests and tokens per day and model (or key, account)."""
+    rows = summarise(read_usage(data_dir, days), by)
     if as_json:
         out(json.dumps(rows, indent=2))
         return 0
@@ -173,7 +181,7 @@ def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
         out(f"No usage recorded in the last {days} days (ledger: {data_dir}).")
         return 0
     header = (
-        f"{'day':<10}  {'model':<22} {'requests':>8} {'errors':>6} {'input':>10} {'output':>10} "
+        f"{'day':<10}  {by:<22} {'requests':>8} {'errors':>6} {'input':>10} {'output':>10} "
         f"{'cache read':>11} {'cache write':>11}"
     )
     out(header)
@@ -181,7 +189,7 @@ def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
     total: dict[str, int] = defaultdict(int)
     for row in rows:
         out(
-            f"{row['day']:<10}  {row['model']:<22} {row['requests']:>8} {row['errors']:>6} {row['input_tokens']:>10,} "
+            f"{row['day']:<10}  {row[by]:<22} {row['requests']:>8} {row['errors']:>6} {row['input_tokens']:>10,} "
             f"{row['output_tokens']:>10,} {row['cache_read_tokens']:>11,} {row['cache_write_tokens']:>11,}"
         )
         for name in ("requests", "errors", *TOKEN_FIELDS):
