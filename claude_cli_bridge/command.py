@@ -1,8 +1,8 @@
 """The ``claude-cli-bridge`` command (and ``python -m claude_cli_bridge``): subcommands and flags.
 
 ``serve`` (the default), ``doctor``, ``models``, ``usage``, ``accounts`` and ``keys add NAME``.
-Every setting of ``Settings`` is also a flag, generated here from the class itself (name, description, default), so ``--help``
-lists them all and cannot drift from the settings. Precedence: flags, then the environment,
+Every setting of ``Settings`` is also a flag, generated here from the class itself (name,
+description, default), so ``--help`` lists them all and cannot drift from the settings. Precedence: flags, then the environment,
 then ``.env``, then the defaults (flags are passed to ``Settings`` as init arguments, which
 pydantic-settings ranks first).
 
