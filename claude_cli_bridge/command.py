@@ -2,9 +2,9 @@
 
 ``serve`` (the default), ``doctor``, ``models``, ``usage``, ``accounts`` and ``keys add NAME``.
 Every setting of ``Settings`` is also a flag, generated here from the class itself (name,
-description, default), so ``--help`` lists them all and cannot drift from the settings. Precedence: flags, then the environment,
-then ``.env``, then the defaults (flags are passed to ``Settings`` as init arguments, which
-pydantic-settings ranks first).
+description, default), so ``--help`` lists them all and cannot drift from the settings.
+Precedence: flags, then the environment, then ``.env``, then the defaults (flags are passed
+to ``Settings`` as init arguments, which pydantic-settings ranks first).
 
 Why argparse rather than pydantic-settings' own CLI source: the older names of some settings
 (``SERVER_HOST``, ``SERVER_PORT``) are alias choices that would become flags of their own, and
