@@ -145,7 +145,7 @@ def test_each_accounts_processes_hold_its_own_credentials_only(two_accounts, fak
         assert "ANTHROPIC_API_KEY" not in env
         assert env["CLAUDE_CONFIG_DIR"].endswith(("cli-config-a", "cli-config-b"))
         seen |= tokens
-    assert seen == {TOKEN_B} or seen == {TOKEN_A, TOKEN_B}
+    assert TOKEN_B in seen  # the process that answered
 
 
 def test_no_token_appears_in_logs_health_metrics_or_the_ledger(start_bridge, tmp_path, fake):
