@@ -74,7 +74,7 @@ key_sha256 = "{sha256_hex("bob-key").upper()}"
             + "a" * 64
             + '"\nmax_concurrent = 0\n',
             "max_concurrent",
-        ),  # fmt: skip
+        ),
         ('[accounts."a b"]\noauth_token_env = "TOKEN_A"\n', "the name must be"),
         ('[accounts.a]\noauth_token_env = "not a name"\n', "must name an environment variable"),
         ("[other]\nx = 1\n", "unknown table 'other'"),
