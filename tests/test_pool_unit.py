@@ -11,7 +11,7 @@ import pytest
 
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock
-from claude_cli_bridge.errors import CliCrashed, PoolBusy
+from claude_cli_bridge.errors import CliCrashed, CliUnavailable, PoolBusy
 from claude_cli_bridge.pool import Lease, Pool, PoolLimits
 
 _pids = itertools.count(1000)
@@ -373,8 +373,9 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     assert status["backoff"]["sonnet"]["failures"] == 1
     assert "unknown option" in status["backoff"]["sonnet"]["last_error"]
     started = asyncio.get_running_loop().time()
-    with pytest.raises(CliCrashed, match="unknown option"):
+    with pytest.raises(CliUnavailable, match="unknown option") as refused:
         await h.take()
+    assert refused.value.status == 503 and refused.value.retry_after is not None
     assert asyncio.get_running_loop().time() - started < 1  # failed fast, did not wait for the queue
     assert len(h.spawned) == 0 and h.pool.counters["launch_failures"] == 1  # no relaunch during backoff
 
@@ -386,7 +387,7 @@ async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harn
     await asyncio.sleep(0.01)
     await h.pool.settled()
     assert h.pool.status()["backoff"]["sonnet"]["failures"] == 1
-    with pytest.raises(CliCrashed, match="stand-in died"):
+    with pytest.raises(CliUnavailable, match="stand-in died"):
         await h.take()
 
 
