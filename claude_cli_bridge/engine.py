@@ -297,4 +297,5 @@ def _limits(settings: Settings) -> PoolLimits:
         spare_idle_seconds=settings.spare_idle_seconds,
         queue_size=settings.queue_size,
         queue_timeout_seconds=settings.queue_timeout_seconds,
+        backoff_max_seconds=settings.cli_backoff_max_seconds,
     )

@@ -145,6 +145,7 @@ class _Entry:
     fingerprint: str = ""
     key: str | None = None
     launched_at: float = 0.0
+    launch_began: float = 0.0  # when its launch was asked for (before launched_at)
     idle_since: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
     for_request: _Request | None = None
@@ -170,6 +171,7 @@ class _Backoff:
     failures: int = 0
     until: float = 0.0
     last_error: str = ""
+    noted_at: float = 0.0  # when the last failure was seen
 
 
 # Messages to the owner task.
@@ -478,7 +480,9 @@ class Pool(Generic[P]):
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        self._backoff.pop(entry.profile, None)  # it served: the CLI launches fine
+        backoff = self._backoff.get(entry.profile)
+        if backoff is not None and entry.launch_began >= backoff.noted_at:
+            del self._backoff[entry.profile]  # launched since the last failure, and it served: the CLI works
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -497,7 +501,7 @@ class Pool(Generic[P]):
             error = message.error
             detail = error.message if isinstance(error, BridgeError) else str(error)
             if not (isinstance(error, BridgeError) and error.status < 500):  # not the request's own fault
-                self._note_failure(entry.profile, detail)
+                self._note_failure(entry.profile, detail, entry.launch_began)
                 log.warning("could not launch a CLI process: %s", detail)
             else:  # the request's own fault: its message may quote the caller (no caller text in logs)
                 log.info("could not launch a CLI process for a request: %s", getattr(error, "code", None))
@@ -551,7 +555,7 @@ class Pool(Generic[P]):
         if code in _KILLED:
             return
         entry.failure_noted = True
-        self._note_failure(entry.profile, process.failure())
+        self._note_failure(entry.profile, process.failure(), entry.launch_began)
 
     def _on_close(self, close: _Close) -> None:
         self._closing = True
@@ -744,7 +748,7 @@ class Pool(Generic[P]):
 
     # -- launching, retiring, watching -----------------------------------------------------
     def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: _Request | None) -> None:
-        entry = _Entry(profile, history, for_request=request)
+        entry = _Entry(profile, history, for_request=request, launch_began=self._clock())
         self._entries[entry.id] = entry
 
         async def launch() -> None:
@@ -806,10 +810,15 @@ class Pool(Generic[P]):
         task.add_done_callback(self._tasks.discard)
 
     # -- failures ------------------------------------------------------------------------
-    def _note_failure(self, profile: Profile, detail: str) -> None:
+    def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
+        """Count a failed launch. Launches that began before the last failure was seen are
+        the same attempt (a burst of spares started together): they do not lengthen the pause."""
         backoff = self._backoff.setdefault(profile, _Backoff())
-        backoff.failures += 1
         backoff.last_error = detail.strip()[-500:]
+        if backoff.failures and launch_began < backoff.noted_at:
+            return
+        backoff.failures += 1
+        backoff.noted_at = self._clock()
         delay = min(self.limits.backoff_max_seconds, 2.0 ** (backoff.failures - 1))
         backoff.until = self._clock() + delay
         log.error(
@@ -836,7 +845,10 @@ class Pool(Generic[P]):
         works again (a fixed binary), so serving resumes without waiting for a turn."""
         for entry in self._entries.values():
             process = entry.process
-            if entry.profile in self._backoff and process is not None and process.started and process.alive:
+            backoff = self._backoff.get(entry.profile)
+            if backoff is None or process is None or entry.launch_began < backoff.noted_at:
+                continue  # launched before the last failure: it says nothing about the CLI now
+            if process.started and process.alive:
                 del self._backoff[entry.profile]
 
     def _count_launching(self, profile: Profile) -> int:

@@ -489,3 +489,44 @@ async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
         await h.give(manager)
     await h.pool.settled()
     assert h.pool.status()["spare"] == 3  # the rest follow once no turn runs
+
+
+async def test_a_spare_killed_from_outside_is_no_failed_launch_and_is_replaced(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    h.spawned[0].exit_code = -9  # SIGKILL (the OOM killer, pkill) before it said anything
+    h.spawned[0].die()
+    await asyncio.sleep(0.01)
+    await h.pool.settled()
+    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+    lease, held = await h.take()
+    assert lease.process is h.spawned[1] and lease.process.alive
+    await h.give(held)
+
+
+async def test_a_fresh_lease_never_takes_an_idle_process(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    spare = h.spawned[0]
+    async with h.pool.lease(P, (), fresh=True) as lease:
+        assert lease.how == "cold" and lease.process is not spare
+    await h.pool.settled()
+
+
+async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_that_speaks_ends_it(harness):
+    h = harness(warm=[P], spare_profiles=1, backoff_max_seconds=0.05)
+    await h.pool.settled()
+    for _ in range(6):  # every new process dies at once; a launch at a time, never a burst
+        for process in h.live():
+            process.die()
+        await asyncio.sleep(0.06)
+        await h.pool.settled()
+        assert sum(1 for p in h.spawned if p.alive) <= 1
+    status = h.pool.status()
+    assert status["backoff"]["sonnet"]["failures"] >= 2 and "stand-in died" in status["degraded"][0]
+    await asyncio.sleep(0.06)
+    await h.pool.settled()
+    fixed = h.live()[-1]
+    fixed.started = True  # the CLI works again: its new process printed its protocol
+    await h.converse()
+    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
