@@ -90,8 +90,11 @@ class BridgeEngine:
         dying (``degraded`` says why), each feature's state."""
         pool = self.pool.status()
         reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
+        # "limited" while a used-up subscription window refuses requests (until its reset);
+        # once the reset has passed, ok again, and the windows say "reset_passed".
+        limited = self.windows.rejection() is not None
         return {
-            "status": "degraded" if reasons else "ok",
+            "status": "degraded" if reasons else "limited" if limited else "ok",
             "degraded": reasons,
             "cli_path": self.cli_path,
             "cli_version": self.cli_version,

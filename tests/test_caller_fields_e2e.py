@@ -122,6 +122,8 @@ def test_nothing_a_caller_sent_reaches_the_log_at_debug_level_on_any_surface(sta
         base = server.ollama_url if path.startswith("/api/") else server.base_url
         response = httpx.post(base + path, json=body, headers=headers, timeout=60)
         quoted += MARK in response.text  # the caller still gets the helpful message
+    for url in (f"{server.openai_url}/responses/resp_{MARK}", f"{server.openai_url}/{MARK}-path"):
+        assert httpx.get(url, headers={"x-custom": f"{MARK}-header"}, timeout=30).status_code == 404
     assert quoted >= 5
     server.stop()
     log = server.log_path.read_text(errors="replace")
