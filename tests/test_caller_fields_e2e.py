@@ -105,6 +105,11 @@ def _bad_requests() -> list[tuple[str, dict, dict]]:
         ("/v1/chat/completions", {"model": "sonnet", "messages": hi, "stream": True, "user": f"{MARK}-user"}, headers),
         ("/v1/responses", {"model": f"{MARK}-model", "input": f"hi {MARK}"}, headers),
         ("/v1/responses", {"model": "sonnet", "input": "hi", "previous_response_id": f"resp_{MARK}"}, {}),
+        (
+            "/v1/responses",
+            {"model": "sonnet", "input": "hi", "tools": [{"type": f"{MARK}-hosted"}]},
+            {},
+        ),
         ("/v1/completions", {"model": f"{MARK}-model", "prompt": f"hi {MARK}", "user": f"{MARK}-user"}, headers),
         ("/v1/messages", {"model": f"{MARK}-model", "max_tokens": 9, "messages": hi}, headers),
         ("/v1/messages", {"model": "sonnet", "max_tokens": 9, "messages": anthropic_tools}, headers),
