@@ -11,10 +11,11 @@ stop sequences (the CLI has no flag for them), and the load time Ollama reports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from .core.models import CATALOG, resolve_model
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
+from .errors import CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .thinking_memory import ThinkingMemory
@@ -85,13 +86,20 @@ class BridgeEngine:
         return [info.id for info in CATALOG]
 
     def status(self) -> dict[str, Any]:
-        """For /health: "degraded" when a feature is switched off, each feature's state."""
+        """For /health: "degraded" when a feature is switched off or new CLI processes keep
+        dying (``degraded`` says why), each feature's state."""
+        pool = self.pool.status()
+        reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
+        # "limited" while a used-up subscription window refuses requests (until its reset);
+        # once the reset has passed, ok again, and the windows say "reset_passed".
+        limited = self.windows.rejection() is not None
         return {
-            "status": "degraded" if self.features.failed() else "ok",
+            "status": "degraded" if reasons else "limited" if limited else "ok",
+            "degraded": reasons,
             "cli_path": self.cli_path,
             "cli_version": self.cli_version,
             "features": self.features.as_dict(),
-            "pool": self.pool.status(),
+            "pool": pool,
             "subscription": self.windows.snapshot(),
         }
 
@@ -169,6 +177,12 @@ class BridgeEngine:
         Closing the generator early (the client left) ends the lease with the turn still
         open: the process is not reusable, and the pool stops it (which interrupts the CLI,
         and the CLI drops the upstream request).
+
+        A turn whose process died before anything reached the caller (killed, crashed, its
+        pipes closed) is run once more on a freshly launched process, transparently: the
+        caller gets its answer. A death after the first event stays an error (in-band when
+        streaming); so does a second death, and a refusal by the pool (a CLI that keeps
+        failing to start is a 503 from the pool).
         """
         self.check(request)
         profile = self.profile(request)
@@ -177,8 +191,38 @@ class BridgeEngine:
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
             history, prompt = tuple(messages), None  # the CLI continues by itself
-        async with self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off) as lease:
+        for attempt in range(2):
+            leased: list[Any] = []  # the attempt's process, to tell a death from other failures
+            sent = False
+            try:
+                async with contextlib.aclosing(
+                    self._attempt(request, profile, history, prompt, fresh=attempt > 0, leased=leased)
+                ) as events:
+                    async for event in events:
+                        sent = True
+                        yield event
+                return
+            except CliCrashed:
+                died = bool(leased) and not leased[0].alive
+                if sent or attempt or not died:
+                    raise
+                log.warning("CLI process %s died before its turn's first output; retrying on a new one", leased[0].pid)
+
+    async def _attempt(
+        self,
+        request: TurnRequest,
+        profile: Profile,
+        history: tuple[Message, ...],
+        prompt: Message | None,
+        *,
+        fresh: bool,
+        leased: list[Any],
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """One try at the turn on one leased process (``stream`` decides about retrying)."""
+        lease_of = self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh)
+        async with lease_of as lease:
             process = lease.process
+            leased.append(process)
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
@@ -256,4 +300,5 @@ def _limits(settings: Settings) -> PoolLimits:
         spare_idle_seconds=settings.spare_idle_seconds,
         queue_size=settings.queue_size,
         queue_timeout_seconds=settings.queue_timeout_seconds,
+        backoff_max_seconds=settings.cli_backoff_max_seconds,
     )
