@@ -18,10 +18,11 @@ caller's tenant (its key's name): another key's identical history gets a process
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import BridgeError, FeatureUnavailable, InvalidRequest, UpstreamError
+from .errors import BridgeError, CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .thinking_memory import ThinkingMemory
@@ -112,13 +113,20 @@ class BridgeEngine:
         return [info.id for info in CATALOG]
 
     def status(self) -> dict[str, Any]:
-        """For /health: "degraded" when a feature is switched off, each feature's state."""
+        """For /health: "degraded" when a feature is switched off or new CLI processes keep
+        dying (``degraded`` says why), each feature's state."""
+        pool = self.pool.status()
+        reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
+        # "limited" while no account takes a turn (used-up windows, until a reset; failing
+        # logins); once a reset has passed, ok again, and the windows say "reset_passed".
+        limited = not any(self.book.allows(name) for name in self.accounts.names)
         return {
-            "status": "degraded" if self.features.failed() else "ok",
+            "status": "degraded" if reasons else "limited" if limited else "ok",
+            "degraded": reasons,
             "cli_path": self.cli_path,
             "cli_version": self.cli_version,
             "features": self.features.as_dict(),
-            "pool": self.pool.status(),
+            "pool": pool,
             "subscription": self.windows.snapshot(),
             "accounts": self.book.status(),
             "failovers": self.book.failovers,
@@ -201,6 +209,12 @@ class BridgeEngine:
 
         Raises AccountsRefused (429, Retry-After at the earliest reset) when none of the
         caller's accounts allows a turn, before any process is used.
+
+        A turn whose process died before anything reached the caller (killed, crashed, its
+        pipes closed) is run once more on a freshly launched process, transparently: the
+        caller gets its answer. A death after the first event stays an error (in-band when
+        streaming); so does a second death, and a refusal by the pool (a CLI that keeps
+        failing to start is a 503 from the pool).
         """
         self.check(request)
         caller = request.caller or self.anonymous
@@ -222,9 +236,10 @@ class BridgeEngine:
             note(account=account)
             produced = False
             try:
-                async for event in self._attempt(request, caller, profile, history, prompt):
-                    produced = True
-                    yield event
+                async with contextlib.aclosing(self._on_account(request, caller, profile, history, prompt)) as events:
+                    async for event in events:
+                        produced = True
+                        yield event
             except BridgeError as error:
                 if produced or not is_refusal(error):
                     raise
@@ -245,6 +260,33 @@ class BridgeEngine:
             self.book.served(account)
             return
 
+    async def _on_account(
+        self,
+        request: TurnRequest,
+        caller: Caller,
+        profile: Profile,
+        history: tuple[Message, ...],
+        prompt: Message | None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """The turn on ``profile``'s account: once more on a fresh process if its process died
+        before any output (``stream`` decides about other accounts)."""
+        for attempt in range(2):
+            leased: list[Any] = []  # the attempt's process, to tell a death from other failures
+            sent = False
+            try:
+                async with contextlib.aclosing(
+                    self._attempt(request, caller, profile, history, prompt, fresh=attempt > 0, leased=leased)
+                ) as events:
+                    async for event in events:
+                        sent = True
+                        yield event
+                return
+            except CliCrashed:
+                died = bool(leased) and not leased[0].alive
+                if sent or attempt or not died:
+                    raise
+                log.warning("CLI process %s died before its turn's first output; retrying on a new one", leased[0].pid)
+
     async def _attempt(
         self,
         request: TurnRequest,
@@ -252,13 +294,17 @@ class BridgeEngine:
         profile: Profile,
         history: tuple[Message, ...],
         prompt: Message | None,
-    ) -> AsyncIterator[TurnEvent]:
-        """One try of the turn on ``profile``'s account."""
-        lease_context = self.pool.lease(
-            profile, history, request.conversation_key, hold=not request.one_off, tenant=caller.tenant
+        *,
+        fresh: bool,
+        leased: list[Any],
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """One try at the turn on one leased process (``_on_account`` decides about retrying)."""
+        lease_of = self.pool.lease(
+            profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh, tenant=caller.tenant
         )
-        async with lease_context as lease:
+        async with lease_of as lease:
             process = lease.process
+            leased.append(process)
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
@@ -336,4 +382,5 @@ def _limits(settings: Settings) -> PoolLimits:
         spare_idle_seconds=settings.spare_idle_seconds,
         queue_size=settings.queue_size,
         queue_timeout_seconds=settings.queue_timeout_seconds,
+        backoff_max_seconds=settings.cli_backoff_max_seconds,
     )

@@ -121,6 +121,17 @@ class CliCrashed(BridgeError):
     code = "cli_crashed"
 
 
+class CliUnavailable(BridgeError):
+    """New CLI processes keep dying before their first turn (a broken update, a missing
+    library): the pool backs off and refuses what needs a new process until the next
+    attempt. A 503 with Retry-After; the message carries the CLI's own words."""
+
+    status = 503
+    kind = "server_error"
+    code = "cli_unavailable"
+    retry = True
+
+
 class TurnTimeout(BridgeError):
     status = 504
     kind = "api_error"

@@ -23,9 +23,17 @@ was not cut short, did not end in a deferred tool call); the pool never second-g
 
 Spares follow demand: per profile, as many as the peak of concurrent new conversations
 seen in the last ``spare_demand_window_seconds`` (at least one for the ``spare_profiles``
-most recent profiles), within free room. A process that dies at launch or soon after puts
-its profile into exponential backoff: no spares are relaunched for it meanwhile and
-requests that need a new process fail fast with the CLI's own error.
+most recent profiles), within free room.
+
+A process that exited (or whose pipes closed) is never leased: its watcher reports the exit
+at once, and ``alive`` is checked again at the moment of granting. A process that dies by
+itself before its first turn (before it printed anything, soon after launch) puts its
+profile into exponential backoff (1 s doubling to ``backoff_max_seconds``): meanwhile at most
+one launch for it is in flight, no spares are relaunched, and requests that need a new
+process get a 503 (``CliUnavailable``) with the CLI's own words and Retry-After. A process
+killed from outside (SIGKILL, SIGTERM: the OOM killer, ``pkill``) is no failure of the CLI.
+The first process of the profile that speaks again ends the backoff: serving resumes
+without a restart. ``status()["degraded"]`` says why while it lasts.
 
 The launch function is injected, so the mechanics are tested with a stand-in process.
 """
@@ -37,6 +45,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,7 +54,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
-from .errors import BridgeError, CliCrashed, PoolBusy
+from .errors import BridgeError, CliCrashed, CliUnavailable, PoolBusy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,9 @@ class PooledProcess(Protocol):
     def failure(self) -> str:
         """What the process said when it failed (its stderr tail), for error messages."""
         ...
+
+    # Optional (read with getattr): ``exit_code`` (None while running; negative: the signal
+    # that ended it) and ``turns`` (turns answered).
 
     async def wait(self) -> None:
         """Return when the process has exited."""
@@ -134,11 +146,13 @@ class _Entry:
     fingerprint: str = ""
     key: str | None = None
     launched_at: float = 0.0
+    launch_began: float = 0.0  # when its launch was asked for (before launched_at)
     idle_since: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
     for_request: _Request | None = None
     served: bool = False  # completed a turn: a later death is not a failure to launch
     tenant: str = ""  # whose conversation it holds (a client key's name): never another's
+    failure_noted: bool = False  # its early death already counted towards the backoff
 
 
 @dataclass(eq=False)
@@ -152,6 +166,7 @@ class _Request:
     launching: bool = False  # a process is being launched for it
     queued: bool = False  # it waited in the queue for room (for the request log)
     tenant: str = ""
+    fresh: bool = False  # a newly launched process only (a retry after a process died)
 
 
 @dataclass
@@ -159,6 +174,7 @@ class _Backoff:
     failures: int = 0
     until: float = 0.0
     last_error: str = ""
+    noted_at: float = 0.0  # when the last failure was seen
 
 
 # Messages to the owner task.
@@ -255,8 +271,10 @@ class Pool(Generic[P]):
         profile: Profile,
         history: tuple[Message, ...],
         key: str | None = None,
+        *,
         hold: bool = True,
         tenant: str = "",
+        fresh: bool = False,
     ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
 
@@ -267,6 +285,9 @@ class Pool(Generic[P]):
         ``hold`` False: the turn is a one-off nobody continues (an Open WebUI title or tags
         task), so its process is not kept as a conversation afterwards: it would only take the
         room of spares and of conversations that do go on.
+
+        ``fresh`` True: a process launched for this request, never an idle one (the retry of
+        a turn whose process died: its siblings may have died with it, unseen yet).
 
         Raises PoolBusy when the queue is full or the wait exceeds ``queue_timeout_seconds``,
         CliCrashed when the CLI cannot be launched.
@@ -281,6 +302,8 @@ class Pool(Generic[P]):
         request = _Request(
             profile, history, _fingerprint(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
         )
+        request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
+        request.fresh = fresh
         self._post(_Submit(request))
         try:
             async with asyncio.timeout(self.limits.queue_timeout_seconds):
@@ -338,18 +361,32 @@ class Pool(Generic[P]):
                 if b.failures
             },
             "counters": dict(self.counters),
+            "degraded": self.degraded(),
             # One row per process (the dashboard): state, model, turns, seconds since launch.
             "process_list": [
                 {
                     "pid": e.process.pid if e.process is not None else None,
                     "state": e.state,
                     "model": e.profile.model + (" (custom)" if _custom(e.profile) else ""),
-                    "turns": getattr(e.process, "turns", 0),
+                    "turns": getattr(e.process, "turns", 0),  # turns answered (cli.process)
                     "age_s": round(self._clock() - e.launched_at, 1) if e.launched_at else None,
                 }
                 for e in live
             ],
         }
+
+    def degraded(self) -> list[str]:
+        """Why the pool cannot launch processes right now (empty when it can): one line per
+        profile in backoff, with the CLI's own words."""
+        reasons = []
+        for profile, backoff in self._backoff.items():
+            if backoff.failures:
+                left = max(0.0, backoff.until - self._clock())
+                reasons.append(
+                    f"new CLI processes for {profile.model} exit before their first turn "
+                    f"({backoff.failures} in a row; next attempt in {left:.0f} s): {backoff.last_error or 'no output'}"
+                )
+        return reasons
 
     async def close(self, grace: float) -> None:
         """Refuse new work, let busy turns finish for ``grace`` seconds, then stop everything."""
@@ -465,9 +502,13 @@ class Pool(Generic[P]):
         if new_conversation(entry.history):
             self._new_in_flight[entry.profile] = max(0, self._new_in_flight.get(entry.profile, 0) - 1)
         if self._closing or not process.reusable:
+            if not process.alive:
+                self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        self._backoff.pop(entry.profile, None)  # it served: the CLI launches fine
+        backoff = self._backoff.get(entry.profile)
+        if backoff is not None and entry.launch_began >= backoff.noted_at:
+            del self._backoff[entry.profile]  # launched since the last failure, and it served: the CLI works
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -486,8 +527,10 @@ class Pool(Generic[P]):
             error = message.error
             detail = error.message if isinstance(error, BridgeError) else str(error)
             if not (isinstance(error, BridgeError) and error.status < 500):  # not the request's own fault
-                self._note_failure(entry.profile, detail)
-            log.warning("could not launch a CLI process: %s", detail)
+                self._note_failure(entry.profile, detail, entry.launch_began)
+                log.warning("could not launch a CLI process: %s", detail)
+            else:  # the request's own fault: its message may quote the caller (no caller text in logs)
+                log.info("could not launch a CLI process for a request: %s", getattr(error, "code", None))
             if request is not None and not request.future.done():
                 if request in self._waiting:
                     self._waiting.remove(request)
@@ -519,11 +562,26 @@ class Pool(Generic[P]):
         before the CLI said anything, is a failure to launch."""
         if entry.state == "stopping":
             return
-        started = entry.served or (entry.process is not None and entry.process.started)
-        if not started and self._clock() - entry.launched_at < self.limits.early_death_seconds:
-            self._note_failure(entry.profile, entry.process.failure() if entry.process else "")
+        self._note_early_death(entry)
         if entry.state in ("spare", "held"):
             self._retire(entry)
+
+    def _note_early_death(self, entry: _Entry) -> None:
+        """A process that exited by itself before it ever spoke, soon after launch, failed to
+        launch. One killed from outside did not: that is the OOM killer or a user, and the
+        CLI would start fine again (no backoff, no refusals)."""
+        process = entry.process
+        if entry.failure_noted or process is None or entry.served or process.started:
+            return
+        if self._clock() - entry.launched_at >= self.limits.early_death_seconds:
+            return
+        code = getattr(process, "exit_code", None)
+        if code is None and hasattr(process, "exit_code") and process.pid is not None:
+            return  # not reaped yet: decided when its watcher reports the exit
+        if code in _KILLED:
+            return
+        entry.failure_noted = True
+        self._note_failure(entry.profile, process.failure(), entry.launch_began)
 
     def _on_close(self, close: _Close) -> None:
         self._closing = True
@@ -564,6 +622,7 @@ class Pool(Generic[P]):
     def _schedule(self) -> None:
         """Grant what can be granted, launch or make room for the head of the queue, and
         keep spares at their targets with the room nobody waits for."""
+        self._end_recovered_backoffs()
         for request in list(self._waiting):
             if request.future.done() or self._serve_idle(request):
                 self._waiting.remove(request)
@@ -586,7 +645,7 @@ class Pool(Generic[P]):
 
     def _serve_idle(self, request: _Request) -> bool:
         """Grant a held process with exactly this history, or a spare for a new conversation."""
-        if request.future.done():
+        if request.future.done() or request.fresh:
             return False
         held = self._held.pop((request.profile, request.fingerprint), None)
         if held is not None:
@@ -697,6 +756,8 @@ class Pool(Generic[P]):
             if self._backoff_error(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
+            if self._backoff.get(profile) is not None:
+                target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
                     first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
@@ -713,7 +774,7 @@ class Pool(Generic[P]):
 
     # -- launching, retiring, watching -----------------------------------------------------
     def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: _Request | None) -> None:
-        entry = _Entry(profile, history, for_request=request)
+        entry = _Entry(profile, history, for_request=request, launch_began=self._clock())
         self._entries[entry.id] = entry
 
         async def launch() -> None:
@@ -775,10 +836,15 @@ class Pool(Generic[P]):
         task.add_done_callback(self._tasks.discard)
 
     # -- failures ------------------------------------------------------------------------
-    def _note_failure(self, profile: Profile, detail: str) -> None:
+    def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
+        """Count a failed launch. Launches that began before the last failure was seen are
+        the same attempt (a burst of spares started together): they do not lengthen the pause."""
         backoff = self._backoff.setdefault(profile, _Backoff())
-        backoff.failures += 1
         backoff.last_error = detail.strip()[-500:]
+        if backoff.failures and launch_began < backoff.noted_at:
+            return
+        backoff.failures += 1
+        backoff.noted_at = self._clock()
         delay = min(self.limits.backoff_max_seconds, 2.0 ** (backoff.failures - 1))
         backoff.until = self._clock() + delay
         log.error(
@@ -789,9 +855,30 @@ class Pool(Generic[P]):
 
     def _backoff_error(self, profile: Profile) -> BridgeError | None:
         backoff = self._backoff.get(profile)
-        if backoff is None or not backoff.failures or self._clock() >= backoff.until:
+        if backoff is None or not backoff.failures:
             return None
-        return CliCrashed(f"The Claude CLI fails to start: {backoff.last_error or 'it exited at once'}")
+        left = backoff.until - self._clock()
+        if left <= 0 and not self._count_launching(profile):
+            return None  # time for the next attempt
+        return CliUnavailable(
+            f"The Claude CLI fails to start ({backoff.failures} attempts in a row): "
+            f"{backoff.last_error or 'it exited at once'}",
+            retry_after=max(1, round(left)),
+        )
+
+    def _end_recovered_backoffs(self) -> None:
+        """A process of a backed-off profile that printed its protocol launched fine: the CLI
+        works again (a fixed binary), so serving resumes without waiting for a turn."""
+        for entry in self._entries.values():
+            process = entry.process
+            backoff = self._backoff.get(entry.profile)
+            if backoff is None or process is None or entry.launch_began < backoff.noted_at:
+                continue  # launched before the last failure: it says nothing about the CLI now
+            if process.started and process.alive:
+                del self._backoff[entry.profile]
+
+    def _count_launching(self, profile: Profile) -> int:
+        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile)
 
     def _refuse(self, request: _Request, error: BaseException) -> None:
         if not request.future.done():
@@ -810,6 +897,10 @@ class Pool(Generic[P]):
 
     def _live_count(self) -> int:
         return sum(1 for e in self._entries.values() if e.process is not None)
+
+
+# Exit codes of a process killed from outside (asyncio: minus the signal number).
+_KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 
 
 def _total_rss(processes: list[PooledProcess]) -> int:

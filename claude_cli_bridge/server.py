@@ -133,7 +133,7 @@ def run(settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # configure_logging's handlers (text or JSON) serve uvicorn too
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or 1,
-        access_log=settings.log_level.lower() == "debug",
+        access_log=settings.log_level.lower() == "debug" and settings.log_content,  # URLs carry caller ids
     )
     show_banner(settings, version, path, windows)
     uvicorn.Server(config).run(sockets=sockets)

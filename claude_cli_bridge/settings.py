@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
     queue_size: int = Field(32, description="Most requests waiting for a CLI process; more are refused (429/503).")
     queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 429/503.")
+    cli_backoff_max_seconds: float = Field(
+        60,
+        gt=0,
+        description="When new CLI processes die before their first turn, the longest pause between attempts "
+        "(the pause starts at 1 s and doubles).",
+    )
     turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
     silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
     shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")

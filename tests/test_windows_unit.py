@@ -132,3 +132,20 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
 def test_an_unreadable_state_file_is_ignored(tmp_path):
     (tmp_path / "windows.json").write_text("{not json")
     assert SubscriptionWindows(tmp_path).snapshot()["windows"] == {}
+
+
+def test_a_rejection_whose_reset_passed_says_so_in_the_overall_state_and_the_window():
+    clock = [NOW]
+    windows = SubscriptionWindows(None, clock=lambda: clock[0])
+    windows.update(
+        RateLimitInfo(
+            "rejected", "five_hour", NOW + 1800, windows=(WindowReading("five_hour", 1.0, NOW + 1800, "rejected"),)
+        )
+    )
+    snapshot = windows.snapshot()
+    assert snapshot["state"] == "rejected" and snapshot["windows"]["five_hour"]["state"] == "rejected"
+    clock[0] = NOW + 1801  # the 5-hour reset has passed; no newer reading
+    snapshot = windows.snapshot()
+    assert snapshot["status"] == "rejected"  # what was read, kept
+    assert snapshot["state"] == "reset_passed" and snapshot["windows"]["five_hour"]["state"] == "reset_passed"
+    assert windows.rejection() is None

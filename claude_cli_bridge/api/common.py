@@ -179,7 +179,7 @@ async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[T
         if not writer.finished:
             raise CliCrashed(ENDED_WITHOUT_RESULT)
     except BridgeError as error:
-        log.warning("turn failed mid-stream: %s", error.message)
+        log.warning("turn failed mid-stream: %s", error.code or error.kind)  # no caller text in logs
         for frame in writer.on_error(error):
             yield frame
     except Exception:

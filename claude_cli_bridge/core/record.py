@@ -38,7 +38,7 @@ class RequestRecord:
     stop_reason: str = ""
     status: int = 0  # HTTP status; for an error after the first byte, the error's status
     in_band_error: bool = False  # the failure was reported inside a 200 stream
-    error: str = ""  # error code or kind and message
+    error: str = ""  # the error's code and kind (never its message: observe.engine.loggable)
     client_gone: bool = False
 
     @property

@@ -2,7 +2,8 @@
 
 ``ObservedEngine`` wraps the real engine (or a test double) and, for each turn, notes in the
 request's ``RequestRecord`` the model, the time to the first event, the TurnDone's tokens and
-how the CLI process was found, and a failure with whether it happened after the first byte.
+how the CLI process was found, and a failure (its code and kind, never its message: see
+``loggable``) with whether it happened after the first byte.
 Everything else is passed through unchanged.
 """
 
@@ -49,7 +50,7 @@ class ObservedEngine:
         try:
             record.model = self.inner.resolve_model(request.model)
         except BridgeError:
-            record.model = request.model or ""
+            record.model = ""  # a name nobody serves is the caller's text, not a model
         try:
             async for event in events:
                 record.mark_first()
@@ -57,7 +58,7 @@ class ObservedEngine:
                     _note_done(record, event)
                 yield event
         except BridgeError as error:
-            record.error = f"{error.code or error.kind}: {error.message}"
+            record.error = loggable(error)
             if record.first_token_s is not None:  # reported in-band, inside a 200
                 record.in_band_error, record.status = True, error.status
             raise
@@ -71,6 +72,13 @@ class ObservedEngine:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def loggable(error: BridgeError) -> str:
+    """The log copy of an error: its code and kind, never its message. Messages quote what the
+    caller sent (tool names, model names, values) to help the caller; the log carries nothing
+    a caller sent unless LOG_CONTENT is on. ``metrics`` reads the code before the colon."""
+    return f"{error.code}: {error.kind}" if error.code else error.kind
 
 
 def _note_done(record: RequestRecord, done: TurnDone) -> None:

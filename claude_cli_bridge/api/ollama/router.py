@@ -61,7 +61,7 @@ async def chat(request: Request) -> Response:
     if task:
         # Open WebUI's title/tag/follow-up prompts: cheap, so a small model, and no conversation.
         task_model = request.app.state.settings.task_model
-        log.info("Open WebUI %s task: answered by %s", task, task_model or turn.model)
+        log.info("Open WebUI %s task: answered by %s", task, task_model or "the requested model")
         turn = tasks.as_task(turn, task_model)
     return await _answer(request, turn, writer, streaming=streaming)
 

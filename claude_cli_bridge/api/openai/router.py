@@ -57,7 +57,7 @@ async def chat_completions(request: Request):
     task = tasks.task_kind(turn, streaming=bool(chat.stream))
     if task:
         # Open WebUI sends its title/tag/follow-up prompts over this connection too.
-        log.info("Open WebUI %s task: answered by %s", task, settings.task_model or turn.model)
+        log.info("Open WebUI %s task: answered by %s", task, settings.task_model or "the requested model")
         turn = tasks.as_task(turn, settings.task_model)
     model = chat.model or settings.default_model
     legacy = translate.is_legacy(chat)

@@ -86,7 +86,7 @@ async def create_response(request: Request) -> Response:
         conversation_key=request.headers.get("x-conversation-id"),
     )
     if translated.dropped_tools:
-        log.info("hosted tools offered but not given to the model: %s", ", ".join(translated.dropped_tools))
+        log.info("%d hosted tools offered but not given to the model", len(translated.dropped_tools))  # no caller text
     turn = translated.turn
     engine = request.app.state.engine
     engine.resolve_model(turn.model)  # a 404 before any work
