@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
     silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
     shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")
+    drain_retry_after_seconds: int = Field(
+        30,
+        ge=1,
+        description="Retry-After of turns refused while draining after SIGTERM: how long a router keeps this bridge "
+        "out (cover a restart).",
+    )
     probe_features: bool = Field(
         True,
         validation_alias=AliasChoices("PROBE_FEATURES", "PROBE_TRANSCRIPTS"),
