@@ -73,7 +73,7 @@ async def test_requests_without_a_turn_carry_no_conversation_id():
         (*SURFACES["chat"], 503, lambda j: j["error"]["code"] == "draining"),
         (*SURFACES["responses"], 503, lambda j: j["error"]["code"] == "draining"),
         (*SURFACES["ollama"], 503, lambda j: "shutting down" in j["error"]),
-        (*SURFACES["messages"], 529, lambda j: j["error"]["type"] == "overloaded_error"),
+        (*SURFACES["messages"], 503, lambda j: j["error"]["type"] == "overloaded_error"),
     ],
 )
 async def test_while_draining_new_turns_are_refused_with_retry_after(path, body, status, shape):
