@@ -137,7 +137,7 @@ def test_a_refused_account_moves_its_conversations_and_new_ones_to_the_other_bri
         if len(on_a) == 2:
             break
     assert len(on_a) == 2
-    reset = int(time.time()) + 8  # A's subscription window resets in 8 s: LiteLLM cools A that long
+    reset = int(time.time()) + 15  # A's subscription window resets in 15 s: LiteLLM cools A that long
     refusal = Reply(
         status=429,
         error_type="rate_limit_error",
@@ -152,6 +152,8 @@ def test_a_refused_account_moves_its_conversations_and_new_ones_to_the_other_bri
         assert conversation.served[-1][0] == "b"
         history = bridges["b"].fake.model_calls()[-1].plain_messages()
         assert [text for _, text in history] == [m["content"] for m in conversation.messages[:-1]]  # the whole history
+    ready = httpx.get(f"{bridges['a'].server.base_url}/ready", timeout=5)  # what a health check would see
+    assert ready.status_code == 503 and ready.json()["reasons"] == ["account_refused"]
     fresh = [Conversation(client, f"fresh{n}") for n in range(3)]
     for conversation in fresh:
         conversation.turn(0)
