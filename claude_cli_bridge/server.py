@@ -152,7 +152,9 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and not self.drain.draining and not self.should_exit:
-            self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
+            captured = getattr(self, "_captured_signals", None)  # uvicorn >= 0.29 re-raises them after shutdown
+            if captured is not None:
+                captured.append(sig)
             self.drain.begin()
             log.info("SIGTERM: draining (%d requests in flight); new turns are refused", self.drain.in_flight)
             return
