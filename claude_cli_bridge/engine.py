@@ -26,6 +26,7 @@ from .cli.profile import Profile
 from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
 from .core.models import CATALOG, resolve_model
+from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
@@ -225,6 +226,9 @@ class BridgeEngine:
             leased.append(process)
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
+            # Before the first byte: the response's X-Conversation-Id and X-Bridge-Process
+            # (observe/middleware.py) come from the request's record.
+            note(conversation_id=lease.key or "", how=how)
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
             # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
             log.log(

@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import signal
 import time
 from collections import OrderedDict, deque
@@ -125,12 +126,15 @@ class PoolLimits:
 class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
     is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
-    whether it had to wait in the queue for room first."""
+    whether it had to wait in the queue for room first; ``key`` the conversation id under
+    which the process is held after the turn: the request's own, else the one the held
+    process had (a follow-up matched by history), else a new one."""
 
     process: P
     how: str
     waited: float
     queued: bool = False
+    key: str | None = None
 
 
 _ids = itertools.count(1)
@@ -306,7 +310,7 @@ class Pool(Generic[P]):
         try:
             yield lease
         finally:
-            self._post(_Return(lease.process, key, hold))
+            self._post(_Return(lease.process, lease.key, hold))
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -637,6 +641,9 @@ class Pool(Generic[P]):
         return False
 
     def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+        # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
+        # the same history, finds this process again.
+        key = request.key or entry.key or new_conversation_id()
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
@@ -647,7 +654,7 @@ class Pool(Generic[P]):
             self._demand.append((self._clock(), request.profile, count))
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
-        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued))
+        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued, key))
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
@@ -880,6 +887,11 @@ _KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 def _total_rss(processes: list[PooledProcess]) -> int:
     """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
     return sum(process.rss() for process in processes)
+
+
+def new_conversation_id() -> str:
+    """An id for a conversation whose client named none (random: it names nothing)."""
+    return "conv-" + secrets.token_hex(12)
 
 
 def new_conversation(history: tuple[Message, ...]) -> bool:
