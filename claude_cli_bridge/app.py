@@ -34,12 +34,14 @@ from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
 from .core.record import note
 from .core.turn import Engine
+from .drain import Drain, DrainMiddleware
 from .embeddings import EmbeddingEngine
-from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
+from .errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
 from .observe.engine import ObservedEngine
 from .observe.hub import Observer
 from .observe.middleware import ObserveMiddleware
 from .observe.routes import router as observe_router
+from .readiness import readiness
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ def create_app(
     app.state.embeddings = embeddings
     app.state.observer = observer
     app.state.keyring = keyring
+    app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
@@ -131,8 +134,10 @@ def create_app(
         return render_error(request, error)
 
     @app.get("/health", tags=["bridge"])
-    async def health(request: Request) -> dict[str, Any]:
+    async def health(request: Request) -> Any:
         status = engine.status()
+        if drain.draining:  # 503 at once: a router's health check takes this bridge out
+            status = {**status, "status": "draining"}
         summary = {
             "status": status.get("status", "ok"),
             "version": __version__,
@@ -140,8 +145,23 @@ def create_app(
             "cli_version": status.get("cli_version"),
         }
         if keyring.identify(auth.presented_key(dict(request.headers))) is None:
-            return summary  # open to anyone: no paths, process ids or pool details without a key
-        return {**summary, **status}
+            body = summary  # open to anyone: no paths, process ids or pool details without a key
+        else:
+            body = {**summary, **status}
+        return JSONResponse(body, status_code=503) if drain.draining else body
+
+    @app.get("/ready", tags=["bridge"])
+    @app.head("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        """Whether a turn would be taken now; reads state only (no quota, no process)."""
+        verdict = readiness(
+            engine.status(),
+            queue_size=settings.queue_size,
+            draining=drain.draining,
+            drain_retry_after=settings.drain_retry_after_seconds,
+        )
+        headers = {"retry-after": str(verdict.retry_after)} if verdict.retry_after is not None else {}
+        return JSONResponse(verdict.body(), status_code=200 if verdict.ready else 503, headers=headers)
 
     @app.get("/", include_in_schema=False)
     @app.head("/", include_in_schema=False)
@@ -182,7 +202,18 @@ def create_app(
             # "*" mirrors whatever the preflight asks for: the openai SDK sends a growing set of
             # x-stainless-* headers besides Authorization, and origins are already allow-listed.
             allow_headers=["*"],
-            expose_headers=["retry-after", "x-should-retry"],
+            expose_headers=["retry-after", "x-should-retry", "x-conversation-id", "x-bridge-process", "x-bridge-account"],
         )
+
+    def refuse_draining(request: Request) -> JSONResponse:
+        return render_error(
+            request,
+            Draining(
+                "This server is shutting down; send the request to another server or retry shortly.",
+                retry_after=settings.drain_retry_after_seconds,
+            ),
+        )
+
+    app.add_middleware(DrainMiddleware, drain=drain, refuse=refuse_draining)
     app.add_middleware(ObserveMiddleware, finish=observer.finish)  # outermost: 401s are recorded too
     return app

@@ -307,6 +307,9 @@ class BridgeEngine:
             leased.append(process)
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
+            # Before the first byte: the response's X-Conversation-Id and X-Bridge-Process
+            # (observe/middleware.py) come from the request's record.
+            note(conversation_id=lease.conversation_id or "", how=how)
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
             # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
             log.log(

@@ -70,12 +70,24 @@ class Unauthorized(BridgeError):
 
 
 class PoolBusy(BridgeError):
-    """Every CLI process is busy and the wait queue is full or timed out."""
+    """Every CLI process is busy and the wait queue is full or timed out.
 
-    status = 429
-    kind = "rate_limit_error"
+    503, not 429: a 429 means the account is refused (the subscription's limit), and a
+    router in front (LiteLLM, nginx) should tell a full bridge from a refused account; both
+    carry ``Retry-After``, so either cools the bridge down for that long.
+    """
+
+    status = 503
+    kind = "server_error"
     code = "pool_busy"
     retry = True
+
+
+class Draining(PoolBusy):
+    """The server got SIGTERM: turns in flight finish, new ones are refused so a router
+    moves them to another bridge (``Retry-After`` says how long to keep this one out)."""
+
+    code = "draining"
 
 
 class CliNotLoggedIn(BridgeError):

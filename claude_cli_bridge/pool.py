@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import secrets
 import signal
 import time
 from collections import OrderedDict, deque
@@ -126,12 +127,17 @@ class PoolLimits:
 class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
     is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
-    whether it had to wait in the queue for room first."""
+    whether it had to wait in the queue for room first; ``key`` the conversation id under
+    which the process is held after the turn (within its tenant: the pool's own key): the
+    request's own, else the one the held process had (a follow-up matched by history), else
+    a new one; ``conversation_id`` the same as the client sees it (X-Conversation-Id)."""
 
     process: P
     how: str
     waited: float
     queued: bool = False
+    key: str | None = None
+    conversation_id: str | None = None
 
 
 _ids = itertools.count(1)
@@ -297,12 +303,11 @@ class Pool(Generic[P]):
                 "The server is shutting down." if self._closing else "The pool is not running.", retry_after=5
             )
         loop = asyncio.get_running_loop()
-        if key is not None and tenant:
-            key = f"{tenant}\x00{key}"
+        if key is not None:
+            key = _scoped(tenant, key)
         request = _Request(
             profile, history, _fingerprint(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
         )
-        request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
         request.fresh = fresh
         self._post(_Submit(request))
         try:
@@ -320,7 +325,7 @@ class Pool(Generic[P]):
         try:
             yield lease
         finally:
-            self._post(_Return(lease.process, key, hold))
+            self._post(_Return(lease.process, lease.key, hold))
 
     def holder(self, profile: Profile, history: tuple[Message, ...], tenant: str = "") -> str | None:
         """The account whose held process holds exactly ``history`` for ``tenant`` with this
@@ -663,6 +668,9 @@ class Pool(Generic[P]):
         return False
 
     def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+        # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
+        # the same history, finds this process again.
+        key = request.key or entry.key or _scoped(request.tenant, new_conversation_id())
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
@@ -673,7 +681,9 @@ class Pool(Generic[P]):
             self._demand.append((self._clock(), request.profile, count))
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
-        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued))
+        public = key[len(request.tenant) + 1 :] if request.tenant else key
+        lease = Lease(entry.process, how, self._clock() - request.submitted, request.queued, key, public)
+        request.future.set_result(lease)
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
@@ -908,10 +918,20 @@ def _total_rss(processes: list[PooledProcess]) -> int:
     return sum(process.rss() for process in processes)
 
 
+def _scoped(tenant: str, key: str) -> str:
+    """A conversation id within its tenant (the pool's own key): two tenants' equal ids differ."""
+    return f"{tenant}\x00{key}" if tenant else key
+
+
 def _fingerprint(tenant: str, history: tuple[Message, ...]) -> str:
     """The history's fingerprint within its tenant: equal histories of two tenants differ."""
     fingerprint = history_fingerprint(history)
     return f"{tenant}\x00{fingerprint}" if tenant else fingerprint
+
+
+def new_conversation_id() -> str:
+    """An id for a conversation whose client named none (random: it names nothing)."""
+    return "conv-" + secrets.token_hex(12)
 
 
 def new_conversation(history: tuple[Message, ...]) -> bool:

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
 
     # --- security --------------------------------------------------------------------
     bridge_api_key: str = Field(
-        "", description="Comma-separated bearer keys required on every route but /health and GET /; empty = none."
+        "",
+        description="Comma-separated bearer keys required on every route but /health, /ready and GET /; empty = none.",
     )
     accounts_file: str = Field(
         "",
@@ -155,8 +156,10 @@ class Settings(BaseSettings):
     max_conversations: int = Field(6, description="Most conversations whose CLI process is held for warm follow-ups.")
     conversation_idle_seconds: float = Field(900, description="A held conversation idle this long is released.")
     spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
-    queue_size: int = Field(32, description="Most requests waiting for a CLI process; more are refused (429/503).")
-    queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 429/503.")
+    queue_size: int = Field(
+        32, description="Most requests waiting for a CLI process; more are refused (503, Anthropic 529)."
+    )
+    queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 503 (Anthropic 529).")
     cli_backoff_max_seconds: float = Field(
         60,
         gt=0,
@@ -166,6 +169,12 @@ class Settings(BaseSettings):
     turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
     silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
     shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")
+    drain_retry_after_seconds: int = Field(
+        30,
+        ge=1,
+        description="Retry-After of turns refused while draining after SIGTERM: how long a router keeps this bridge "
+        "out (cover a restart).",
+    )
     probe_features: bool = Field(
         True,
         validation_alias=AliasChoices("PROBE_FEATURES", "PROBE_TRANSCRIPTS"),

@@ -103,12 +103,12 @@ async def test_a_refusal_before_the_first_byte_is_recorded_with_its_status(tmp_p
             json={"model": "opus", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         )
         metrics = (await client.get("/metrics")).text
-    assert response.status_code == 429
+    assert response.status_code == 503
     assert read_usage(tmp_path / "data", 1) == []  # refused: no model served it, so no usage
     [row] = read_rows(tmp_path / "data", "errors", 1)
-    assert (row["status"], row["route"], row["model"]) == (429, "/v1/chat/completions", "opus")
+    assert (row["status"], row["route"], row["model"]) == (503, "/v1/chat/completions", "opus")
     refusals = metric_samples(metrics)["bridge_refusals"]
-    assert any(s.labels == {"api": "openai", "status": "429", "code": "pool_busy"} and s.value == 1 for s in refusals)
+    assert any(s.labels == {"api": "openai", "status": "503", "code": "pool_busy"} and s.value == 1 for s in refusals)
 
 
 async def test_metrics_parse_and_count_requests_tokens_and_pool(tmp_path):

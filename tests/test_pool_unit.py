@@ -530,3 +530,32 @@ async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_tha
     fixed.started = True  # the CLI works again: its new process printed its protocol
     await h.converse()
     assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+
+
+async def test_a_conversation_without_a_key_gets_one_and_keeps_it_for_its_follow_ups(harness):
+    h = harness()
+    first = await h.converse("q1", "a1")
+    assert first.key and first.key.startswith("conv-")
+    history = first.process.history
+    async with h.pool.lease(P, history) as second:  # no key sent: found by its history
+        assert second.how == "held" and second.key == first.key
+        second.process.answer("q2", "a2")
+    await h.pool.settled()
+    assert h.pool._keys[first.key].process is first.process
+    other = await h.converse("q1", "a1")  # another conversation: another id
+    assert other.key != first.key
+
+
+async def test_the_returned_id_sent_back_continues_the_held_process(harness):
+    h = harness()
+    first = await h.converse("q1", "a1")
+    async with h.pool.lease(P, first.process.history, first.key) as again:
+        assert again.how == "held" and again.process is first.process and again.key == first.key
+
+
+async def test_a_client_key_is_the_conversation_id(harness):
+    h = harness()
+    first = await h.converse("q1", "a1", key="mine")
+    assert first.key == "mine"
+    async with h.pool.lease(P, first.process.history) as again:
+        assert again.key == "mine"

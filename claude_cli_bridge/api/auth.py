@@ -13,7 +13,7 @@ import base64
 import binascii
 import hmac
 
-OPEN_PATHS = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/"), ("HEAD", "/")}
+OPEN_PATHS = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready", "/")}
 
 
 def presented_key(headers: dict[str, str]) -> str | None:

@@ -85,6 +85,6 @@ def _note_done(record: RequestRecord, done: TurnDone) -> None:
     record.usage = done.usage
     record.stop_reason = done.stop_reason
     record.upstream_model = done.model
-    record.how = done.how
+    record.how = done.how or record.how  # the engine notes it at the lease already
     if "load_ns" in done.timings:
         record.wait_s = done.timings["load_ns"] / 1e9
