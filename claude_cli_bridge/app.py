@@ -202,7 +202,13 @@ def create_app(
             # "*" mirrors whatever the preflight asks for: the openai SDK sends a growing set of
             # x-stainless-* headers besides Authorization, and origins are already allow-listed.
             allow_headers=["*"],
-            expose_headers=["retry-after", "x-should-retry", "x-conversation-id", "x-bridge-process", "x-bridge-account"],
+            expose_headers=[
+                "retry-after",
+                "x-should-retry",
+                "x-conversation-id",
+                "x-bridge-process",
+                "x-bridge-account",
+            ],
         )
 
     def refuse_draining(request: Request) -> JSONResponse:
