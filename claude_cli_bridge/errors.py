@@ -120,6 +120,11 @@ class CliCrashed(BridgeError):
     kind = "api_error"
     code = "cli_crashed"
 
+    @classmethod
+    def without_result(cls) -> CliCrashed:
+        """A turn whose events ended before its TurnDone: never a silent success."""
+        return cls("The Claude CLI ended the turn without a result.")
+
 
 class TurnTimeout(BridgeError):
     status = 504

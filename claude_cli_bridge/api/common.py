@@ -138,11 +138,8 @@ async def collect_turn(events: AsyncIterator[TurnEvent], on_first: Callable[[], 
     finally:
         await close_turn(rest)
     if not isinstance(collected[-1], TurnDone):
-        raise CliCrashed(ENDED_WITHOUT_RESULT)
+        raise CliCrashed.without_result()
     return collected
-
-
-ENDED_WITHOUT_RESULT = "The Claude CLI ended the turn without a result."
 
 
 class StreamWriter(Protocol[F]):
@@ -177,7 +174,7 @@ async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[T
             for frame in writer.on_event(event):
                 yield frame
         if not writer.finished:
-            raise CliCrashed(ENDED_WITHOUT_RESULT)
+            raise CliCrashed.without_result()
     except BridgeError as error:
         log.warning("turn failed mid-stream: %s", error.message)
         for frame in writer.on_error(error):

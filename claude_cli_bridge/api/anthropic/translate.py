@@ -333,7 +333,7 @@ def to_message(
         elif isinstance(event, TurnDone):
             done = event
     if done is None:
-        raise CliCrashed("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     return {
         "id": message_id,
         "type": "message",

@@ -31,7 +31,7 @@ from ...core.messages import (
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest
-from ...errors import BridgeError, InvalidRequest
+from ...errors import BridgeError, CliCrashed, InvalidRequest
 from .protocol import ChatMessage, ChatRequest, GenerateRequest, Options, ToolCallIn
 
 Kind = Literal["chat", "generate"]
@@ -372,7 +372,7 @@ class FrameWriter:
             else:
                 self.on_event(event, now_ns)
         if done is None:
-            raise BridgeError("The Claude CLI ended the turn without a result.")
+            raise CliCrashed.without_result()
         frame = self.final(done, now_ns, "".join(self.text))
         if self.thinking:
             if self.kind == "chat":

@@ -125,7 +125,7 @@ def to_completion(events: list[TurnEvent], *, model: str, completion_id: str, cr
     text = "".join(event.text for event in events if isinstance(event, TextDelta))
     done = next((event for event in events if isinstance(event, TurnDone)), None)
     if done is None:
-        raise CliCrashed("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     body = _object(completion_id, created, model, text, finish_reason(done.stop_reason))
     body["usage"] = usage_dict(done.usage)
     return body

@@ -35,7 +35,7 @@ from ...core.messages import (
     merge_consecutive,
 )
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
-from ...errors import BridgeError, InvalidRequest, UpstreamError
+from ...errors import BridgeError, CliCrashed, InvalidRequest, UpstreamError
 from .protocol import ChatCompletionRequest, ChatMessage, FilePart, FunctionDef, ImagePart, TextPart
 
 FINISH_REASONS = {
@@ -300,6 +300,24 @@ def one_call_only(count: int) -> UpstreamError:
 def legacy_finish(stop_reason: str, legacy: bool) -> str:
     reason = finish_reason(stop_reason)
     return "function_call" if legacy and reason == "tool_calls" else reason
+
+
+def to_completion_from_events(events: list[TurnEvent], *, model: str, legacy: bool = False) -> dict[str, Any]:
+    """The non-streaming response from a whole turn's events (``common.collect_turn``: the
+    last is its TurnDone)."""
+    done = events[-1]
+    if not isinstance(done, TurnDone):
+        raise CliCrashed.without_result()
+    return to_completion(
+        "".join(e.text for e in events if isinstance(e, TextDelta)),
+        [e for e in events if isinstance(e, ToolCall)],
+        done,
+        model=model,
+        completion_id=new_completion_id(),
+        created=int(time.time()),
+        reasoning="".join(e.text for e in events if isinstance(e, ThinkingDelta)),
+        legacy=legacy,
+    )
 
 
 def to_completion(

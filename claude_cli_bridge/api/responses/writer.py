@@ -28,7 +28,7 @@ from typing import Any
 
 from ...core.messages import Block, Message, TextBlock, ToolUseBlock, canonical_json
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ...errors import BridgeError
+from ...errors import BridgeError, CliCrashed
 from .protocol import ResponsesRequest
 
 Frame = tuple[str, dict[str, Any]]  # (SSE event name, data)
@@ -347,5 +347,5 @@ def to_response(writer: ResponseWriter, events: list[TurnEvent]) -> dict[str, An
     for event in events:
         writer.on_event(event)
     if writer.final is None:
-        raise BridgeError("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     return writer.final
