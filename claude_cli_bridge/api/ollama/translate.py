@@ -30,8 +30,9 @@ from ...core.messages import (
     merge_consecutive,
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
-from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest
+from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from ...errors import BridgeError, CliCrashed, InvalidRequest
+from ..parts import MediaLimits, join_system, tool_input, tool_spec
 from .protocol import ChatMessage, ChatRequest, GenerateRequest, Options, ToolCallIn
 
 Kind = Literal["chat", "generate"]
@@ -65,7 +66,7 @@ def from_chat_request(
                 raise InvalidRequest(f"{where}: a system message cannot carry images.", param=where)
             system.append(text)
         elif message.role == "user":
-            attached = _attachments(message.images, where, max_image_bytes, max_document_bytes or max_image_bytes)
+            attached = _attachments(message.images, where, MediaLimits.of(max_image_bytes, max_document_bytes))
             messages.append(Message("user", attached + _texts(text)))
         elif message.role == "assistant":
             uses = tuple(calls.issue(call, index, n, where) for n, call in enumerate(message.tool_calls or []))
@@ -82,13 +83,12 @@ def from_chat_request(
     return TurnRequest(
         model=strip_tag(chat.model or ""),
         messages=_conversation(messages),
-        system="\n\n".join(part for part in system if part) or None,
+        system=join_system(system),
         max_tokens=_max_tokens(chat.options),
         stop=_stops(chat.options),
         json_schema=json_schema_for(chat.format),
         tools=tuple(
-            ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
-            for t in chat.tools or []
+            tool_spec(t.function.name, t.function.description, t.function.parameters) for t in chat.tools or []
         ),
         conversation_key=conversation_key or chat.id,  # `user` names a person, not a conversation
         effort=think.effort,
@@ -119,7 +119,7 @@ def from_generate_request(
     text = prompt
     if generate.suffix and not generate.raw:
         text, system = fill_in_the_middle(prompt, generate.suffix, system)
-    attached = _attachments(generate.images, "images", max_image_bytes, max_document_bytes or max_image_bytes)
+    attached = _attachments(generate.images, "images", MediaLimits.of(max_image_bytes, max_document_bytes))
     blocks = attached + _texts(text)
     think = reasoning.from_ollama(generate.think)
     return TurnRequest(
@@ -176,16 +176,14 @@ def _texts(text: str) -> tuple[Block, ...]:
     return (TextBlock(text),) if text else ()
 
 
-def _attachments(
-    images: list[str] | None, where: str, max_image_bytes: int, max_document_bytes: int
-) -> tuple[Block, ...]:
+def _attachments(images: list[str] | None, where: str, limits: MediaLimits) -> tuple[Block, ...]:
     """A user turn's ``images``: images, and PDFs as documents (Ollama has no field of its own
     for them, and ollama-python sends any file there as base64)."""
     blocks: list[Block] = []
     for n, data in enumerate(images or []):
         part = f"{where}.images[{n}]"
-        document = pdf_from_base64(data, max_document_bytes, part)
-        blocks.append(document if document is not None else image_from_base64(data, max_image_bytes, part))
+        document = pdf_from_base64(data, limits.document_bytes, part)
+        blocks.append(document if document is not None else image_from_base64(data, limits.image_bytes, part))
     return tuple(blocks)
 
 
@@ -250,7 +248,7 @@ def _arguments(call: ToolCallIn, where: str) -> dict[str, Any]:
         return {}
     if isinstance(arguments, str):
         arguments = safe_json.loads(arguments, f"{where}.function.arguments")
-    return arguments if isinstance(arguments, dict) else {"value": arguments}
+    return tool_input(arguments)
 
 
 # -- responses ---------------------------------------------------------------------------
