@@ -3,6 +3,7 @@ input and a caller's tool definition. Pure, like the translators that use them."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -46,3 +47,8 @@ def tool_use(call_id: str, name: str, value: Any) -> ToolUseBlock:
 def tool_spec(name: str, description: str | None, schema: dict[str, Any] | None) -> ToolSpec:
     """A caller's tool; one without parameters takes ``DEFAULT_TOOL_SCHEMA``."""
     return ToolSpec(name, description or "", schema or DEFAULT_TOOL_SCHEMA)
+
+
+def new_id(prefix: str) -> str:
+    """A fresh object id in the APIs' form: ``prefix`` and 24 hex digits."""
+    return prefix + uuid.uuid4().hex[:24]

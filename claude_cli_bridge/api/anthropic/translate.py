@@ -22,7 +22,6 @@ which puts the thinking back itself when a tool loop goes on (``thinking_memory`
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,8 +35,6 @@ from ...core.messages import (
     Message,
     TextBlock,
     ToolResultBlock,
-    ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
 from ...core.tools import check_tool_choice
@@ -53,7 +50,7 @@ from ...core.turn import (
     Usage,
 )
 from ...errors import BridgeError, CliCrashed, InvalidRequest, RequestTooLarge
-from ..parts import MediaLimits, join_system
+from ..parts import MediaLimits, join_system, new_id, tool_use
 from . import protocol as p
 from .errors import error_body
 
@@ -182,7 +179,7 @@ def _blocks(message: p.MessageParam, where: str, limits: MediaLimits) -> tuple[B
         elif isinstance(block, p.ToolUseBlock):
             if message.role != "assistant":
                 raise InvalidRequest(f"{block_where}: tool_use blocks belong in assistant messages.", param=block_where)
-            blocks.append(ToolUseBlock(block.id, block.name, canonical_json(block.input)))
+            blocks.append(tool_use(block.id, block.name, block.input))
         elif isinstance(block, p.ToolResultBlock):
             if message.role != "user":
                 raise InvalidRequest(f"{block_where}: tool_result blocks belong in user messages.", param=block_where)
@@ -296,7 +293,7 @@ def _json_schema(request: p.MessagesRequest) -> dict[str, Any] | None:
 
 # -- responses ---------------------------------------------------------------------------
 def new_message_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+    return new_id("msg_")
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:

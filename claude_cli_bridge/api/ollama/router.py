@@ -98,22 +98,12 @@ class _Frames:
         return []
 
 
-CHAT = Surface(
-    name="ollama.chat",
-    body=ChatRequest,
-    errors=error_shapes.OLLAMA,
-    encoding="ndjson",
-    prepare=_prepare("chat"),
-    messages=_messages,
-    open_webui_tasks=True,
-)
-GENERATE = Surface(
-    name="ollama.generate",
-    body=GenerateRequest,
-    errors=error_shapes.OLLAMA,
-    encoding="ndjson",
-    prepare=_prepare("generate"),
-)
+def _surface(kind: translate.Kind, body: type[Any], **more: Any) -> Surface[Any]:
+    return Surface(f"ollama.{kind}", body, error_shapes.OLLAMA, "ndjson", _prepare(kind), **more)
+
+
+CHAT = _surface("chat", ChatRequest, messages=_messages, open_webui_tasks=True)
+GENERATE = _surface("generate", GenerateRequest)
 
 
 @router.post("/api/chat", tags=["ollama"])

@@ -26,13 +26,12 @@ from ...core.messages import (
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from ...errors import BridgeError, CliCrashed, InvalidRequest
-from ..parts import MediaLimits, join_system, tool_input, tool_spec
+from ..parts import MediaLimits, join_system, tool_input, tool_spec, tool_use
 from .protocol import ChatMessage, ChatRequest, GenerateRequest, Options, ToolCallIn
 
 Kind = Literal["chat", "generate"]
@@ -225,7 +224,7 @@ class _PendingCalls:
         # from request to request.
         call_id = call.id or f"call_{index}_{n}"
         self.pending.append((call_id, call.function.name))
-        return ToolUseBlock(call_id, call.function.name, canonical_json(_arguments(call, f"{where}.tool_calls[{n}]")))
+        return tool_use(call_id, call.function.name, _arguments(call, f"{where}.tool_calls[{n}]"))
 
     def answer(self, call_id: str | None, name: str | None, where: str) -> str:
         for match in (

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +34,7 @@ from ...core.messages import (
 )
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
 from ...errors import BridgeError, CliCrashed, InvalidRequest, UpstreamError
-from ..parts import MediaLimits, join_system, tool_spec, tool_use
+from ..parts import MediaLimits, join_system, new_id, tool_spec, tool_use
 from .protocol import ChatCompletionRequest, ChatMessage, FilePart, FunctionDef, ImagePart, TextPart
 
 FINISH_REASONS = {
@@ -254,7 +253,7 @@ def _assistant_blocks(
 
 # -- responses ---------------------------------------------------------------------------
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    return new_id("chatcmpl-")
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
