@@ -94,12 +94,15 @@ Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
 
 @dataclass
 class PoolLimits:
-    max_processes: int = 6
+    """The pool's bounds. Defaults are Settings' (tests/test_settings.py keeps them equal), so
+    a pool made without settings behaves as a server started without configuration."""
+
+    max_processes: int = 8
     max_memory_bytes: int = 4096 * 1024 * 1024
     spare_profiles: int = 2
     max_spares_per_profile: int = 4
     spare_demand_window_seconds: float = 600
-    max_conversations: int = 8
+    max_conversations: int = 6
     conversation_idle_seconds: float = 900
     spare_idle_seconds: float = 1800
     queue_size: int = 32
