@@ -136,7 +136,7 @@ class TurnParser:
     # The upstream message being streamed: whether it ended properly and whether any of its
     # text was passed on. The CLI retries a broken stream (and finally falls back to a
     # non-streaming request), which would repeat text the caller already has.
-    _streamed_ids: set = field(default_factory=set)
+    _streamed_ids: set[Any] = field(default_factory=set)
     _open_broken_risk: bool = False
     #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
     thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
