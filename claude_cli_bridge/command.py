@@ -165,9 +165,8 @@ def _models(settings: Settings) -> int:
         default = "  (default)" if info.id == settings.default_model else ""
         print(f"  {info.id:<24} {info.family:<8} context {info.context_length:>9,}{default}")
     print(f"Embedding models (all served by {settings.embed_model_path or settings.embed_model}):")
-    for name in (n.strip() for n in settings.embed_aliases.split(",")):
-        if name:
-            print(f"  {name}")
+    for name in settings.embed_alias_list():
+        print(f"  {name}")
     return 0
 
 

@@ -49,6 +49,7 @@ from .errors import BridgeError, CliCrashed, PoolBusy
 log = logging.getLogger(__name__)
 
 State = Literal["starting", "spare", "held", "busy", "stopping"]
+Obtained = Literal["held", "spare", "cold"]  # how a lease found its process
 
 
 class PooledProcess(Protocol):
@@ -119,7 +120,7 @@ class Lease(Generic[P]):
     whether it had to wait in the queue for room first."""
 
     process: P
-    how: str
+    how: Obtained
     waited: float
     queued: bool = False
 
@@ -578,7 +579,7 @@ class Pool(Generic[P]):
                 self._retire(spare)
         return False
 
-    def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+    def _grant(self, request: _Request, entry: _Entry, how: Obtained) -> None:
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
