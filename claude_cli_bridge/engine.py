@@ -24,7 +24,7 @@ from .cli.probe import ProbeReport
 from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
 from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock
-from .core.models import CATALOG, resolve_model
+from .core.models import resolve_model
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
@@ -77,9 +77,6 @@ class BridgeEngine:
         self.launcher.cleanup()
 
     # -- what the APIs call --------------------------------------------------------------
-    def models(self) -> list[str]:
-        return [info.id for info in CATALOG]
-
     def status(self) -> dict[str, Any]:
         """For /health: "degraded" when a feature is switched off, each feature's state."""
         return {

@@ -71,15 +71,6 @@ class SubscriptionWindows:
         self._save()
 
     # -- reading ---------------------------------------------------------------------------
-    def rejection(self) -> tuple[str, int] | None:
-        """(window, reset epoch) while the last reading says requests are refused."""
-        if self.status != "rejected" or self.limiting is None:
-            return None
-        reset = (self.windows.get(self.limiting) or {}).get("resets_at")
-        if reset is None or reset <= self._clock():
-            return None
-        return self.limiting, int(reset)
-
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready view: overall status and each window with label, utilization, percent,
         reset (epoch and ISO) and seconds left; empty ``windows`` before any reading."""

@@ -116,7 +116,6 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
     five = snapshot["windows"]["five_hour"]
     assert (five["percent"], five["status"], five["resets_in_seconds"]) == (100.0, "rejected", 1800)
     assert snapshot["windows"]["seven_day"]["percent"] == 50.0
-    assert windows.rejection() == ("five_hour", NOW + 1800)
 
     clock[0] += 120
     reloaded = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
@@ -125,7 +124,6 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
     assert any(line.startswith("5-hour: 100% used (rejected), resets") for line in reloaded.describe())
 
     clock[0] += 3600  # past the reset: the last reading stays, marked, and nothing is refused
-    assert reloaded.rejection() is None
     assert reloaded.snapshot()["windows"]["five_hour"]["reset_passed"] is True
     assert "passed; no newer reading" in reloaded.describe()[0]
 

@@ -113,10 +113,6 @@ class CliProcess:
         return self._proc is not None and self._proc.returncode is None
 
     @property
-    def busy(self) -> bool:
-        return self._turn_open
-
-    @property
     def reusable(self) -> bool:
         """Whether this process may serve the next turn of the conversation it holds."""
         return self.alive and not self.spoiled and not self._turn_open and not self._ended_in_tool_call

@@ -29,6 +29,7 @@ from ...core.messages import (
     merge_consecutive,
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
+from ...core.served import served_models
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
 from ...errors import BridgeError, CliCrashed, InvalidRequest
 from ..parts import MediaLimits, join_system, tool_input, tool_spec, tool_use
@@ -456,10 +457,8 @@ def _entry(name: str, info: ModelInfo | None, modified: int) -> dict[str, Any]:
 def tags_body(embedding_names: Iterable[str] = (), aliases: dict[str, str] | None = None) -> dict[str, Any]:
     """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``);
     ``aliases`` (MODEL_ALIASES: name -> served model) are listed as the model they name."""
-    models = [_entry(info.id, info, info.created) for info in CATALOG]
-    models += [_entry(name, model_info(target), CATALOG[0].created) for name, target in (aliases or {}).items()]
-    models += [_entry(name, None, CATALOG[0].created) for name in embedding_names]
-    return {"models": models}
+    models = served_models(aliases or {}, embedding_names)
+    return {"models": [_entry(m.id, m.info or (model_info(m.target) if m.target else None), m.created) for m in models]}
 
 
 def show_body(name: str, *, embedding: bool = False) -> dict[str, Any]:

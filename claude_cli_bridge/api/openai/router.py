@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...core.models import CATALOG
-from .. import error_shapes
+from ...core.served import ServedModel, served_models
+from .. import error_shapes, state
 from ..image_urls import ImageFetch, is_http_url
 from ..pipeline import Prepared, Surface, TurnContext, run_turn
 from ..schema import json_body
@@ -107,30 +108,27 @@ async def legacy_completions(request: Request) -> Response:
 
 
 def _model_list(request: Request) -> list[dict[str, Any]]:
-    """Every model id served: Claude's, the operator's MODEL_ALIASES, the embedding models."""
-    data = [
-        {
-            "id": info.id,
-            "object": "model",
-            "created": info.created,
-            "owned_by": "anthropic",
-            # Not in OpenAI's schema (extra keys are ignored by SDKs); tells UIs images work.
-            "capabilities": {"vision": True},
-            "context_window": info.context_length,
-        }
-        for info in CATALOG
-    ]
-    data += [
-        {"id": name, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
-        for name in request.app.state.settings.model_alias_map()
-    ]
-    embeddings = getattr(request.app.state, "embeddings", None)
-    if embeddings is not None:
-        data += [
-            {"id": name, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
-            for name in embeddings.model_names()
-        ]
-    return data
+    """Every model id served (``core.served``): Claude's, the operator's MODEL_ALIASES, the
+    embedding models."""
+    embeddings = state.embeddings(request)
+    served = served_models(
+        state.settings(request).model_alias_map(), embeddings.model_names() if embeddings is not None else ()
+    )
+    return [_model_entry(model) for model in served]
+
+
+def _model_entry(model: ServedModel) -> dict[str, Any]:
+    if model.info is None:
+        return {"id": model.id, "object": "model", "created": model.created, "owned_by": "claude-cli-bridge"}
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "anthropic",
+        # Not in OpenAI's schema (extra keys are ignored by SDKs); tells UIs images work.
+        "capabilities": {"vision": True},
+        "context_window": model.info.context_length,
+    }
 
 
 @router.get("/v1/models", tags=["openai"])
@@ -147,8 +145,8 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     listed = next((entry for entry in _model_list(request) if entry["id"] == model_id), None)
     if listed is not None:
         return listed
-    embeddings = getattr(request.app.state, "embeddings", None)
+    embeddings = state.embeddings(request)
     if embeddings is not None and embeddings.serves(model_id):
         return {"id": model_id, "object": "model", "created": CATALOG[0].created, "owned_by": "claude-cli-bridge"}
-    request.app.state.engine.resolve_model(model_id)  # 404 for names we do not serve
+    state.engine(request).resolve_model(model_id)  # 404 for names we do not serve
     return {"id": model_id, "object": "model", "created": CATALOG[0].created, "owned_by": "anthropic"}
