@@ -167,7 +167,7 @@ class StreamWriter(Protocol[F]):
 
 
 async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[TurnEvent]) -> AsyncIterator[F]:
-    """The one streaming relay both APIs use, after the first event arrived (so errors before
+    """The one streaming relay every API uses, after the first event arrived (so errors before
     the first byte were HTTP statuses). Any failure after the first byte, expected or not,
     becomes the API's in-band error and then its terminator; a turn that ends without its
     TurnDone is such a failure, never a silent success. A client that leaves cancels this

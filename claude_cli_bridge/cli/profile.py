@@ -22,7 +22,8 @@ from .client_tools import ToolNames, upstream_tool_choice
 
 MAX_SCHEMA_BYTES = 64 * 1024  # --json-schema travels in argv (at most 128 KiB per argument; docs/cli.md)
 
-# Variables that keep the CLI from reading or injecting host context, from CLI_NOTES.md.
+# Variables that keep the CLI from reading or injecting host context (docs/cli.md "Environment and
+# system prompt").
 QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1",
     "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
@@ -36,7 +37,7 @@ QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_ATTACHMENTS": "1",
 }
 
-# Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (CLI_NOTES.md); the
+# Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (docs/cli.md); the
 # bridge's own keys are none of the CLI's business.
 DROPPED_ENV = ("CLAUDE_CODE_SIMPLE", "BRIDGE_API_KEY")
 

@@ -4,7 +4,7 @@ Output (``--output-format stream-json --verbose --include-partial-messages``): `
 ``stream_event`` lines wrapping the upstream's raw SSE events, ``assistant`` messages,
 ``control_response`` lines, and a ``result`` line closing each turn. Input
 (``--input-format stream-json``): ``user`` lines and ``control_request`` lines.
-See ../shared/CLI_NOTES.md for what was observed.
+What the CLI was seen to do is in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def user_line(message: Message) -> str:
 
     ``client_composed`` tells the CLI the text was not typed at its prompt: it is delivered
     as written, with no ``@path`` expansion and no slash-command dispatch (the SDK message
-    schema documents the field; CLI_NOTES.md "Caller text"). Without it, a caller's
+    schema documents the field; docs/cli.md "Caller text"). Without it, a caller's
     ``@/etc/passwd`` would be read from the host and ``/init`` handled locally.
     """
     return json.dumps({"type": "user", "message": message.to_anthropic(), "client_composed": True}) + "\n"
@@ -94,7 +94,7 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
             record["id"] = f"msg_bridge_{uuid.uuid4().hex[:24]}"
         signed_by = next((block.model for block in message.content if isinstance(block, ThinkingBlock)), "")
         if signed_by:
-            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (CLI_NOTES)
+            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (docs/cli.md "History")
         add({"type": message.role, "message": record})
     if deferred is not None:
         add(

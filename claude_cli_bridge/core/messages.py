@@ -1,6 +1,6 @@
 """Messages and content blocks, in the shape the Anthropic Messages API gives them.
 
-Both APIs translate their requests into these; the CLI driver writes them to the CLI as
+Every API translates its requests into these; the CLI driver writes them to the CLI as
 Anthropic blocks. Blocks are frozen so a history can be compared and hashed: conversation
 tracking relies on that to know whether a held CLI process holds exactly a request's history.
 """
