@@ -16,7 +16,8 @@ calls ``run_turn``, which takes every request through the same steps in the same
 9. a client that leaves ends the turn (the CLI's answer is stopped) and gets a 499.
 
 Errors before the first byte render in ``Surface.errors``, the surface's own shape, whatever
-the path; after it the writer's in-band error frames say what failed.
+the path (an unexpected exception as a 500 "internal error", logged with its traceback); after
+it the writer's in-band error frames say what failed.
 
 Per-request checks: ``app.state.turn_checks`` (``state.turn_checks``) is a list of async
 callables ``check(TurnCheckContext)``, run in order after the turn is translated and its model
@@ -34,7 +35,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -61,6 +62,9 @@ from .error_shapes import ErrorShape
 from .image_urls import ImageFetch
 from .parts import MediaLimits
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 log = logging.getLogger(__name__)
 B = TypeVar("B", bound=BaseModel)
 
@@ -83,7 +87,7 @@ class TurnContext:
     headers: dict[str, str] = field(default_factory=dict)  # response headers so far (checks add to them)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return state.settings(self.request)
 
 
@@ -134,6 +138,9 @@ async def run_turn(surface: Surface[Any], request: Request) -> Response:
         return Response(status_code=499)  # nobody reads it: the client left
     except BridgeError as error:
         return surface.errors.render(error, headers)
+    except Exception:
+        log.exception("turn failed before the first byte (%s)", surface.name)
+        return surface.errors.render(BridgeError("Internal error; see the server log."), headers)
 
 
 async def _run(surface: Surface[Any], request: Request, headers: dict[str, str]) -> Response:
