@@ -15,11 +15,21 @@ from claude_cli_bridge.errors import Refused
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
 TURNS = [
     ("/v1/chat/completions", CHAT, "openai.chat", lambda body: body["error"]["message"]),
-    ("/v1/completions", {"model": "sonnet", "prompt": "hi"}, "openai.completions", lambda body: body["error"]["message"]),
+    (
+        "/v1/completions",
+        {"model": "sonnet", "prompt": "hi"},
+        "openai.completions",
+        lambda body: body["error"]["message"],
+    ),
     ("/v1/responses", {"model": "sonnet", "input": "hi"}, "openai.responses", lambda body: body["error"]["message"]),
     ("/v1/messages", {**CHAT, "max_tokens": 16}, "anthropic.messages", lambda body: body["error"]["message"]),
     ("/api/chat", {**CHAT, "stream": False}, "ollama.chat", lambda body: body["error"]),
-    ("/api/generate", {"model": "sonnet", "prompt": "hi", "stream": False}, "ollama.generate", lambda body: body["error"]),
+    (
+        "/api/generate",
+        {"model": "sonnet", "prompt": "hi", "stream": False},
+        "ollama.generate",
+        lambda body: body["error"],
+    ),
 ]
 
 
