@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...core.messages import Message
-from ...core.turn import TurnEvent
+from ...core.turn import TurnDone, TurnEvent
 from ...errors import BridgeError
 from .. import error_shapes, state
 from ..image_urls import ImageFetch, is_http_url
@@ -28,7 +28,6 @@ from .store import ResponseStore, StoredResponse
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
 class ResponseNotFound(BridgeError):
@@ -110,7 +109,7 @@ class _Remembering:
 
     def on_event(self, event: TurnEvent) -> list[writer.Frame]:
         out = self.frames.on_event(event)
-        if any(name in FINAL_EVENTS for name, _ in out):
+        if isinstance(event, TurnDone):  # its frames hold response.completed (or .incomplete)
             self.remember()
         return out
 
