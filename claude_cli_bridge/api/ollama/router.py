@@ -9,7 +9,6 @@ of a missing route.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,6 @@ from ..pipeline import NDJSON, Prepared, Surface, TurnContext, ndjson_line, run_
 from . import translate
 from .protocol import ChatRequest, CopyRequest, GenerateRequest, ModelRequest
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 # Open WebUI parses this with int() per part and gates features on it: report a recent

@@ -6,7 +6,6 @@ Served under ``/v1`` and, for clients such as Continue that drop it, at the root
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -22,7 +21,6 @@ from ..schema import json_body
 from . import completions, translate
 from .protocol import ChatCompletionRequest, ImagePart, ImageURL
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 
