@@ -1,8 +1,8 @@
 """create_app: the one place that wires settings, engine, routers, errors and middleware.
 
-The same app is served on both ports; a request's error shape follows its path: ``/api/*``
-gets Ollama's ``{"error": "..."}``, ``/v1/messages*`` Anthropic's ``{"type": "error", "error":
-{...}}``, everything else (``/v1/responses`` included) OpenAI's ``{"error": {...}}``.
+The same app is served on both ports. A turn's errors render in its surface's shape
+(``api.pipeline``); every other error (the key check's 401, unknown routes, the model lists)
+in the shape its path implies (``api.error_shapes.for_path``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .accounts.admission import key_check
 from .accounts.config import AccountsConfig, single_account
 from .accounts.keys import KeyRing
-from .api import auth
-from .api.anthropic import errors as anthropic_errors
+from .accounts.limits import KeyLimits
+from .api import auth, error_shapes
 from .api.anthropic.router import router as anthropic_router
 from .api.common import describe_validation_error
-from .api.ollama import errors as ollama_errors
 from .api.ollama.embeddings import router as ollama_embeddings_router
 from .api.ollama.router import router as ollama_router
-from .api.openai import translate as openai_translate
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
@@ -47,27 +46,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def is_ollama_path(path: str) -> bool:
-    return path.startswith("/api/")
-
-
-def is_anthropic_path(path: str) -> bool:
-    return path == "/v1/messages" or path.startswith("/v1/messages/")
-
-
 def render_error(request: Request, error: BridgeError) -> JSONResponse:
-    headers: dict[str, str] = {}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(int(error.retry_after))
-    if not error.retry:
-        headers["x-should-retry"] = "false"
-    if is_ollama_path(request.url.path):
-        status, body = ollama_errors.error_status(error), ollama_errors.error_body(error)
-    elif is_anthropic_path(request.url.path):
-        status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
-    else:
-        status, body = error.status, openai_translate.error_body(error)
-    return JSONResponse(body, status_code=status, headers=headers)
+    """An error no turn surface rendered, in the shape its path implies."""
+    return error_shapes.for_path(request.url.path).render(error)
 
 
 def create_app(
@@ -108,6 +89,8 @@ def create_app(
     app.state.observer = observer
     app.state.keyring = keyring
     app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
+    # Per-request checks every turn passes (api.pipeline): the key's models and limits.
+    app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model)]
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:

@@ -29,14 +29,14 @@ from typing import Any
 from .accounts.book import AccountBook, is_refusal
 from .accounts.config import AccountsConfig, single_account
 from .accounts.credentials import account_env
-from .cli.client_tools import split_continuation, upstream_tool_choice
+from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
-from .cli.profile import Profile
+from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
 from .core.caller import Caller
 from .core.limits import RateLimitInfo
-from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
-from .core.models import CATALOG, resolve_model
+from .core.messages import Message, ToolResultBlock, ToolUseBlock
+from .core.models import resolve_model
 from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
@@ -48,8 +48,6 @@ from .thinking_memory import ThinkingMemory
 from .windows import SubscriptionWindows
 
 log = logging.getLogger(__name__)
-
-MAX_SCHEMA_BYTES = 64 * 1024  # --json-schema travels in argv (at most 128 KiB per argument)
 
 
 class BridgeEngine:
@@ -76,16 +74,14 @@ class BridgeEngine:
             state_dir,
             environ,
             settings.cli_work_dir,
-            # The CLI falls back only after three overloaded answers in a row (seen with
-            # 2.1.332): with a fallback model it needs at least two retries to get there.
-            max(settings.cli_max_retries, 2) if settings.fallback_model else settings.cli_max_retries,
+            cli_retries(settings.cli_max_retries, settings.fallback_model),
             fallback_model=settings.fallback_model,
             account_envs={
                 account.name: account_env(account, self.accounts, environ, state_dir)
                 for account in self.accounts.accounts
             },
         )
-        self.pool = Pool(self.launcher, _limits(settings))
+        self.pool = Pool(self.launcher, pool_limits(settings))
         self.thinking = ThinkingMemory()
         # Per account: its subscription windows (from the CLI's rate_limit_event lines, OAuth
         # logins only), refusals and failing logins.
@@ -109,9 +105,6 @@ class BridgeEngine:
         self.launcher.cleanup()
 
     # -- what the APIs call --------------------------------------------------------------
-    def models(self) -> list[str]:
-        return [info.id for info in CATALOG]
-
     def status(self) -> dict[str, Any]:
         """For /health: "degraded" when a feature is switched off or new CLI processes keep
         dying (``degraded`` says why), each feature's state."""
@@ -150,11 +143,7 @@ class BridgeEngine:
             raise InvalidRequest(f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.")
         if request.json_schema is not None:
             check_object_schema(request.json_schema, "The response format's JSON schema", param="response_format")
-            if len(Profile.schema_json(request.json_schema) or "") > MAX_SCHEMA_BYTES:
-                raise InvalidRequest(
-                    f"The response format's JSON schema is larger than {MAX_SCHEMA_BYTES} bytes.",
-                    param="response_format",
-                )
+            check_schema_size(request.json_schema)
         if ends_with_tool_results(messages):
             if not request.tools or request.tool_choice == "none":
                 raise InvalidRequest(
@@ -182,23 +171,7 @@ class BridgeEngine:
                 raise FeatureUnavailable(refusal, param=name)
 
     def profile(self, request: TurnRequest) -> Profile:
-        tools_json = Profile.tools_of(request.tools)
-        profile = Profile(
-            model=self.resolve_model(request.model),
-            system=request.system,
-            max_tokens=request.max_tokens,
-            json_schema=Profile.schema_json(request.json_schema),
-            tools_json=tools_json,
-            tools_offered=request.tool_choice != "none",
-            effort=request.effort or self.settings.default_effort or None,
-        )
-        choice = upstream_tool_choice(request, profile.tool_names.to_cli if tools_json else {})
-        return dataclasses.replace(
-            profile,
-            # The upstream refuses a forced tool choice while the model thinks.
-            thinking_off=request.thinking is False or request.tool_choice == "required",
-            tool_choice_json=canonical_json(choice) if choice is not None else None,
-        )
+        return profile_for(request, self.resolve_model(request.model), self.settings.default_effort or None)
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
@@ -373,7 +346,8 @@ def ends_with_tool_results(messages: list[Message]) -> bool:
     return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
 
 
-def _limits(settings: Settings) -> PoolLimits:
+def pool_limits(settings: Settings) -> PoolLimits:
+    """The pool's bounds from the settings (PoolLimits' defaults are the settings' defaults)."""
     return PoolLimits(
         max_processes=settings.max_processes,
         max_memory_bytes=settings.max_memory_mb * 1024 * 1024,

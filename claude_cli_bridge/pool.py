@@ -60,6 +60,7 @@ from .errors import BridgeError, CliCrashed, CliUnavailable, PoolBusy
 log = logging.getLogger(__name__)
 
 State = Literal["starting", "spare", "held", "busy", "stopping"]
+Obtained = Literal["held", "spare", "cold"]  # how a lease found its process
 
 
 class PooledProcess(Protocol):
@@ -108,12 +109,15 @@ Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
 
 @dataclass
 class PoolLimits:
-    max_processes: int = 6
+    """The pool's bounds. Defaults are Settings' (tests/test_settings.py keeps them equal), so
+    a pool made without settings behaves as a server started without configuration."""
+
+    max_processes: int = 8
     max_memory_bytes: int = 4096 * 1024 * 1024
     spare_profiles: int = 2
     max_spares_per_profile: int = 4
     spare_demand_window_seconds: float = 600
-    max_conversations: int = 8
+    max_conversations: int = 6
     conversation_idle_seconds: float = 900
     spare_idle_seconds: float = 1800
     queue_size: int = 32
@@ -133,7 +137,7 @@ class Lease(Generic[P]):
     a new one; ``conversation_id`` the same as the client sees it (X-Conversation-Id)."""
 
     process: P
-    how: str
+    how: Obtained
     waited: float
     queued: bool = False
     key: str | None = None
@@ -667,7 +671,7 @@ class Pool(Generic[P]):
                 self._retire(spare)
         return False
 
-    def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+    def _grant(self, request: _Request, entry: _Entry, how: Obtained) -> None:
         # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
         # the same history, finds this process again.
         key = request.key or entry.key or _scoped(request.tenant, new_conversation_id())

@@ -6,6 +6,7 @@ Environment names are the field names in upper case unless an alias says otherwi
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ DEFAULT_LEGACY_MODELS = {
 def parse_model_aliases(text: str) -> dict[str, str]:
     """``gpt-4o=sonnet, gpt-4o-mini=haiku`` -> {"gpt-4o": "sonnet", ...}, names lower-cased.
     Raises ValueError for a pair without ``=`` or with an empty side."""
+    return dict(_model_aliases(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _model_aliases(text: str) -> tuple[tuple[str, str], ...]:
+    # Parsed once per distinct value: the settings' list methods run on every request.
     aliases: dict[str, str] = {}
     for pair in text.split(","):
         if not pair.strip():
@@ -39,7 +46,13 @@ def parse_model_aliases(text: str) -> dict[str, str]:
         if not sep or not name.strip() or not model.strip():
             raise ValueError(f"MODEL_ALIASES: {pair.strip()!r} is not a name=model pair")
         aliases[name.strip().lower()] = model.strip()
-    return aliases
+    return tuple(aliases.items())
+
+
+@functools.lru_cache(maxsize=32)
+def split_list(text: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones left out (parsed once per value)."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _default_state_dir() -> Path:
@@ -241,10 +254,13 @@ class Settings(BaseSettings):
         return value.expanduser()
 
     def api_keys(self) -> list[str]:
-        return [key.strip() for key in self.bridge_api_key.split(",") if key.strip()]
+        return list(split_list(self.bridge_api_key))
 
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return list(split_list(self.cors_origins))
+
+    def embed_alias_list(self) -> list[str]:
+        return list(split_list(self.embed_aliases))
 
 
 def env_example() -> str:

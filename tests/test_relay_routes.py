@@ -1,4 +1,4 @@
-"""The one streaming relay, through both APIs' routes (scripted engine over ASGI): a failure
+"""The one streaming relay, through every API's routes (scripted engine over ASGI): a failure
 after the first byte is the API's in-band error followed by its terminator; a turn that ends
 without its TurnDone is an error too, never a quiet success."""
 

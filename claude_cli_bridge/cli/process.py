@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from ..core.limits import CliEvent
-from ..core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
+from ..core.messages import Block, Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, Usage
 from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
@@ -49,9 +49,9 @@ class CliProcess:
         self.private_dir = private_dir  # removed with the process (cli.launch)
         self.spoiled = False
         self._proc: asyncio.subprocess.Process | None = None
-        self._lines: asyncio.Queue = asyncio.Queue()
+        self._lines: asyncio.Queue[object] = asyncio.Queue()
         self._stderr_tail = bytearray()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._request_ids = itertools.count(1)
         self._parser = TurnParser()
         self._turn_open = False  # a turn began and its result line was not read
@@ -120,10 +120,6 @@ class CliProcess:
     def exit_code(self) -> int | None:
         """None while running; negative: killed by that signal."""
         return self._proc.returncode if self._proc is not None else None
-
-    @property
-    def busy(self) -> bool:
-        return self._turn_open
 
     @property
     def reusable(self) -> bool:
@@ -364,7 +360,7 @@ class CliProcess:
 def _answer_message(texts: list[str], tool_calls: list[ToolCall], thinking: list[ThinkingBlock]) -> Message:
     """The assistant message a completed turn adds to the process's history. Its signed
     thinking is kept when it called tools: the continuation after the calls needs it."""
-    blocks: list = list(thinking) if tool_calls else []
+    blocks: list[Block] = list(thinking) if tool_calls else []
     if texts:
         blocks.append(TextBlock("".join(texts)))
     blocks.extend(ToolUseBlock(call.id, call.name, canonical_json(call.arguments)) for call in tool_calls)

@@ -1,18 +1,14 @@
-"""The subscription's rate-limit windows as the CLI reports them: a neutral event, parsed purely.
+"""The subscription's rate-limit windows: a neutral event a turn yields.
 
-With a subscription (OAuth) login the CLI reads the upstream's ``anthropic-ratelimit-unified-*``
-headers and prints ``{"type": "rate_limit_event", "rate_limit_info": {...}}`` lines
-(CLI_NOTES.md "Effort, thinking, rate limits"): ``status`` (allowed, allowed_warning,
-rejected) and ``resetsAt`` of the window that limits (``rateLimitType``), and per window in
-``unifiedWindows`` its ``utilization`` (fraction used) and ``resetsAt`` (epoch seconds). With an
-API key no such line is printed. ``RateLimitInfo`` is what a turn yields for one such line; it
-is never shown to clients (the engine keeps the latest state, see ``windows.py``).
+``RateLimitInfo`` is one reading of the windows (the CLI's ``rate_limit_event`` lines, parsed
+by ``cli.wire.rate_limit_info``): the overall status, the window that limits and its reset,
+and each window's use. It is never shown to clients (the engine keeps the latest state, see
+``windows.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .turn import TurnEvent
 
@@ -60,48 +56,6 @@ class RateLimitInfo:
     def rejected(self) -> bool:
         return self.status == "rejected"
 
-    @classmethod
-    def from_cli(cls, info: dict[str, Any]) -> RateLimitInfo:
-        """Parse ``rate_limit_info``; fields of the wrong type are dropped, never guessed."""
-        windows = []
-        unified = info.get("unifiedWindows")
-        for name, raw in (unified if isinstance(unified, dict) else {}).items():
-            if not isinstance(raw, dict):
-                continue
-            windows.append(
-                WindowReading(
-                    name=str(name),
-                    utilization=_number(raw.get("utilization")),
-                    resets_at=_epoch(raw.get("resetsAt", raw.get("resets_at"))),
-                    status=_text(raw.get("status")),
-                )
-            )
-        return cls(
-            status=_text(info.get("status")) or "unknown",
-            window=_text(info.get("rateLimitType")),
-            resets_at=_epoch(info.get("resetsAt")),
-            utilization=_number(info.get("utilization")),
-            using_overage=info.get("isUsingOverage") is True,
-            windows=tuple(windows),
-            overage_status=_text(info.get("overageStatus")),
-            overage_resets_at=_epoch(info.get("overageResetsAt")),
-        )
-
 
 # What a CLI turn yields: the neutral turn events, plus rate-limit readings the engine keeps.
 CliEvent = TurnEvent | RateLimitInfo
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _epoch(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None and number > 0 else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

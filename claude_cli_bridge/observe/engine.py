@@ -27,9 +27,6 @@ class ObservedEngine:
     def resolve_model(self, requested: str | None) -> str:
         return self.inner.resolve_model(requested)
 
-    def models(self) -> list[str]:
-        return self.inner.models()
-
     def status(self) -> dict[str, Any]:
         return self.inner.status()
 
