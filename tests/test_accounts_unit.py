@@ -163,3 +163,15 @@ def test_each_account_environment_holds_its_own_login_only(tmp_path):
     assert c["ANTHROPIC_API_KEY"] == "key-c" and "CLAUDE_CODE_OAUTH_TOKEN" not in c and "KEY_C" not in c
     assert w["CLAUDE_CONFIG_DIR"] == str(tmp_path / "cfg") and not {"TOKEN_A", "KEY_C", "ANTHROPIC_API_KEY"} & set(w)
     assert a["CLAUDE_CONFIG_DIR"] == str(state / "cli-config-a") and a["HOME"] == "/home/me"
+
+
+def test_remembered_thinking_comes_back_to_the_tenant_that_made_it_only():
+    from claude_cli_bridge.core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock
+    from claude_cli_bridge.thinking_memory import ThinkingMemory
+
+    memory = ThinkingMemory()
+    call = ToolUseBlock("toolu_1", "weather", '{"city":"Paris"}')
+    memory.remember(Message("assistant", (ThinkingBlock("secret plan", "sig-alice"), call)), "alice")
+    history = [Message("user", (TextBlock("weather?"),)), Message("assistant", (call,))]
+    assert isinstance(memory.restore(history, "alice")[1].content[0], ThinkingBlock)
+    assert memory.restore(history, "bob")[1].content == (call,)  # another key: nothing of Alice's
