@@ -197,3 +197,27 @@ def test_a_missing_accounts_file_stops_the_server(start_bridge, tmp_path):
     server = start_bridge(wait=False, ACCOUNTS_FILE=str(tmp_path / "absent.toml"))
     assert server.proc.wait(60) == 2
     assert "no such file" in server.log_path.read_text()
+
+
+def test_the_dashboard_shows_each_account_its_failovers_and_usage_by_account_and_key(start_bridge, tmp_path, fake):
+    from browser import chromium, dump_dom, parse, screenshot
+
+    chromium()  # skips without Chromium
+    path = write_accounts(tmp_path / "accounts.toml", TWO_ACCOUNTS)
+    server = start_bridge(ACCOUNTS_FILE=path, TOKEN_A=TOKEN_A, TOKEN_B=TOKEN_B, ANTHROPIC_API_KEY=None)
+    now = int(time.time())
+    fake.enqueue_for(TOKEN_A, refused(now + 7200))
+    fake.enqueue_for(TOKEN_B, Reply(headers=unified_headers(five_hour=(0.25, now + 3600), claim="five_hour")))
+    assert chat(server, [{"role": "user", "content": "hello"}]).status_code == 200
+    server.wait_idle()
+    url = f"http://127.0.0.1:{server.port}/dashboard"
+    page = parse(dump_dom(url))
+    screenshot(url, tmp_path / "dashboard.png")
+    accounts = {row[0]: row for row in page.rows["accounts"][1:]}
+    assert accounts["a"][2] == "refused" and accounts["a"][5] == "1"  # failed over once
+    assert accounts["b"][2] == "ok" and accounts["b"][4] == "1" and "25%" in accounts["b"][6]
+    assert "1 failover" in page.by_id["failovers"]
+    by_account = {row[0]: row for row in page.rows["usage-account"][1:]}
+    assert by_account["b"][1] == "1"
+    assert [row[0] for row in page.rows["usage-key"][1:]] == ["(none)"]  # no keys: the anonymous caller
+    assert TOKEN_A not in dump_dom(url)

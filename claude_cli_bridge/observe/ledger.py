@@ -57,14 +57,16 @@ class Ledger:
         self._day = ""
         self._writable = True
         self._handles: dict[str, TextIO] = {}
-        # day -> model -> totals, for the dashboard (loaded once, then kept up to date)
-        self._summary: dict[str, dict[str, dict[str, int]]] = {}
+        # by model, key and account: day -> group -> totals, for the dashboard (loaded once,
+        # then kept up to date)
+        self._summaries: dict[str, dict[str, dict[str, dict[str, int]]]] = {by: {} for by in GROUPS}
         self._summary_days = summary_days
         # day -> (api, route) -> status -> count, for the dashboard's errors by route
         self._errors: ErrorTotals = {}
         self._rotate()
         for row in read_usage(self.dir, summary_days, clock):
-            _add(self._summary, row)
+            for by, totals in self._summaries.items():
+                _add(totals, row, by=by)
         for row in read_rows(self.dir, "errors", summary_days, clock):
             _add_error(self._errors, row)
 
@@ -77,15 +79,17 @@ class Ledger:
         if served(record):
             row = {name: data.get(name) for name in USAGE_FIELDS}
             self._write(f"usage-{record.day}.jsonl", row)
-            _add(self._summary, row, record.day)
+            for by, totals in self._summaries.items():
+                _add(totals, row, record.day, by)
         if record.failed:
             error_row = {name: data.get(name) for name in ERROR_FIELDS}
             self._write(f"errors-{record.day}.jsonl", error_row)
             _add_error(self._errors, error_row, record.day)
 
-    def summary(self, days: int = 14) -> list[dict[str, Any]]:
+    def summary(self, days: int = 14, by: str = "model") -> list[dict[str, Any]]:
+        """Usage per day and model (or key, account) over the last ``days``."""
         first = (datetime.fromtimestamp(self._clock(), UTC).date() - timedelta(days=days - 1)).isoformat()
-        return _rows(self._summary, first)
+        return _rows(self._summaries[by], first, by)
 
     def errors_by_route(self, days: int = 14) -> list[dict[str, Any]]:
         """Failed requests per day, API and route, with their statuses ("404": 2, ...)."""
