@@ -19,6 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .accounts.admission import key_check
+from .accounts.config import AccountsConfig, single_account
+from .accounts.keys import KeyRing
+from .accounts.limits import KeyLimits
 from .api import auth, error_shapes
 from .api.anthropic.router import router as anthropic_router
 from .api.common import describe_validation_error
@@ -27,6 +31,7 @@ from .api.ollama.router import router as ollama_router
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
+from .core.record import note
 from .core.turn import Engine
 from .drain import Drain, DrainMiddleware
 from .embeddings import EmbeddingEngine
@@ -46,8 +51,18 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
     return error_shapes.for_path(request.url.path).render(error)
 
 
-def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine | None = None) -> FastAPI:
-    """Build the app around an engine (``engine.BridgeEngine`` or a test double)."""
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    embeddings: EmbeddingEngine | None = None,
+    accounts: AccountsConfig | None = None,
+) -> FastAPI:
+    """Build the app around an engine (``engine.BridgeEngine`` or a test double).
+
+    ``accounts`` (the accounts file) supplies the client keys besides ``BRIDGE_API_KEY``;
+    each request's caller (``core.caller.Caller``) is found once, by the key middleware, and
+    kept on ``request.state.caller`` for the turn pipeline."""
+    keyring = KeyRing(accounts or single_account(), settings.api_keys())
     # Every turn fills its request's record (observe/): the request log, usage ledger,
     # /metrics and the dashboard read it.
     engine = ObservedEngine(engine)
@@ -72,8 +87,10 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.state.engine = engine
     app.state.embeddings = embeddings
     app.state.observer = observer
+    app.state.keyring = keyring
     app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
-    app.state.turn_checks = []  # per-request checks every turn passes (api.pipeline); none by default
+    # Per-request checks every turn passes (api.pipeline): the key's models and limits.
+    app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model)]
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
@@ -110,8 +127,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             "cli_found": True,
             "cli_version": status.get("cli_version"),
         }
-        keys = settings.api_keys()
-        if keys and not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
+        if keyring.identify(auth.presented_key(dict(request.headers))) is None:
             body = summary  # open to anyone: no paths, process ids or pool details without a key
         else:
             body = {**summary, **status}
@@ -143,25 +159,22 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.include_router(ollama_embeddings_router)
     app.include_router(observe_router)
 
-    keys = settings.api_keys()
-    if keys:
-
-        @app.middleware("http")
-        async def require_key(request: Request, call_next):
-            if auth.needs_key(request.method, request.url.path):
-                if not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
-                    response = render_error(
-                        request,
-                        Unauthorized(
-                            "Missing or invalid API key: send `Authorization: Bearer <BRIDGE_API_KEY>` "
-                            "(or `x-api-key: <BRIDGE_API_KEY>`)."
-                        ),
-                    )
-                    if request.url.path.startswith("/dashboard"):
-                        # A browser asks for the key (as the password; any user name) itself.
-                        response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
-                    return response
-            return await call_next(request)
+    @app.middleware("http")
+    async def identify_caller(request: Request, call_next):
+        caller = keyring.identify(auth.presented_key(dict(request.headers)))
+        request.state.caller = caller or keyring.anonymous
+        if keyring.required:
+            note(key_label=caller.label if caller is not None else "invalid")
+        if caller is None and auth.needs_key(request.method, request.url.path):
+            response = render_error(
+                request,
+                Unauthorized("Missing or invalid API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."),
+            )
+            if request.url.path.startswith("/dashboard"):
+                # A browser asks for the key (as the password; any user name) itself.
+                response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
+            return response
+        return await call_next(request)
 
     origins = settings.cors_origin_list()
     if origins:
@@ -172,7 +185,13 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             # "*" mirrors whatever the preflight asks for: the openai SDK sends a growing set of
             # x-stainless-* headers besides Authorization, and origins are already allow-listed.
             allow_headers=["*"],
-            expose_headers=["retry-after", "x-should-retry", "x-conversation-id", "x-bridge-process"],
+            expose_headers=[
+                "retry-after",
+                "x-should-retry",
+                "x-conversation-id",
+                "x-bridge-process",
+                "x-bridge-account",
+            ],
         )
 
     def refuse_draining(request: Request) -> JSONResponse:
@@ -185,5 +204,5 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
         )
 
     app.add_middleware(DrainMiddleware, drain=drain, refuse=refuse_draining)
-    app.add_middleware(ObserveMiddleware, finish=observer.finish, keys=keys)  # outermost: 401s are recorded too
+    app.add_middleware(ObserveMiddleware, finish=observer.finish)  # outermost: 401s are recorded too
     return app

@@ -1,10 +1,10 @@
 """The ``claude-cli-bridge`` command (and ``python -m claude_cli_bridge``): subcommands and flags.
 
-``serve`` (the default), ``doctor``, ``models`` and ``usage``. Every setting of ``Settings`` is
-also a flag, generated here from the class itself (name, description, default), so ``--help``
-lists them all and cannot drift from the settings. Precedence: flags, then the environment,
-then ``.env``, then the defaults (flags are passed to ``Settings`` as init arguments, which
-pydantic-settings ranks first).
+``serve`` (the default), ``doctor``, ``models``, ``usage``, ``accounts`` and ``keys add NAME``.
+Every setting of ``Settings`` is also a flag, generated here from the class itself (name,
+description, default), so ``--help`` lists them all and cannot drift from the settings.
+Precedence: flags, then the environment, then ``.env``, then the defaults (flags are passed
+to ``Settings`` as init arguments, which pydantic-settings ranks first).
 
 Why argparse rather than pydantic-settings' own CLI source: the older names of some settings
 (``SERVER_HOST``, ``SERVER_PORT``) are alias choices that would become flags of their own, and
@@ -25,7 +25,7 @@ from pydantic import AliasChoices, ValidationError
 from . import __version__
 from .settings import Settings
 
-COMMANDS = ("serve", "doctor", "models", "usage")
+COMMANDS = ("serve", "doctor", "models", "usage", "accounts", "keys")
 
 
 def env_name(name: str) -> str:
@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "serve": "start both listeners (the default)",
         "doctor": "check the installation: one line per check, each failure with its fix",
         "models": "list the model names this server answers to",
-        "usage": "summarise the usage ledger by day and model",
+        "usage": "summarise the usage ledger by day and model (or key, account)",
+        "accounts": "list the accounts of ACCOUNTS_FILE with their login state and last windows",
+        "keys": "`keys add NAME`: make a new client key, print it once and the line for ACCOUNTS_FILE",
+    }
+    usages = {
+        "usage": " [--days N] [--json] [--by model|key|account]",
+        "keys": " add NAME",
     }
     for name in COMMANDS:
         sub = commands.add_parser(
@@ -101,11 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
             prog=f"claude-cli-bridge {name}",
             help=helps[name],
             description=helps[name].capitalize() + ".",
-            usage=f"%(prog)s [--setting VALUE ...]{' [--days N] [--json]' if name == 'usage' else ''}",
+            usage=f"%(prog)s{usages.get(name, '')} [--setting VALUE ...]",
         )
         if name == "usage":
             sub.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
             sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            sub.add_argument("--by", choices=("model", "key", "account"), default="model", help="group by (model)")
+        if name == "keys":
+            sub.add_argument("action", choices=("add",), help="add: make a new key")
+            sub.add_argument("key_name", metavar="NAME", help="the key's name (letters, digits, _ . -)")
         add_setting_flags(sub)
     return parser
 
@@ -140,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": lambda: _serve(settings),
         "doctor": lambda: _doctor(settings),
         "models": lambda: _models(settings),
-        "usage": lambda: _usage(settings, args.days, args.json),
+        "usage": lambda: _usage(settings, args.days, args.json, args.by),
+        "accounts": lambda: _accounts(settings),
+        "keys": lambda: _keys_add(args.key_name),
     }
     return runners[command]()
 
@@ -175,10 +187,22 @@ def _models(settings: Settings) -> int:
     return 0
 
 
-def _usage(settings: Settings, days: int, as_json: bool) -> int:
+def _usage(settings: Settings, days: int, as_json: bool, by: str = "model") -> int:
     from .observe.ledger import print_summary
 
-    return print_summary(settings.data_dir, days, as_json)
+    return print_summary(settings.data_dir, days, as_json, by=by)
+
+
+def _accounts(settings: Settings) -> int:
+    from .accounts.report import print_accounts
+
+    return print_accounts(settings)
+
+
+def _keys_add(name: str) -> int:
+    from .accounts.report import print_new_key
+
+    return print_new_key(name)
 
 
 def settings_table() -> str:

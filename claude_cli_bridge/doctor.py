@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .accounts.config import AccountsConfig, AccountsFileError, from_settings, single_account
+from .accounts.credentials import account_env
 from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
 from .cli.locate import CliMissing, LoginUnknown, cli_version, find_cli, login_status, shadowed_bundle
 from .cli.probe import FATAL, FEATURES, run_probes
@@ -59,10 +61,19 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
 
     report(check_python())
     cli = check_cli(settings, report)
-    if cli is not None:
-        report(check_login(cli))
-    else:
+    accounts = check_accounts_file(settings, report)
+    if cli is None:
         report(Check("login", False, "not checked: no usable CLI", fix="see the CLI check above"))
+    elif accounts is not None and accounts.from_file is not None:
+        environ = process_env()
+        for account in accounts.accounts:
+            env = account_env(account, accounts, environ, Path(settings.state_dir) / "doctor")
+            if account.kind == "config_dir":
+                report(check_login(cli, env=env, name=f"account {account.name}"))
+            else:
+                report(Check(f"account {account.name}", True, f"{account.describe()} (set)"))
+    else:
+        report(check_login(cli))
     work_ok = check_dirs(settings, report)
     for check in check_ports(settings):
         report(check)
@@ -143,13 +154,34 @@ def check_cli(settings: Settings, report: Callable[[Check], None]) -> tuple[str,
     return path, dotted(version or (0, 0, 0))
 
 
-def check_login(cli: tuple[str, str]) -> Check:
-    """Logged in, without a model call: a login in the environment, else ``claude auth status``."""
-    env = process_env()
-    from_env = [name for name in ENV_LOGINS if env.get(name)]
+def check_accounts_file(settings: Settings, report: Callable[[Check], None]) -> AccountsConfig | None:
+    """The accounts file reads and checks out (one line naming the entry and the fix if not)."""
+    if not settings.accounts_file.strip():
+        return single_account()
+    try:
+        accounts = from_settings(settings.accounts_file)
+    except AccountsFileError as exc:
+        report(Check("accounts file", False, str(exc), fix="fix the entry named; the server refuses to start"))
+        return None
+    report(
+        Check(
+            "accounts file",
+            True,
+            f"{settings.accounts_file}: {len(accounts.accounts)} account(s) ({', '.join(accounts.names)}), "
+            f"{len(accounts.keys)} key(s)",
+        )
+    )
+    return accounts
+
+
+def check_login(cli: tuple[str, str], env: dict[str, str] | None = None, name: str = "login") -> Check:
+    """Logged in, without a model call: a login in the environment, else ``claude auth status``
+    (with ``env``: that account's environment)."""
+    env = process_env() if env is None else env
+    from_env = [variable for variable in ENV_LOGINS if env.get(variable)]
     if from_env:
         return Check(
-            "login",
+            name,
             True,
             f"from the environment ({', '.join(from_env)}); the CLI runs with a private configuration directory",
         )
@@ -158,14 +190,14 @@ def check_login(cli: tuple[str, str]) -> Check:
         status = login_status(path, {key: value for key, value in env.items() if key not in DROPPED_ENV})
     except LoginUnknown as exc:
         return Check(
-            "login",
+            name,
             False,
             f"`claude auth status` gave no answer ({exc})",
             fix="run `claude` once and log in, or " + SETUP_TOKEN_HINT,
         )
     if not status.logged_in:
         return Check(
-            "login",
+            name,
             False,
             "the CLI is not logged in (`claude auth status`: loggedIn false)",
             fix="run `claude` once and log in with your subscription (/login), or " + SETUP_TOKEN_HINT,
@@ -175,13 +207,13 @@ def check_login(cli: tuple[str, str]) -> Check:
     email = status.email
     if email:
         return Check(
-            "login",
+            name,
             True,
             detail + f"; the CLI tells the model this account's e-mail address ({email}) in every conversation",
             warning=True,
             fix=SETUP_TOKEN_HINT,
         )
-    return Check("login", True, detail)
+    return Check(name, True, detail)
 
 
 def check_dirs(settings: Settings, report: Callable[[Check], None]) -> bool:

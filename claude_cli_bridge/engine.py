@@ -7,6 +7,13 @@ as real turns. A history ending in tool results is continued by the CLI itself.
 
 What the engine adds to a turn: the request checks no CLI turn could answer, the profile,
 stop sequences (the CLI has no flag for them), and the load time Ollama reports.
+
+Accounts (``accounts.book``): each turn runs on one of the caller's accounts, the one holding
+the conversation if it allows, else the first that allows. A turn its account refuses before
+anything reached the client (the upstream's 429, a login it no longer accepts) is run again
+at once on the next account that allows, rebuilt from the history: the caller gets its
+answer and never sees the refusal. Conversations and remembered thinking belong to the
+caller's tenant (its key's name): another key's identical history gets a process of its own.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from .accounts.book import AccountBook, is_refusal
+from .accounts.config import AccountsConfig, single_account
+from .accounts.credentials import account_env
 from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
 from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
+from .core.caller import Caller
 from .core.limits import RateLimitInfo
 from .core.messages import Message, ToolResultBlock, ToolUseBlock
 from .core.models import resolve_model
@@ -30,7 +41,7 @@ from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
+from .errors import BridgeError, CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .thinking_memory import ThinkingMemory
@@ -48,30 +59,45 @@ class BridgeEngine:
         *,
         features: ProbeReport | None = None,
         state_dir: Path | None = None,
-        windows: SubscriptionWindows | None = None,
+        accounts: AccountsConfig | None = None,
+        book: AccountBook | None = None,
     ):
         self.settings = settings
         self.cli_path = cli_path
         self.cli_version = cli_version
         self.features = features or ProbeReport.unprobed(cli_version)
+        self.accounts = accounts or (book.config if book is not None else single_account())
+        state_dir = state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}"
+        environ = process_env()
         self.launcher = Launcher(
             cli_path,
-            state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}",
-            process_env(),
+            state_dir,
+            environ,
             settings.cli_work_dir,
             cli_retries(settings.cli_max_retries, settings.fallback_model),
             fallback_model=settings.fallback_model,
+            account_envs={
+                account.name: account_env(account, self.accounts, environ, state_dir)
+                for account in self.accounts.accounts
+            },
         )
         self.pool = Pool(self.launcher, pool_limits(settings))
         self.thinking = ThinkingMemory()
-        # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).
-        self.windows = windows if windows is not None else SubscriptionWindows(settings.data_dir)
+        # Per account: its subscription windows (from the CLI's rate_limit_event lines, OAuth
+        # logins only), refusals and failing logins.
+        self.book = book if book is not None else AccountBook(self.accounts, settings.data_dir)
+        self.anonymous = Caller(None, self.accounts.names)
+
+    @property
+    def windows(self) -> SubscriptionWindows:
+        """The first account's windows (the only account's without an accounts file)."""
+        return self.book.windows(self.accounts.names[0])
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.launcher.prepare()
         model = self.resolve_model(self.settings.default_model)
-        default = Profile(model=model, effort=self.settings.default_effort or None)
+        default = Profile(model=model, effort=self.settings.default_effort or None, account=self.accounts.names[0])
         self.pool.start([default])
 
     async def close(self) -> None:
@@ -84,9 +110,9 @@ class BridgeEngine:
         dying (``degraded`` says why), each feature's state."""
         pool = self.pool.status()
         reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
-        # "limited" while a used-up subscription window refuses requests (until its reset);
-        # once the reset has passed, ok again, and the windows say "reset_passed".
-        limited = self.windows.rejection() is not None
+        # "limited" while no account takes a turn (used-up windows, until a reset; failing
+        # logins); once a reset has passed, ok again, and the windows say "reset_passed".
+        limited = not any(self.book.allows(name) for name in self.accounts.names)
         return {
             "status": "degraded" if reasons else "limited" if limited else "ok",
             "degraded": reasons,
@@ -95,6 +121,8 @@ class BridgeEngine:
             "features": self.features.as_dict(),
             "pool": pool,
             "subscription": self.windows.snapshot(),
+            "accounts": self.book.status(),
+            "failovers": self.book.failovers,
         }
 
     def resolve_model(self, requested: str | None) -> str:
@@ -152,6 +180,9 @@ class BridgeEngine:
         open: the process is not reusable, and the pool stops it (which interrupts the CLI,
         and the CLI drops the upstream request).
 
+        Raises AccountsRefused (429, Retry-After at the earliest reset) when none of the
+        caller's accounts allows a turn, before any process is used.
+
         A turn whose process died before anything reached the caller (killed, crashed, its
         pipes closed) is run once more on a freshly launched process, transparently: the
         caller gets its answer. A death after the first event stays an error (in-band when
@@ -159,18 +190,65 @@ class BridgeEngine:
         failing to start is a 503 from the pool).
         """
         self.check(request)
-        profile = self.profile(request)
-        messages = self.thinking.restore(request.messages)
+        caller = request.caller or self.anonymous
+        base = self.profile(request)
+        messages = self.thinking.restore(request.messages, caller.tenant)
         history: tuple[Message, ...] = tuple(messages[:-1])
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
             history, prompt = tuple(messages), None  # the CLI continues by itself
+        holder = self.pool.holder(base, history, caller.tenant)
+        tried: list[str] = []
+        while True:
+            order = [name for name in self.book.order(caller, holder) if name not in tried]
+            if not order:
+                raise self.book.refusal(caller)
+            account = order[0]
+            tried.append(account)
+            profile = dataclasses.replace(base, account=account)
+            note(account=account)
+            produced = False
+            try:
+                async with contextlib.aclosing(self._on_account(request, caller, profile, history, prompt)) as events:
+                    async for event in events:
+                        produced = True
+                        yield event
+            except BridgeError as error:
+                if produced or not is_refusal(error):
+                    raise
+                self.book.refused(account, error)
+                if len(caller.accounts) == 1:
+                    raise  # nowhere to fail over to: the account's own words say most
+                successor = next((n for n in self.book.order(caller) if n not in tried), None)
+                log.warning(
+                    "account %s refused a turn (%s); %s",
+                    account,
+                    error.code or error.kind,
+                    f"failing over to {successor}" if successor else "no other account allows a turn",
+                )
+                if successor is not None:
+                    self.book.failed_over(account)
+                    note(failover_from=account)
+                continue
+            self.book.served(account)
+            return
+
+    async def _on_account(
+        self,
+        request: TurnRequest,
+        caller: Caller,
+        profile: Profile,
+        history: tuple[Message, ...],
+        prompt: Message | None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """The turn on ``profile``'s account: once more on a fresh process if its process died
+        before any output (``stream`` decides about other accounts)."""
         for attempt in range(2):
             leased: list[Any] = []  # the attempt's process, to tell a death from other failures
             sent = False
             try:
                 async with contextlib.aclosing(
-                    self._attempt(request, profile, history, prompt, fresh=attempt > 0, leased=leased)
+                    self._attempt(request, caller, profile, history, prompt, fresh=attempt > 0, leased=leased)
                 ) as events:
                     async for event in events:
                         sent = True
@@ -185,6 +263,7 @@ class BridgeEngine:
     async def _attempt(
         self,
         request: TurnRequest,
+        caller: Caller,
         profile: Profile,
         history: tuple[Message, ...],
         prompt: Message | None,
@@ -192,8 +271,10 @@ class BridgeEngine:
         fresh: bool,
         leased: list[Any],
     ) -> AsyncGenerator[TurnEvent, None]:
-        """One try at the turn on one leased process (``stream`` decides about retrying)."""
-        lease_of = self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh)
+        """One try at the turn on one leased process (``_on_account`` decides about retrying)."""
+        lease_of = self.pool.lease(
+            profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh, tenant=caller.tenant
+        )
         async with lease_of as lease:
             process = lease.process
             leased.append(process)
@@ -201,7 +282,7 @@ class BridgeEngine:
             how = lease.how + (" queued" if lease.queued else "")
             # Before the first byte: the response's X-Conversation-Id and X-Bridge-Process
             # (observe/middleware.py) come from the request's record.
-            note(conversation_id=lease.key or "", how=how)
+            note(conversation_id=lease.conversation_id or "", how=how)
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
             # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
             log.log(
@@ -248,12 +329,12 @@ class BridgeEngine:
                                 status=502,
                             )
                         if called:
-                            self.thinking.remember(process.history[-1])
+                            self.thinking.remember(process.history[-1], caller.tenant)
                         if self.settings.log_content:
                             log.info("answer: %r", process.history[-1].text)
                         yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns}, how=how)
                     elif isinstance(event, RateLimitInfo):
-                        self.windows.update(event)  # kept for /health, /metrics, the dashboard
+                        self.book.read(profile.account, event)  # for /health, /metrics, the dashboard
                     else:
                         called = called or isinstance(event, ToolCall)
                         yield event

@@ -165,3 +165,30 @@ class EmbeddingUnavailable(BridgeError):
     status = 503
     kind = "server_error"
     code = "embedding_model_unavailable"
+
+
+class KeyLimitReached(BridgeError):
+    """A client key's own limit (``max_concurrent``, ``requests_per_minute``) is reached."""
+
+    status = 429
+    kind = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retry = True
+
+
+class ModelNotAllowed(BridgeError):
+    """The client key may not ask for this model (its ``models`` list)."""
+
+    status = 403
+    kind = "permission_error"
+    code = "model_not_allowed"
+
+
+class AccountsRefused(BridgeError):
+    """None of the key's accounts can take a turn now (windows used up, logins failing);
+    ``retry_after`` points at the earliest moment one of them may again."""
+
+    status = 429
+    kind = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retry = False

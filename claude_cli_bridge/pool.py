@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -131,14 +132,16 @@ class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
     is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
     whether it had to wait in the queue for room first; ``key`` the conversation id under
-    which the process is held after the turn: the request's own, else the one the held
-    process had (a follow-up matched by history), else a new one."""
+    which the process is held after the turn (within its tenant: the pool's own key): the
+    request's own, else the one the held process had (a follow-up matched by history), else
+    a new one; ``conversation_id`` the same as the client sees it (X-Conversation-Id)."""
 
     process: P
     how: Obtained
     waited: float
     queued: bool = False
     key: str | None = None
+    conversation_id: str | None = None
 
 
 _ids = itertools.count(1)
@@ -158,6 +161,7 @@ class _Entry:
     id: int = field(default_factory=lambda: next(_ids))
     for_request: _Request | None = None
     served: bool = False  # completed a turn: a later death is not a failure to launch
+    tenant: str = ""  # whose conversation it holds (a client key's name): never another's
     failure_noted: bool = False  # its early death already counted towards the backoff
 
 
@@ -171,6 +175,7 @@ class _Request:
     submitted: float
     launching: bool = False  # a process is being launched for it
     queued: bool = False  # it waited in the queue for room (for the request log)
+    tenant: str = ""
     fresh: bool = False  # a newly launched process only (a retry after a process died)
 
 
@@ -276,10 +281,16 @@ class Pool(Generic[P]):
         profile: Profile,
         history: tuple[Message, ...],
         key: str | None = None,
+        *,
         hold: bool = True,
+        tenant: str = "",
         fresh: bool = False,
     ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
+
+        ``tenant`` (a client key's name) owns the conversation: a held process serves only
+        requests of the same tenant, whatever their history, and ``key`` (the client's
+        conversation id) is looked up within the tenant.
 
         ``hold`` False: the turn is a one-off nobody continues (an Open WebUI title or tags
         task), so its process is not kept as a conversation afterwards: it would only take the
@@ -296,7 +307,11 @@ class Pool(Generic[P]):
                 "The server is shutting down." if self._closing else "The pool is not running.", retry_after=5
             )
         loop = asyncio.get_running_loop()
-        request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
+        if key is not None:
+            key = _scoped(tenant, key)
+        request = _Request(
+            profile, history, _fingerprint(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
+        )
         request.fresh = fresh
         self._post(_Submit(request))
         try:
@@ -315,6 +330,18 @@ class Pool(Generic[P]):
             yield lease
         finally:
             self._post(_Return(lease.process, lease.key, hold))
+
+    def holder(self, profile: Profile, history: tuple[Message, ...], tenant: str = "") -> str | None:
+        """The account whose held process holds exactly ``history`` for ``tenant`` with this
+        profile on some account (None: no process holds it). A read of the owner's state for
+        the engine's choice of account; the lease itself decides."""
+        fingerprint = _fingerprint(tenant, history)
+        for held_profile, held_fingerprint in self._held:
+            if held_fingerprint == fingerprint and held_profile == dataclasses.replace(
+                profile, account=held_profile.account
+            ):
+                return held_profile.account
+        return None
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -647,22 +674,24 @@ class Pool(Generic[P]):
     def _grant(self, request: _Request, entry: _Entry, how: Obtained) -> None:
         # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
         # the same history, finds this process again.
-        key = request.key or entry.key or new_conversation_id()
+        key = request.key or entry.key or _scoped(request.tenant, new_conversation_id())
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
-        entry.state = "busy"
+        entry.state, entry.tenant = "busy", request.tenant
         if new_conversation(request.history):
             count = self._new_in_flight.get(request.profile, 0) + 1
             self._new_in_flight[request.profile] = count
             self._demand.append((self._clock(), request.profile, count))
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
-        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued, key))
+        public = key[len(request.tenant) + 1 :] if request.tenant else key
+        lease = Lease(entry.process, how, self._clock() - request.submitted, request.queued, key, public)
+        request.future.set_result(lease)
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
-        entry.fingerprint = history_fingerprint(entry.history)
+        entry.fingerprint = _fingerprint(entry.tenant, entry.history)
         slot = (entry.profile, entry.fingerprint)
         previous = self._held.pop(slot, None)
         if previous is not None and previous is not entry:
@@ -891,6 +920,17 @@ _KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 def _total_rss(processes: list[PooledProcess]) -> int:
     """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
     return sum(process.rss() for process in processes)
+
+
+def _scoped(tenant: str, key: str) -> str:
+    """A conversation id within its tenant (the pool's own key): two tenants' equal ids differ."""
+    return f"{tenant}\x00{key}" if tenant else key
+
+
+def _fingerprint(tenant: str, history: tuple[Message, ...]) -> str:
+    """The history's fingerprint within its tenant: equal histories of two tenants differ."""
+    fingerprint = history_fingerprint(history)
+    return f"{tenant}\x00{fingerprint}" if tenant else fingerprint
 
 
 def new_conversation_id() -> str:

@@ -14,6 +14,8 @@ from types import FrameType
 import uvicorn
 
 from . import __version__
+from .accounts import config as accounts_config
+from .accounts.book import AccountBook
 from .app import create_app
 from .banner import banner_lines
 from .cli.launch import WorkDirUnusable, prepare_work_dir
@@ -120,13 +122,15 @@ def run(settings: Settings) -> int:
         prepare_work_dir(settings.cli_work_dir)
         path, version = find_checked_cli(settings)
         log.info("using the Claude CLI %s at %s", version, path)
+        accounts = accounts_config.from_settings(settings.accounts_file)
         features = probe_cli(settings, path, version)
-    except (StartupError, WorkDirUnusable) as exc:
+    except (StartupError, WorkDirUnusable, accounts_config.AccountsFileError) as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2
-    windows = SubscriptionWindows(settings.data_dir)
-    engine = BridgeEngine(settings, path, version, features=features, windows=windows)
-    app = create_app(settings, engine, EmbeddingEngine(settings))
+    book = AccountBook(accounts, settings.data_dir)
+    engine = BridgeEngine(settings, path, version, features=features, book=book)
+    windows = book.windows(accounts.names[0])
+    app = create_app(settings, engine, EmbeddingEngine(settings), accounts=accounts)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated bearer keys required on every route but /health, /ready and GET /; empty = none.",
     )
+    accounts_file: str = Field(
+        "",
+        description=(
+            "TOML file of accounts (logins) and client keys (README: Accounts and keys); "
+            "empty = one account from the environment or your own CLI login."
+        ),
+    )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
     log_content: bool = Field(
         False, description="Log prompts and answers (debugging only; off keeps them out of logs)."

@@ -26,8 +26,8 @@ STATE_FILE = "windows.json"
 
 
 class SubscriptionWindows:
-    def __init__(self, data_dir: Path | None = None, clock=time.time):
-        self._path = data_dir / STATE_FILE if data_dir is not None else None
+    def __init__(self, data_dir: Path | None = None, clock=time.time, file_name: str = STATE_FILE):
+        self._path = data_dir / file_name if data_dir is not None else None
         self._clock = clock
         self.status: str | None = None  # overall: allowed, allowed_warning, rejected
         self.limiting: str | None = None  # the window the overall status is about

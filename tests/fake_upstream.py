@@ -90,6 +90,12 @@ class Received:
         return self.body.get("messages", [])
 
     @property
+    def token(self) -> str:
+        """The login the request came with: the OAuth bearer token or the API key."""
+        scheme, _, value = self.headers.get("authorization", "").partition(" ")
+        return value if scheme.lower() == "bearer" else self.headers.get("x-api-key", "")
+
+    @property
     def effort(self) -> str | None:
         """``output_config.effort`` of the request (what ``--effort`` sets), if any."""
         return (self.body.get("output_config") or {}).get("effort")
@@ -190,6 +196,8 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self._queue: list[Reply] = []
+        # Replies for one login only (accounts: each account's token), before the common queue.
+        self._by_token: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.default_reply = Reply()
         self.handler: Callable[[dict[str, Any]], Reply | None] | None = None
@@ -209,9 +217,15 @@ class FakeAnthropic:
         with self._lock:
             self._queue.extend(replies)
 
+    def enqueue_for(self, token: str, *replies: Reply) -> None:
+        """Replies for requests made with this login (Bearer token or API key) only."""
+        with self._lock:
+            self._by_token.setdefault(token, []).extend(replies)
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._by_token.clear()
             self.received.clear()
             self.handler = None
 
@@ -229,8 +243,10 @@ class FakeAnthropic:
             time.sleep(0.02)
         raise AssertionError(f"expected {n} upstream calls, got {len(self.model_calls())}")
 
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
+    def _next_reply(self, body: dict[str, Any], token: str = "") -> Reply:
         with self._lock:
+            if self._by_token.get(token):
+                return self._by_token[token].pop(0)
             if self.handler is not None:
                 reply = self.handler(body)
                 if reply is not None:
@@ -251,7 +267,7 @@ class FakeAnthropic:
         record = Received(body=body, headers=dict(request.headers), started=time.monotonic())
         with self._lock:
             self.received.append(record)
-        reply = self._next_reply(body)
+        reply = self._next_reply(body, record.token)
         if reply.status != 200:
             record.finished = True
             headers = {"retry-after": reply.retry_after} if reply.retry_after else {}

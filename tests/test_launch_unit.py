@@ -52,7 +52,9 @@ def test_the_launch_files_carry_the_system_prompt_settings_and_transcript(tmp_pa
 
 def test_a_login_from_the_environment_gets_a_private_cli_configuration(tmp_path):
     keyed = launcher(tmp_path, CLAUDE_CODE_OAUTH_TOKEN="t", CLAUDE_CONFIG_DIR="/home/me/.claude")
-    assert keyed.private_config and keyed._env["CLAUDE_CONFIG_DIR"] == str(tmp_path / "state" / "cli-config")
+    assert keyed.private_config and keyed.env_of("default")["CLAUDE_CONFIG_DIR"] == str(
+        tmp_path / "state" / "cli-config"
+    )
     assert not launcher(tmp_path, CLAUDE_CONFIG_DIR="/home/me/.claude").private_config
 
 

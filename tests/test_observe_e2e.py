@@ -121,7 +121,7 @@ def test_json_log_format_and_metrics_behind_the_key(start_bridge, fake):
     parsed = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's and the banner's too
     requests = [entry for entry in parsed if entry.get("event") == "request"]
     assert [(r["path"], r["status"], r["output_tokens"]) for r in requests] == [("/v1/chat/completions", 200, 4)] * 2
-    assert all(r["key_label"].startswith("key-") and KEY not in json.dumps(r) for r in requests)
+    assert all(r["key_label"] == "shared" and KEY not in json.dumps(r) for r in requests)
 
 
 def test_the_dashboard_in_headless_chromium_shows_what_health_reports(start_bridge, fake, tmp_path):

@@ -20,12 +20,14 @@ the path (an unexpected exception as a 500 "internal error", logged with its tra
 it the writer's in-band error frames say what failed.
 
 Per-request checks: ``app.state.turn_checks`` (``state.turn_checks``) is a list of async
-callables ``check(TurnCheckContext)``, run in order after the turn is translated and its model
-resolved and before the engine is called. Each sees the surface (so it knows the protocol),
-the HTTP request (headers: who the caller is) and the TurnRequest, and may raise a
-BridgeError (rendered in the surface's shape) or add response headers (``context.headers``,
-for example ``X-Bridge-Account``): those are sent with the turn's answer, streaming or whole,
-and with an error the pipeline renders. The list is empty by default.
+callables ``check(TurnCheckContext)``, run in order after the turn is translated, its model
+resolved and its caller (``state.caller``: the key middleware's finding) put on the
+TurnRequest, and before the engine is called. Each sees the surface (so it knows the
+protocol), the HTTP request and the TurnRequest, and may raise a BridgeError (rendered in the
+surface's shape), add response headers (``context.headers``): those are sent with the turn's
+answer, streaming or whole, and with an error the pipeline renders), or hold something for
+the turn's length (``context.releases``: each is called once when the turn ends, however it
+ends: a key's concurrency slot). The app installs the per-key checks (``accounts.admission``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class TurnCheckContext:
     request: Request
     turn: TurnRequest
     headers: dict[str, str]
+    releases: list[Callable[[], None]] = field(default_factory=list)
 
 
 TurnCheck = Callable[[TurnCheckContext], Awaitable[None]]
@@ -171,16 +174,41 @@ async def _run(surface: Surface[Any], request: Request, headers: dict[str, str])
         turn = tasks.as_task(turn, settings.task_model)
     engine = state.engine(request)
     engine.resolve_model(turn.model)  # a 404 before any work
-    for check in state.turn_checks(request):
-        await check(TurnCheckContext(surface, request, turn, headers))
-    events = engine.stream(turn)
-    if prepared.stream:
-        first, rest = await unless_disconnected(request, prime(events))
-        if prepared.on_first is not None:
-            prepared.on_first()
-        return _streaming(surface.encoding, relay(prepared.writer, first, rest), headers)
-    collected = await unless_disconnected(request, collect_turn(events, on_first=prepared.on_first))
+    turn.caller = state.caller(request)
+    releases: list[Callable[[], None]] = []
+    try:
+        for check in state.turn_checks(request):
+            await check(TurnCheckContext(surface, request, turn, headers, releases))
+        events = _releasing(engine.stream(turn), releases)
+        if prepared.stream:
+            first, rest = await unless_disconnected(request, prime(events))
+            if prepared.on_first is not None:
+                prepared.on_first()
+            return _streaming(surface.encoding, relay(prepared.writer, first, rest), headers)
+        collected = await unless_disconnected(request, collect_turn(events, on_first=prepared.on_first))
+    except BaseException:
+        _release(releases)  # the turn ended before its stream began (a refusal, a client that left)
+        raise
+    _release(releases)
     return JSONResponse(prepared.whole(collected), headers=headers)
+
+
+async def _releasing(events: AsyncIterator[TurnEvent], releases: list[Callable[[], None]]) -> AsyncIterator[TurnEvent]:
+    """The turn's events; when they end (or the relay closes them: the client left), the
+    checks' holds are released."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        _release(releases)
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _release(releases: list[Callable[[], None]]) -> None:
+    while releases:
+        releases.pop()()
 
 
 def _streaming(encoding: Encoding, frames: AsyncIterator[Any], headers: dict[str, str]) -> Response:

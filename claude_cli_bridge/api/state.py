@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Request
 
+from ..core.caller import Caller
 from ..core.turn import Engine
 
 if TYPE_CHECKING:  # types only: api/ does not depend on the wiring at run time
@@ -32,6 +33,18 @@ def turn_checks(request: Request) -> list[TurnCheck]:
     """The per-request checks every turn passes before the engine is called (``pipeline``);
     empty unless something installed some (``app.state.turn_checks``)."""
     return cast("list[TurnCheck]", getattr(request.app.state, "turn_checks", []))
+
+
+def caller(request: Request) -> Caller | None:
+    """Who sent the request (its key's name and what it may do), as the key middleware found
+    it (``app.py``); None where no middleware ran (the anonymous caller then)."""
+    return cast("Caller | None", getattr(request.state, "caller", None))
+
+
+def tenant(request: Request) -> str:
+    """What owns the request's per-conversation state: its key's name, "" without keys."""
+    found = caller(request)
+    return found.tenant if found is not None else ""
 
 
 def get(request: Request, name: str) -> Any:

@@ -135,6 +135,11 @@ class Launcher:
     ``history`` is what the process must hold: resumed from a transcript of it, with the
     caller's tools served over MCP; a history ending in tool results makes the process go
     on by itself (see cli.client_tools).
+
+    ``account_envs`` holds each account's environment (``accounts.credentials``: its login
+    and no other's); a profile's ``account`` picks one. Without it there is one account,
+    ``default``, with ``base_env`` (and a private configuration directory when the login
+    comes from the environment).
     """
 
     cli: str
@@ -143,25 +148,42 @@ class Launcher:
     work_dir: Path
     max_retries: int = 1
     fallback_model: str = ""
-    _env: dict[str, str] = field(init=False)
+    account_envs: dict[str, dict[str, str]] | None = None
+    _envs: dict[str, dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._env = dict(self.base_env)
-        if any(self._env.get(name) for name in ENV_LOGINS):
-            self._env["CLAUDE_CONFIG_DIR"] = str(self.state_dir / "cli-config")
+        if self.account_envs is not None:
+            self._envs = {name: dict(env) for name, env in self.account_envs.items()}
+            return
+        env = dict(self.base_env)
+        if any(env.get(name) for name in ENV_LOGINS):
+            env["CLAUDE_CONFIG_DIR"] = str(self.state_dir / "cli-config")
+        self._envs = {"default": env}
+
+    def env_of(self, account: str) -> dict[str, str]:
+        """The environment an account's processes start from (before the profile's part)."""
+        return dict(self._envs[account])
 
     @property
     def private_config(self) -> bool:
         """Whether the CLI runs with the bridge's own empty configuration directory."""
-        return self._env.get("CLAUDE_CONFIG_DIR") == str(self.state_dir / "cli-config")
+        return any(self._private_dir(env) is not None for env in self._envs.values())
+
+    def _private_dir(self, env: dict[str, str]) -> Path | None:
+        directory = env.get("CLAUDE_CONFIG_DIR")
+        if directory and Path(directory).parent == self.state_dir and Path(directory).name.startswith("cli-config"):
+            return Path(directory)
+        return None
 
     def prepare(self) -> None:
-        """Create the state directory (private), the CLI's configuration directory if it is
+        """Create the state directory (private), the CLI's configuration directories that are
         the bridge's own, and the shared empty working directory."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_dir.chmod(0o700)
-        if self.private_config:
-            (self.state_dir / "cli-config").mkdir(exist_ok=True, mode=0o700)
+        for env in self._envs.values():
+            private = self._private_dir(env)
+            if private is not None:
+                private.mkdir(exist_ok=True, mode=0o700)
         prepare_work_dir(self.work_dir)
 
     async def __call__(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
@@ -182,7 +204,7 @@ class Launcher:
         private.mkdir(mode=0o700)
         tmp = private / "tmp"
         tmp.mkdir(mode=0o700)
-        env = profile.env(self._env, self.max_retries)
+        env = profile.env(self._envs[profile.account], self.max_retries)
         env["TMPDIR"] = str(tmp)
         settings: dict[str, Any] = {"permissions": PERMISSIONS}
         files: dict[str, Path] = {}

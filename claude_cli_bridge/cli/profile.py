@@ -55,6 +55,8 @@ class Profile:
     # The upstream's tool_choice as canonical JSON ({"type": "any"}, {"type": "tool", ...},
     # disable_parallel_tool_use), sent through CLAUDE_CODE_EXTRA_BODY; None: the CLI's (auto).
     tool_choice_json: str | None = None
+    # The account whose login the process runs with (its environment: cli.launch.Launcher).
+    account: str = "default"
 
     @functools.cached_property
     def tool_names(self) -> ToolNames:

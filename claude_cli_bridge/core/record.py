@@ -23,7 +23,9 @@ class RequestRecord:
     started: float = field(default_factory=time.time)  # wall clock, for the ledger
     started_mono: float = field(default_factory=time.monotonic)
     route: str = ""  # the route's path template (bounded, for metric labels)
-    key_label: str = ""  # which key was used, never the key itself
+    key_label: str = ""  # the client key's name (accounts file; "shared" for BRIDGE_API_KEY), never the key
+    account: str = ""  # the account whose login served the turn
+    failover_from: str = ""  # the account that refused the turn first, if one did
     model: str = ""  # as requested (resolved alias), empty for requests without a model
     upstream_model: str = ""  # the model id the upstream answered with
     stream: bool | None = None

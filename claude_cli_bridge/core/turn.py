@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, Protocol
 
+from .caller import Caller
 from .messages import Message
 
 #: Effort levels the CLI's ``--effort`` takes (CLI 2.1.332); it sends them to the upstream as
@@ -43,6 +44,7 @@ class TurnRequest:
     ``effort`` is one of ``EFFORT_LEVELS`` (None: the bridge's default); ``thinking`` False
     turns the model's thinking off, None leaves the CLI's default (adaptive thinking).
     ``one_off`` marks a turn nobody continues (an Open WebUI title or tags task).
+    ``caller`` is who asked (its key's name and accounts); None: the anonymous caller.
     """
 
     model: str
@@ -59,6 +61,7 @@ class TurnRequest:
     effort: str | None = None
     thinking: bool | None = None
     one_off: bool = False  # nobody continues it (a background task): its process is not held
+    caller: Caller | None = None
 
 
 @dataclass(frozen=True)

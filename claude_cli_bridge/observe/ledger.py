@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 FILE = re.compile(r"^(usage|errors)-(\d{4}-\d{2}-\d{2})\.jsonl$")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 USAGE_FIELDS = (
-    "time", "api", "route", "model", "upstream_model", "key_label", "stream", "how", "wait_s",
-    "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone", "error",
+    "time", "api", "route", "model", "upstream_model", "key_label", "account", "failover_from", "stream", "how",
+    "wait_s", "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone",
+    "error",
 )  # fmt: skip
-ERROR_FIELDS = ("time", "api", "method", "path", "route", "model", "key_label", "status", "in_band_error", "error")
+ERROR_FIELDS = (
+    "time", "api", "method", "path", "route", "model", "key_label", "account", "status", "in_band_error", "error",
+)  # fmt: skip
 ErrorTotals = dict[str, dict[tuple[str, str], dict[int, int]]]  # day -> (api, route) -> status -> count
 
 
@@ -54,14 +57,16 @@ class Ledger:
         self._day = ""
         self._writable = True
         self._handles: dict[str, TextIO] = {}
-        # day -> model -> totals, for the dashboard (loaded once, then kept up to date)
-        self._summary: dict[str, dict[str, dict[str, int]]] = {}
+        # by model, key and account: day -> group -> totals, for the dashboard (loaded once,
+        # then kept up to date)
+        self._summaries: dict[str, dict[str, dict[str, dict[str, int]]]] = {by: {} for by in GROUPS}
         self._summary_days = summary_days
         # day -> (api, route) -> status -> count, for the dashboard's errors by route
         self._errors: ErrorTotals = {}
         self._rotate()
         for row in read_usage(self.dir, summary_days, clock):
-            _add(self._summary, row)
+            for by, totals in self._summaries.items():
+                _add(totals, row, by=by)
         for row in read_rows(self.dir, "errors", summary_days, clock):
             _add_error(self._errors, row)
 
@@ -74,15 +79,17 @@ class Ledger:
         if served(record):
             row = {name: data.get(name) for name in USAGE_FIELDS}
             self._write(f"usage-{record.day}.jsonl", row)
-            _add(self._summary, row, record.day)
+            for by, totals in self._summaries.items():
+                _add(totals, row, record.day, by)
         if record.failed:
             error_row = {name: data.get(name) for name in ERROR_FIELDS}
             self._write(f"errors-{record.day}.jsonl", error_row)
             _add_error(self._errors, error_row, record.day)
 
-    def summary(self, days: int = 14) -> list[dict[str, Any]]:
+    def summary(self, days: int = 14, by: str = "model") -> list[dict[str, Any]]:
+        """Usage per day and model (or key, account) over the last ``days``."""
         first = (datetime.fromtimestamp(self._clock(), UTC).date() - timedelta(days=days - 1)).isoformat()
-        return _rows(self._summary, first)
+        return _rows(self._summaries[by], first, by)
 
     def errors_by_route(self, days: int = 14) -> list[dict[str, Any]]:
         """Failed requests per day, API and route, with their statuses ("404": 2, ...)."""
@@ -162,17 +169,25 @@ def read_rows(data_dir: Path, kind: str, days: int, clock=time.time) -> list[dic
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+#: What ``usage --by`` groups on: the ledger field of each choice.
+GROUPS = {"model": "model", "key": "key_label", "account": "account"}
+
+
+def summarise(rows: list[dict[str, Any]], by: str = "model") -> list[dict[str, Any]]:
+    """Totals per day and ``by`` (model, key or account); rows carry the group as ``by``."""
     totals: dict[str, dict[str, dict[str, int]]] = {}
     for row in rows:
-        _add(totals, row)
-    return _rows(totals, "")
+        _add(totals, row, by=by)
+    return _rows(totals, "", by)
 
 
-def _add(totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day: str | None = None) -> None:
+def _add(
+    totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day: str | None = None, by: str = "model"
+) -> None:
     day = day or row.get("_day") or str(row.get("time", ""))[:10]
     entry = totals.setdefault(day, {}).setdefault(
-        str(row.get("model") or "?"), defaultdict(int, {"requests": 0, "errors": 0, **dict.fromkeys(TOKEN_FIELDS, 0)})
+        str(row.get(GROUPS[by]) or ("?" if by == "model" else "(none)")),
+        defaultdict(int, {"requests": 0, "errors": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}),
     )
     entry["requests"] += 1
     status = row.get("status") or 0
@@ -193,18 +208,18 @@ def _add_error(
     statuses[status if isinstance(status, int) else 0] += 1
 
 
-def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str) -> list[dict[str, Any]]:
+def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str, by: str = "model") -> list[dict[str, Any]]:
     return [
-        {"day": day, "model": model, **dict(values)}
+        {"day": day, by: model, **dict(values)}
         for day in sorted(totals)
         if day >= first_day
         for model, values in sorted(totals[day].items())
     ]
 
 
-def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
-    """``claude-cli-bridge usage``: requests and tokens per day and model."""
-    rows = summarise(read_usage(data_dir, days))
+def print_summary(data_dir: Path, days: int, as_json: bool, out=print, by: str = "model") -> int:
+    """``claude-cli-bridge usage``: requests and tokens per day and model (or key, account)."""
+    rows = summarise(read_usage(data_dir, days), by)
     if as_json:
         out(json.dumps(rows, indent=2))
         return 0
@@ -212,7 +227,7 @@ def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
         out(f"No usage recorded in the last {days} days (ledger: {data_dir}).")
         return 0
     header = (
-        f"{'day':<10}  {'model':<22} {'requests':>8} {'errors':>6} {'input':>10} {'output':>10} "
+        f"{'day':<10}  {by:<22} {'requests':>8} {'errors':>6} {'input':>10} {'output':>10} "
         f"{'cache read':>11} {'cache write':>11}"
     )
     out(header)
@@ -220,7 +235,7 @@ def print_summary(data_dir: Path, days: int, as_json: bool, out=print) -> int:
     total: dict[str, int] = defaultdict(int)
     for row in rows:
         out(
-            f"{row['day']:<10}  {row['model']:<22} {row['requests']:>8} {row['errors']:>6} {row['input_tokens']:>10,} "
+            f"{row['day']:<10}  {row[by]:<22} {row['requests']:>8} {row['errors']:>6} {row['input_tokens']:>10,} "
             f"{row['output_tokens']:>10,} {row['cache_read_tokens']:>11,} {row['cache_write_tokens']:>11,}"
         )
         for name in ("requests", "errors", *TOKEN_FIELDS):

@@ -1,10 +1,11 @@
 """/metrics in Prometheus' text format (prometheus_client), one registry per app.
 
-Counted per finished request: requests by API, route, model and status; time to first token
-and duration histograms; tokens by kind; refusals by error code; the wait for a CLI process
-by how it was found. Read at scrape time from the engine's status: pool gauges (processes by
-state, queue length, memory), the subscription windows (utilization, reset, status) and the
-feature states.
+Counted per finished request: requests by API, route, model, status, account and key; time
+to first token and duration histograms; tokens by kind, account and key; failovers by the
+account that refused and the key; refusals by error code; the wait for a CLI process by how
+it was found. Read at scrape time from the engine's status: pool gauges (processes by state,
+queue length, memory), each account's subscription windows (utilization, reset, status) and
+the feature states. Keys appear by name only (never a key or its hash).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "bridge_requests",
-            "API requests by API, route, model and status.",
-            ["api", "route", "model", "status"],
+            "API requests by API, route, model, status, account and client key (its name).",
+            ["api", "route", "model", "status", "account", "key"],
             registry=r,
         )
         self.first_token = Histogram(
@@ -55,7 +56,16 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter(
-            "bridge_tokens", "Tokens as the upstream reported them, by kind.", ["api", "model", "kind"], registry=r
+            "bridge_tokens",
+            "Tokens as the upstream reported them, by kind, account and client key.",
+            ["api", "model", "kind", "account", "key"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "bridge_failovers",
+            "Turns an account refused before any output and another account answered, by the refusing account.",
+            ["account", "key"],
+            registry=r,
         )
         self.refusals = Counter(
             "bridge_refusals",
@@ -67,7 +77,10 @@ class Metrics:
 
     def observe(self, record: RequestRecord) -> None:
         model = record.model
-        self.requests.labels(record.api, record.route, model, str(record.status)).inc()
+        account, key = record.account, record.key_label
+        self.requests.labels(record.api, record.route, model, str(record.status), account, key).inc()
+        if record.failover_from:
+            self.failovers.labels(record.failover_from, key).inc()
         if record.duration_s is not None:
             self.duration.labels(record.api, record.route, model).observe(record.duration_s)
         if record.turn and record.first_token_s is not None and not record.failed:
@@ -82,7 +95,7 @@ class Metrics:
                 ("cache_read", usage.cache_read_input_tokens),
                 ("cache_write", usage.cache_creation_input_tokens),
             ):
-                self.tokens.labels(record.api, model, kind).inc(value)
+                self.tokens.labels(record.api, model, kind, account, key).inc(value)
         if record.failed:
             code = record.error.split(":", 1)[0] if record.error else "http_" + str(record.status)
             self.refusals.labels(record.api, str(record.status), code).inc()
@@ -129,34 +142,43 @@ class _StatusCollector(Collector):
             for name, state in features.items():
                 ok.add_metric([name], 1 if (state or {}).get("state") == "ok" else 0)
             yield ok
-        yield from _windows(status.get("subscription") or {})
+        accounts = status.get("accounts") or {}
+        if not accounts and status.get("subscription"):
+            accounts = {"default": {"subscription": status["subscription"]}}
+        yield from _windows(accounts)
 
 
-def _windows(subscription: dict[str, Any]) -> Iterator[Any]:
-    windows = subscription.get("windows") or {}
+def _windows(accounts: dict[str, Any]) -> Iterator[Any]:
+    """Each account's windows, labelled by account and window."""
+    labels = ["account", "window"]
     utilization = GaugeMetricFamily(
-        "bridge_subscription_window_utilization",
-        "Fraction of the window used (0..1), last reported.",
-        labels=["window"],
+        "bridge_subscription_window_utilization", "Fraction of the window used (0..1), last reported.", labels=labels
     )
     reset = GaugeMetricFamily(
-        "bridge_subscription_window_reset_timestamp_seconds", "When the window resets (Unix time).", labels=["window"]
+        "bridge_subscription_window_reset_timestamp_seconds", "When the window resets (Unix time).", labels=labels
     )
     rejected = GaugeMetricFamily(
-        "bridge_subscription_window_rejected", "1 while the window refuses requests, last reported.", labels=["window"]
+        "bridge_subscription_window_rejected", "1 while the window refuses requests, last reported.", labels=labels
     )
-    for name, window in windows.items():
-        if window.get("utilization") is not None:
-            utilization.add_metric([name], window["utilization"])
-        if window.get("resets_at") is not None:
-            reset.add_metric([name], window["resets_at"])
-        rejected.add_metric([name], 1 if window.get("status") == "rejected" and not window.get("reset_passed") else 0)
-    yield utilization
-    yield reset
-    yield rejected
-    if subscription.get("age_seconds") is not None:
-        yield GaugeMetricFamily(
-            "bridge_subscription_reading_age_seconds",
-            "Age of the last window reading.",
-            value=subscription["age_seconds"],
-        )
+    age = GaugeMetricFamily(
+        "bridge_subscription_reading_age_seconds", "Age of the last window reading.", labels=["account"]
+    )
+    available = GaugeMetricFamily(
+        "bridge_account_available",
+        "1 while the account takes turns (not refused, login not failing).",
+        labels=["account"],
+    )
+    for account, state in accounts.items():
+        subscription = state.get("subscription") or {}
+        for name, window in (subscription.get("windows") or {}).items():
+            if window.get("utilization") is not None:
+                utilization.add_metric([account, name], window["utilization"])
+            if window.get("resets_at") is not None:
+                reset.add_metric([account, name], window["resets_at"])
+            refusing = window.get("status") == "rejected" and not window.get("reset_passed")
+            rejected.add_metric([account, name], 1 if refusing else 0)
+        if subscription.get("age_seconds") is not None:
+            age.add_metric([account], subscription["age_seconds"])
+        if "state" in state:
+            available.add_metric([account], 1 if state["state"] == "ok" else 0)
+    yield from (utilization, reset, rejected, age, available)

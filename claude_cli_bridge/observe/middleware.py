@@ -7,11 +7,9 @@ dashboard and the root "is it running" probe are not API requests and are not re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..api import auth
 from ..core.record import RequestRecord, current_record
 
 UNOBSERVED_PREFIXES = (
@@ -38,24 +36,18 @@ def api_of(path: str) -> str:
     return "openai"
 
 
-def key_label(presented: str | None, keys: list[str]) -> str:
-    """A stable label for the key a request used: a short hash, never the key itself."""
-    if not keys:
-        return ""
-    if presented is None or not auth.key_is_valid(presented, keys):
-        return "invalid"
-    return "key-" + hashlib.sha256(presented.encode()).hexdigest()[:8]
-
-
 def router_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
     """What a router or client in front needs to pin a conversation's later turns to this
-    bridge: ``x-conversation-id`` (send it back to continue the held process) and how the
-    CLI process was found (``x-bridge-process``: held, spare, cold, with " queued")."""
+    bridge: ``x-conversation-id`` (send it back to continue the held process), how the
+    CLI process was found (``x-bridge-process``: held, spare, cold, with " queued") and the
+    account whose login answered (``x-bridge-account``)."""
     headers = []
     if record.conversation_id and _header_safe(record.conversation_id):
         headers.append((b"x-conversation-id", record.conversation_id.encode("ascii")))
     if record.how:
         headers.append((b"x-bridge-process", record.how.encode("latin-1")))
+    if record.account:
+        headers.append((b"x-bridge-account", record.account.encode("ascii")))  # which login answered
     return headers
 
 
@@ -66,22 +58,16 @@ def _header_safe(value: str) -> bool:
 
 
 class ObserveMiddleware:
-    def __init__(self, app: Any, finish: Callable[[RequestRecord], None], keys: list[str]):
+    def __init__(self, app: Any, finish: Callable[[RequestRecord], None]):
         self.app = app
         self.finish = finish
-        self.keys = keys
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or not observed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        record = RequestRecord(
-            method=scope["method"],
-            path=scope["path"],
-            api=api_of(scope["path"]),
-            key_label=key_label(auth.presented_key(headers), self.keys),
-        )
+        # The key's name is noted by the app's key check (app.py), which identifies the caller.
+        record = RequestRecord(method=scope["method"], path=scope["path"], api=api_of(scope["path"]))
         state = {"status": 0, "done": False}
 
         async def observing_send(message: dict) -> None:

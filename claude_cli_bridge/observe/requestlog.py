@@ -49,6 +49,10 @@ def text_line(record: RequestRecord) -> str:
         parts.append("client-gone")
     if record.key_label:
         parts.append(f"key={record.key_label}")
+    if record.account:
+        parts.append(f"account={record.account}")
+    if record.failover_from:
+        parts.append(f"failover_from={record.failover_from}")
     if record.error:
         parts.append(f"error={record.error!r}")
     return " ".join(parts)

@@ -55,7 +55,7 @@ def _prepare(body: ResponsesRequest, context: TurnContext) -> Prepared:
     store = response_store(context.request)
     previous = None
     if body.previous_response_id:
-        stored = store.get(body.previous_response_id)
+        stored = store.get(body.previous_response_id, state.tenant(context.request))
         if stored is None:
             raise ResponseNotFound(
                 f"Previous response with id '{body.previous_response_id}' not found (never stored, stored with "
@@ -85,7 +85,7 @@ def _prepare(body: ResponsesRequest, context: TurnContext) -> Prepared:
             return
         answer = frames.answer_message()
         messages: tuple[Message, ...] = (*turn.messages, answer) if answer.content else tuple(turn.messages)
-        store.put(StoredResponse(frames.final, messages, translated.system_inputs))
+        store.put(StoredResponse(frames.final, messages, translated.system_inputs, state.tenant(context.request)))
 
     def whole(events: list[TurnEvent]) -> dict[str, Any]:
         result = writer.to_response(frames, events)
@@ -148,7 +148,7 @@ async def create_response(request: Request) -> Response:
 
 @router.get("/v1/responses/{response_id}", tags=["responses"])
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
-    stored = response_store(request).get(response_id)
+    stored = response_store(request).get(response_id, state.tenant(request))  # another key's: a 404
     if stored is None:
         raise ResponseNotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return stored.response
@@ -156,6 +156,6 @@ async def get_response(response_id: str, request: Request) -> dict[str, Any]:
 
 @router.delete("/v1/responses/{response_id}", tags=["responses"])
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
-    if not response_store(request).delete(response_id):
+    if not response_store(request).delete(response_id, state.tenant(request)):
         raise ResponseNotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return {"id": response_id, "object": "response.deleted", "deleted": True}

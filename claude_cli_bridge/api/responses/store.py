@@ -7,6 +7,10 @@ a follow-up that sends only new items continues the full history. Bounded: at mo
 images included, so a long conversation's entries grow), the least recently used go first.
 In memory, and with a directory also on disk (one private JSON file each), so a restart keeps
 them. A request with ``store: false`` is never put here.
+
+Each entry belongs to the tenant (client key) whose request made it: ``get`` and ``delete``
+with another tenant find nothing, exactly as for an id that does not exist (a 404, which says
+nothing about other keys' responses).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class StoredResponse:
     response: dict[str, Any]
     messages: tuple[Message, ...]
     system_inputs: tuple[str, ...]
+    tenant: str = ""
 
     @property
     def id(self) -> str:
@@ -43,6 +48,7 @@ class StoredResponse:
                 "response": self.response,
                 "messages": [message.to_anthropic() for message in self.messages],
                 "system_inputs": list(self.system_inputs),
+                "tenant": self.tenant,
             },
             ensure_ascii=False,
         )
@@ -51,7 +57,10 @@ class StoredResponse:
     def from_json(cls, text: str) -> StoredResponse:
         data = json.loads(text)
         return cls(
-            data["response"], tuple(_message(m) for m in data["messages"]), tuple(data.get("system_inputs") or ())
+            data["response"],
+            tuple(_message(m) for m in data["messages"]),
+            tuple(data.get("system_inputs") or ()),
+            str(data.get("tenant") or ""),
         )
 
 
@@ -90,7 +99,8 @@ class ResponseStore:
             temporary.replace(path)
         self._trim()
 
-    def get(self, response_id: str) -> StoredResponse | None:
+    def get(self, response_id: str, tenant: str = "") -> StoredResponse | None:
+        """The stored response, if it exists and belongs to ``tenant``."""
         if not _ID.match(response_id) or response_id not in self._entries:
             return None
         entry = self._entries[response_id]
@@ -99,29 +109,34 @@ class ResponseStore:
                 entry = StoredResponse.from_json(self._path(response_id).read_text(encoding="utf-8"))
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("stored response %s is unreadable (%s); forgetting it", response_id, exc)
-                self.delete(response_id)
+                self._remove(response_id)
                 return None
             self._entries[response_id] = entry
+        if entry is None or entry.tenant != tenant:
+            return None
         self._entries.move_to_end(response_id)
         return entry
 
-    def delete(self, response_id: str) -> bool:
-        if not _ID.match(response_id) or response_id not in self._entries:
+    def delete(self, response_id: str, tenant: str = "") -> bool:
+        """Remove a response of ``tenant``; False if there is none (or it is another's)."""
+        if self.get(response_id, tenant) is None:
             return False
+        self._remove(response_id)
+        return True
+
+    def _remove(self, response_id: str) -> None:
         del self._entries[response_id]
         self._sizes.pop(response_id, None)
         if self.directory is not None:
             with contextlib.suppress(OSError):
                 self._path(response_id).unlink()
-        return True
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _trim(self) -> None:
         while self._entries and (len(self._entries) > self.max_entries or self.total_bytes > self.max_bytes):
-            oldest = next(iter(self._entries))
-            self.delete(oldest)
+            self._remove(next(iter(self._entries)))
 
     def _path(self, response_id: str) -> Path:
         assert self.directory is not None

@@ -88,6 +88,35 @@ function drawWindows(subscription) {
     (age !== null && age !== undefined ? ` · last reading ${duration(age)} ago` : "");
 }
 
+function windowsText(subscription) {
+  // One line per account: each window's use and reset ("5-hour 42% (resets in 2 h)").
+  const windows = Object.values((subscription || {}).windows || {});
+  if (!windows.length) return "no reading yet";
+  return windows.map((w) => `${w.label} ${w.percent === null ? "?" : `${w.percent}%`}` +
+    (w.state === "rejected" ? " (refusing)" : w.reset_passed ? " (reset passed)" : "") +
+    (w.resets_in_seconds && !w.reset_passed ? `, resets in ${duration(w.resets_in_seconds)}` : "")).join(" · ");
+}
+
+function drawAccounts(accounts, failovers) {
+  setText("failovers", failovers ? `(${failovers} failover${failovers === 1 ? "" : "s"} since start)` : "");
+  fillTable("accounts", Object.entries(accounts).map(([name, a]) =>
+    row([name, a.login, a.state + (a.failure ? `: ${a.failure}` : ""), [a.available_in_s ? duration(a.available_in_s) : "now", "num"],
+      [num(a.turns), "num"], [num(a.failovers_from), "num"], windowsText(a.subscription)], a.state === "ok" ? "" : "failed")),
+  "No account.");
+}
+
+function byGroup(usage, group) {
+  // The last 14 days added up per key or account (the rows come per day).
+  const totals = new Map();
+  for (const u of usage) {
+    const t = totals.get(u[group]) || { requests: 0, errors: 0, input_tokens: 0, output_tokens: 0 };
+    for (const k of Object.keys(t)) t[k] += u[k] || 0;
+    totals.set(u[group], t);
+  }
+  return [...totals.entries()].sort().map(([name, t]) =>
+    row([name, [num(t.requests), "num"], [num(t.errors), "num"], [num(t.input_tokens), "num"], [num(t.output_tokens), "num"]]));
+}
+
 function drawPool(pool, processes) {
   for (const key of ["spare", "held", "busy", "starting", "waiting"]) setText(`pool-${key}`, pool[key] ?? 0);
   setText("pool-memory", pool.memory_mb ?? 0);
@@ -168,6 +197,9 @@ async function refresh() {
     badge.className = `badge ${data.status || ""}`;
     setText("degraded", (data.degraded || []).join("; "));  // why, when degraded
     drawWindows(data.subscription || {});
+    drawAccounts(data.accounts || {}, data.failovers || 0);
+    fillTable("usage-key", byGroup(data.usage_by_key || [], "key"), "No usage recorded in the last 14 days.");
+    fillTable("usage-account", byGroup(data.usage_by_account || [], "account"), "No usage recorded in the last 14 days.");
     drawPool(data.pool || {}, data.processes || []);
     drawUsage(data.usage || []);
     drawRecent(data.recent || []);

@@ -1,0 +1,160 @@
+"""What the bridge knows of each account right now, and the choice of account for a turn.
+
+One owner of per-account state (used from the event loop only): each account's subscription
+windows (``windows.SubscriptionWindows``, one file per account), whether its upstream refused
+it and until when, whether its login failed, and counts of turns and failovers.
+
+The windows decide:
+
+- a new conversation goes to the first account in the caller's list that allows a turn (not
+  refused, or its reset has passed; an account never read yet allows);
+- a held conversation stays on the account that holds it while that account allows;
+- a refused turn marks its account refused until its reset (a failing login: for
+  ``LOGIN_RETRY_SECONDS``), and the engine runs the turn on the next account that allows;
+- when none allows, ``refusal`` is a 429 whose Retry-After is the earliest moment one may.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.caller import Caller
+from ..core.limits import RateLimitInfo
+from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, UpstreamError
+from ..windows import SubscriptionWindows
+from .config import DEFAULT_ACCOUNT, AccountsConfig
+
+#: How long an account whose login failed is left alone before a turn tries it again.
+LOGIN_RETRY_SECONDS = 60.0
+#: A 429 that names no reset (an API-key login, no window reading): refused this long.
+DEFAULT_REFUSAL_SECONDS = 30.0
+
+
+@dataclass
+class AccountState:
+    windows: SubscriptionWindows
+    refused_until: float = 0.0  # wall clock
+    failing_until: float = 0.0
+    failure: str = ""  # the last login failure, for /health and `accounts` (no secret)
+    turns: int = 0
+    failovers_from: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def windows_file(name: str) -> str:
+    """The default account keeps the file name it had before accounts existed."""
+    return "windows.json" if name == DEFAULT_ACCOUNT else f"windows-{name}.json"
+
+
+def is_refusal(error: BaseException) -> bool:
+    """An error that says this account cannot take the turn now (another may): the upstream's
+    429 or a login the upstream no longer accepts."""
+    if isinstance(error, CliNotLoggedIn):
+        return True
+    return isinstance(error, UpstreamError) and error.status in (401, 403, 429)
+
+
+class AccountBook:
+    def __init__(self, config: AccountsConfig, data_dir: Path | None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self._clock = clock
+        self.states = {
+            account.name: AccountState(SubscriptionWindows(data_dir, clock=clock, file_name=windows_file(account.name)))
+            for account in config.accounts
+        }
+        self.failovers = 0
+
+    # -- reading -----------------------------------------------------------------------
+    def windows(self, name: str = DEFAULT_ACCOUNT) -> SubscriptionWindows:
+        return self.states[name].windows
+
+    def until(self, name: str) -> float:
+        """When the account allows a turn again (0: it does now)."""
+        state = self.states[name]
+        now = self._clock()
+        moments = [moment for moment in (state.refused_until, state.failing_until) if moment > now]
+        rejection = state.windows.rejection()
+        if rejection is not None:
+            moments.append(float(rejection[1]))
+        return max(moments) if moments else 0.0
+
+    def allows(self, name: str) -> bool:
+        return self.until(name) == 0.0
+
+    def order(self, caller: Caller, holder: str | None = None) -> list[str]:
+        """The caller's accounts that allow a turn now, in the order to try them: the one
+        holding the conversation first (its process is warm), then the caller's preference."""
+        allowed = [name for name in caller.accounts if name in self.states and self.allows(name)]
+        if holder in allowed:
+            allowed.remove(holder)
+            allowed.insert(0, holder)
+        return allowed
+
+    def refusal(self, caller: Caller) -> BridgeError:
+        """The 429 when none of the caller's accounts allows: Retry-After at the earliest."""
+        now = self._clock()
+        moments = [self.until(name) for name in caller.accounts if name in self.states]
+        earliest = min((m for m in moments if m > now), default=now + DEFAULT_REFUSAL_SECONDS)
+        wait = max(1, math.ceil(earliest - now))
+        failing = [name for name in caller.accounts if self.states[name].failing_until > now]
+        why = "their logins fail" if failing and len(failing) == len(caller.accounts) else "their limits are reached"
+        names = ", ".join(caller.accounts)
+        return AccountsRefused(
+            f"None of the accounts this key may use ({names}) can take a turn now: {why}. "
+            f"The earliest is available again in {wait} s.",
+            retry_after=wait,
+        )
+
+    # -- updates -----------------------------------------------------------------------
+    def read(self, name: str, info: RateLimitInfo) -> None:
+        """A window reading for an account (the CLI's rate-limit event)."""
+        self.states[name].windows.update(info)
+
+    def served(self, name: str) -> None:
+        state = self.states[name]
+        state.turns += 1
+        state.failing_until, state.failure = 0.0, ""
+
+    def refused(self, name: str, error: BaseException) -> None:
+        """The account refused a turn: mark it until its reset (or for a while)."""
+        state = self.states[name]
+        now = self._clock()
+        if isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403)):
+            state.failing_until = now + LOGIN_RETRY_SECONDS
+            state.failure = "the login is refused (not logged in, or the token was revoked)"
+        else:
+            retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
+            state.refused_until = max(state.refused_until, now + float(retry_after))
+
+    def failed_over(self, name: str) -> None:
+        self.states[name].failovers_from += 1
+        self.failovers += 1
+
+    def status(self) -> dict[str, Any]:
+        """Per account: its login kind, whether it allows a turn, until when, windows."""
+        now = self._clock()
+        result = {}
+        for account in self.config.accounts:
+            state = self.states[account.name]
+            until = self.until(account.name)
+            if state.failing_until > now:
+                condition = "failing"
+            elif until:
+                condition = "refused"
+            else:
+                condition = "ok"
+            result[account.name] = {
+                "login": account.kind,
+                "state": condition,
+                "available_in_s": max(0, math.ceil(until - now)) if until else 0,
+                "failure": state.failure if condition == "failing" else "",
+                "turns": state.turns,
+                "failovers_from": state.failovers_from,
+                "subscription": state.windows.snapshot(),
+            }
+        return result

@@ -1,0 +1,66 @@
+"""The ``accounts`` and ``keys add`` commands: what a person reads in a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..settings import Settings
+from ..windows import SubscriptionWindows
+from .book import windows_file
+from .config import NAME_PATTERN, AccountsFileError, from_settings
+from .keys import new_key, sha256_hex
+
+
+def print_accounts(settings: Settings, out: Callable[[str], None] = print) -> int:
+    """Each account: how it logs in, whether that login is there, its last windows."""
+    try:
+        config = from_settings(settings.accounts_file)
+    except AccountsFileError as exc:
+        out(f"claude-cli-bridge: {exc}")
+        return 2
+    source = str(config.from_file) if config.from_file else "no ACCOUNTS_FILE: one account"
+    out(f"Accounts ({source}):")
+    for account in config.accounts:
+        if account.kind == "config_dir":
+            present = (Path(account.source) / ".credentials.json").is_file() or (
+                Path(account.source) / ".claude.json"
+            ).is_file()
+            state = "logged in here" if present else "no login found in it yet (run claude there and /login)"
+        elif account.kind == "environment":
+            state = "as the server's environment or your own CLI login gives (see doctor)"
+        else:
+            state = "variable set"
+        out(f"  {account.name}: {account.describe()}; {state}")
+        windows = SubscriptionWindows(settings.data_dir, file_name=windows_file(account.name)).describe()
+        for line in windows or ["no window reading yet"]:
+            out(f"      {line}")
+    if config.keys:
+        out("Keys:")
+        for key in config.keys:
+            limits = [
+                f"models {', '.join(key.models)}" if key.models else "any model",
+                f"max_concurrent {key.max_concurrent}" if key.max_concurrent else "",
+                f"requests_per_minute {key.requests_per_minute}" if key.requests_per_minute else "",
+            ]
+            out(f"  {key.name}: accounts {', '.join(key.accounts)}; {'; '.join(x for x in limits if x)}")
+    return 0
+
+
+def print_new_key(name: str, out: Callable[[str], None] = print) -> int:
+    """A new random key, shown once, and the entry to paste into the accounts file (which
+    holds only its SHA-256)."""
+    if not NAME_PATTERN.match(name):
+        out("claude-cli-bridge: a key name is letters, digits, '_', '.' or '-' (at most 64).")
+        return 2
+    key = new_key()
+    out(f"New key for {name!r} (shown once; it is stored nowhere):")
+    out("")
+    out(f"  {key}")
+    out("")
+    out("Add this to the accounts file (ACCOUNTS_FILE):")
+    out("")
+    out(f"[keys.{name}]")
+    out(f'key_sha256 = "{sha256_hex(key)}"')
+    out('# accounts = ["..."]   # optional: which accounts, in order (default: all)')
+    return 0

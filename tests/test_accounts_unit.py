@@ -1,0 +1,177 @@
+"""Accounts and keys without a server: the file's checks, key lookup, per-key limits, the
+choice of account and each account's environment."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from claude_cli_bridge.accounts.book import AccountBook
+from claude_cli_bridge.accounts.config import AccountsFileError, load, single_account
+from claude_cli_bridge.accounts.credentials import account_env
+from claude_cli_bridge.accounts.keys import KeyRing, sha256_hex
+from claude_cli_bridge.accounts.limits import KeyLimits
+from claude_cli_bridge.core.caller import Caller
+from claude_cli_bridge.core.limits import RateLimitInfo
+from claude_cli_bridge.errors import AccountsRefused, CliNotLoggedIn, KeyLimitReached, UpstreamError
+
+ENV = {"TOKEN_A": "tok-a", "KEY_C": "key-c", "HOME": "/home/me", "ANTHROPIC_API_KEY": "server-key"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_complete_file_reads_in_order(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    path = write(
+        tmp_path,
+        f"""
+[accounts.work]
+config_dir = "{tmp_path / "cfg"}"
+[accounts.a]
+oauth_token_env = "TOKEN_A"
+[accounts.c]
+api_key_env = "KEY_C"
+[keys.alice]
+key_sha256 = "{sha256_hex("alice-key")}"
+accounts = ["a", "c"]
+models = ["sonnet"]
+max_concurrent = 2
+requests_per_minute = 10
+[keys.bob]
+key_sha256 = "{sha256_hex("bob-key").upper()}"
+""",
+    )
+    config = load(path, ENV)
+    assert config.names == ("work", "a", "c")
+    assert [a.kind for a in config.accounts] == ["config_dir", "oauth_token", "api_key"]
+    alice, bob = config.keys
+    assert (alice.accounts, alice.models, alice.max_concurrent, alice.requests_per_minute) == (
+        ("a", "c"),
+        ("sonnet",),
+        2,
+        10,
+    )
+    assert bob.accounts == ("work", "a", "c") and bob.key_sha256 == sha256_hex("bob-key")
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[accounts.a]\noauth_token_env = "TOKEN_A"\n[keys.k]\nkey_sha256 = "abc"\n', "64 hex digits"),
+        (
+            '[accounts.a]\noauth_token_env = "TOKEN_A"\n'
+            f'[keys.k]\nkey_sha256 = "{"a" * 64}"\n[keys.j]\nkey_sha256 = "{"a" * 64}"\n',
+            "same key_sha256",
+        ),
+        (
+            '[accounts.a]\noauth_token_env = "TOKEN_A"\n[keys.k]\nkey_sha256 = "'
+            + "a" * 64
+            + '"\nmax_concurrent = 0\n',
+            "max_concurrent",
+        ),
+        ('[accounts."a b"]\noauth_token_env = "TOKEN_A"\n', "the name must be"),
+        ('[accounts.a]\noauth_token_env = "not a name"\n', "must name an environment variable"),
+        ("[other]\nx = 1\n", "unknown table 'other'"),
+    ],
+)
+def test_bad_entries_are_named_with_their_fix(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(AccountsFileError, match=words) as raised:
+        load(path, ENV)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_keys_are_found_by_hash_and_named_never_shown():
+    config = load_two_keys()
+    ring = KeyRing(config, ["shared-secret"])
+    assert ring.identify("alice-key").name == "alice"
+    assert ring.identify("shared-secret").name == "shared"
+    assert ring.identify("shared-secret").accounts == config.names
+    assert ring.identify("nope") is None and ring.identify(None) is None
+    assert KeyRing(single_account(), []).identify(None).name is None  # no keys: anonymous
+
+
+def load_two_keys():
+    from claude_cli_bridge.accounts.config import Account, AccountsConfig, ClientKey
+
+    return AccountsConfig(
+        (Account("a", "oauth_token", "TOKEN_A"), Account("c", "api_key", "KEY_C")),
+        (ClientKey("alice", hashlib.sha256(b"alice-key").hexdigest(), ("c",)),),
+    )
+
+
+def test_max_concurrent_and_requests_per_minute():
+    now = [1000.0]
+    limits = KeyLimits(clock=lambda: now[0])
+    caller = Caller("k", ("a",), max_concurrent=2, requests_per_minute=3)
+    first, second = limits.admit(caller), limits.admit(caller)
+    with pytest.raises(KeyLimitReached, match="max_concurrent") as raised:
+        limits.admit(caller)
+    assert raised.value.retry_after == 1
+    first.release()
+    first.release()  # idempotent
+    third = limits.admit(caller)
+    with pytest.raises(KeyLimitReached, match="requests_per_minute") as raised:
+        now[0] += 20
+        second.release()
+        limits.admit(caller)
+    assert raised.value.retry_after == 40  # the first request leaves the minute in 40 s
+    now[0] += 41
+    limits.admit(caller).release()
+    third.release()
+    assert limits.running("k") == 0
+
+
+def test_the_windows_decide_the_account_order_and_the_refusal():
+    now = [10_000.0]
+    config = load_two_keys()
+    book = AccountBook(config, None, clock=lambda: now[0])
+    caller = Caller("alice", ("a", "c"))
+    assert book.order(caller) == ["a", "c"]
+    assert book.order(caller, holder="c") == ["c", "a"]
+    book.read("a", RateLimitInfo("rejected", resets_at=int(now[0]) + 3600, window="five_hour"))
+    assert book.order(caller, holder="a") == ["c"]
+    book.refused("c", UpstreamError("429", status=429, retry_after=600))
+    assert book.order(caller) == []
+    refusal = book.refusal(caller)
+    assert isinstance(refusal, AccountsRefused) and refusal.retry_after == 600
+    now[0] += 601
+    assert book.order(caller) == ["c"]
+    now[0] += 3000
+    assert book.order(caller) == ["a", "c"]  # a's reset passed
+    book.refused("a", CliNotLoggedIn("not logged in"))
+    assert book.status()["a"]["state"] == "failing" and book.order(caller) == ["c"]
+
+
+def test_each_account_environment_holds_its_own_login_only(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    path = write(
+        tmp_path,
+        f'[accounts.a]\noauth_token_env = "TOKEN_A"\n[accounts.c]\napi_key_env = "KEY_C"\n'
+        f'[accounts.w]\nconfig_dir = "{tmp_path / "cfg"}"\n',
+    )
+    config = load(path, ENV)
+    state = tmp_path / "state"
+    a, c, w = (account_env(account, config, ENV, state) for account in config.accounts)
+    assert a["CLAUDE_CODE_OAUTH_TOKEN"] == "tok-a" and "ANTHROPIC_API_KEY" not in a and "TOKEN_A" not in a
+    assert c["ANTHROPIC_API_KEY"] == "key-c" and "CLAUDE_CODE_OAUTH_TOKEN" not in c and "KEY_C" not in c
+    assert w["CLAUDE_CONFIG_DIR"] == str(tmp_path / "cfg") and not {"TOKEN_A", "KEY_C", "ANTHROPIC_API_KEY"} & set(w)
+    assert a["CLAUDE_CONFIG_DIR"] == str(state / "cli-config-a") and a["HOME"] == "/home/me"
+
+
+def test_remembered_thinking_comes_back_to_the_tenant_that_made_it_only():
+    from claude_cli_bridge.core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock
+    from claude_cli_bridge.thinking_memory import ThinkingMemory
+
+    memory = ThinkingMemory()
+    call = ToolUseBlock("toolu_1", "weather", '{"city":"Paris"}')
+    memory.remember(Message("assistant", (ThinkingBlock("secret plan", "sig-alice"), call)), "alice")
+    history = [Message("user", (TextBlock("weather?"),)), Message("assistant", (call,))]
+    assert isinstance(memory.restore(history, "alice")[1].content[0], ThinkingBlock)
+    assert memory.restore(history, "bob")[1].content == (call,)  # another key: nothing of Alice's

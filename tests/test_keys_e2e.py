@@ -1,0 +1,107 @@
+"""Client keys end to end with the real CLI and the clients' own SDKs: each key reaches the
+upstream only with its own accounts' token, a key's limits refuse through the openai,
+anthropic and ollama SDKs, and two keys sending the same history never share a process."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import ollama
+import openai
+import pytest
+from test_accounts_e2e import TOKEN_A, TOKEN_B
+
+from claude_cli_bridge.accounts.keys import sha256_hex
+
+pytestmark = pytest.mark.timeout(240)
+
+ALICE, BOB, CI = "ccb-e2e-alice-0f3a", "ccb-e2e-bob-77c1", "ccb-e2e-ci-9d20"
+
+FILE = f"""
+[accounts.a]
+oauth_token_env = "TOKEN_A"
+[accounts.b]
+oauth_token_env = "TOKEN_B"
+[keys.alice]
+key_sha256 = "{sha256_hex(ALICE)}"
+accounts = ["a"]
+[keys.bob]
+key_sha256 = "{sha256_hex(BOB)}"
+accounts = ["b"]
+[keys.ci]
+key_sha256 = "{sha256_hex(CI)}"
+accounts = ["b"]
+models = ["haiku"]
+requests_per_minute = 2
+"""
+
+
+@pytest.fixture
+def keyed(start_bridge, tmp_path):
+    path = tmp_path / "accounts.toml"
+    path.write_text(FILE)
+    return start_bridge(ACCOUNTS_FILE=str(path), TOKEN_A=TOKEN_A, TOKEN_B=TOKEN_B, ANTHROPIC_API_KEY=None)
+
+
+def test_each_key_reaches_the_upstream_with_its_own_accounts_token_only(keyed, fake):
+    for key, token in ((ALICE, TOKEN_A), (BOB, TOKEN_B)):
+        fake.received.clear()
+        client = openai.OpenAI(base_url=keyed.openai_url, api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="sonnet", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert raw.parse().choices[0].message.content == "Hello from the fake."
+        assert raw.headers["x-bridge-account"] == ("a" if token == TOKEN_A else "b")
+        assert {call.token for call in fake.received} == {token}
+    log = keyed.log()
+    assert "key=alice" in log and "key=bob" in log
+    assert ALICE not in log and BOB not in log and sha256_hex(ALICE) not in log
+
+
+def test_the_same_history_from_two_keys_gets_a_process_of_its_own(keyed, fake):
+    first = [{"role": "user", "content": "remember the number 7"}]
+    alice = openai.OpenAI(base_url=keyed.openai_url, api_key=ALICE, max_retries=0)
+    answer = alice.chat.completions.create(model="sonnet", messages=first).choices[0].message.content
+    follow = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "which number?"}]
+    # Bob sends Alice's exact history: never Alice's held process (nor her account).
+    bob = openai.OpenAI(base_url=keyed.openai_url, api_key=BOB, max_retries=0)
+    raw = bob.chat.completions.with_raw_response.create(model="sonnet", messages=follow)
+    assert raw.headers["x-bridge-process"].startswith(("cold", "spare")) and raw.headers["x-bridge-account"] == "b"
+    # Alice's own follow-up is still warm on her held process.
+    raw = alice.chat.completions.with_raw_response.create(model="sonnet", messages=follow)
+    assert raw.headers["x-bridge-process"].startswith("held") and raw.headers["x-bridge-account"] == "a"
+
+
+def test_a_keys_limits_refuse_through_each_sdk(keyed, fake):
+    client = openai.OpenAI(base_url=keyed.openai_url, api_key=CI, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError, match="may not use the model 'sonnet'"):
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    messages = anthropic.Anthropic(base_url=keyed.base_url, api_key=CI, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        messages.messages.create(model="sonnet", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    local = ollama.Client(host=keyed.ollama_url, headers={"authorization": f"Bearer {CI}"})
+    with pytest.raises(ollama.ResponseError) as refused:
+        local.chat(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 403
+    # Two allowed requests a minute, then 429 with Retry-After in every SDK's terms.
+    assert client.chat.completions.create(model="haiku", messages=[{"role": "user", "content": "hi"}])
+    assert messages.messages.create(model="haiku", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="haiku", messages=[{"role": "user", "content": "hi"}])
+    assert int(limited.value.response.headers["retry-after"]) > 0
+    with pytest.raises(anthropic.RateLimitError):
+        messages.messages.create(model="haiku", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(ollama.ResponseError) as limited_ollama:
+        local.chat(model="haiku", messages=[{"role": "user", "content": "hi"}])
+    assert limited_ollama.value.status_code == 429
+
+
+def test_without_a_valid_key_only_health_and_root_answer(keyed):
+    assert httpx.get(f"{keyed.base_url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{keyed.ollama_url}/", timeout=10).status_code == 200
+    for url in (f"{keyed.openai_url}/models", f"{keyed.ollama_url}/api/tags", f"{keyed.base_url}/metrics"):
+        assert httpx.get(url, timeout=10).status_code == 401
+        assert httpx.get(url, headers={"authorization": "Bearer nope"}, timeout=10).status_code == 401
+        assert httpx.get(url, headers={"authorization": f"Bearer {BOB}"}, timeout=10).status_code == 200
+    health = httpx.get(f"{keyed.base_url}/health", timeout=10).json()
+    assert "accounts" not in health  # details only with a key
