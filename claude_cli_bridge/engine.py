@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, 
 from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
+from .tap import tap_for
 from .thinking_memory import ThinkingMemory
 from .windows import SubscriptionWindows
 
@@ -64,6 +65,10 @@ class BridgeEngine:
             max(settings.cli_max_retries, 2) if settings.fallback_model else settings.cli_max_retries,
             fallback_model=settings.fallback_model,
         )
+        # The upstream tap (tap/): every CLI process sends its upstream requests through it.
+        self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
+        if self.tap is not None:
+            self.launcher.upstream_url = self.tap.base_url()
         self.pool = Pool(self.launcher, _limits(settings))
         self.thinking = ThinkingMemory()
         # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).
@@ -71,6 +76,8 @@ class BridgeEngine:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        if self.tap is not None:
+            await self.tap.start()
         self.launcher.prepare()
         model = self.resolve_model(self.settings.default_model)
         default = Profile(model=model, effort=self.settings.default_effort or None)
@@ -79,6 +86,14 @@ class BridgeEngine:
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)
         self.launcher.cleanup()
+        if self.tap is not None:
+            await self.tap.close()
+
+    def _upstream_headers(self, label: str, status: int, headers: Mapping[str, str]) -> None:
+        """The tap saw an upstream response of ``label``'s login: its windows, if it has any."""
+        info = RateLimitInfo.from_headers(headers)
+        if info is not None:
+            self.windows.update(info)
 
     # -- what the APIs call --------------------------------------------------------------
     def models(self) -> list[str]:
@@ -93,6 +108,7 @@ class BridgeEngine:
             "features": self.features.as_dict(),
             "pool": self.pool.status(),
             "subscription": self.windows.snapshot(),
+            "upstream_tap": self.tap.status() if self.tap is not None else None,
         }
 
     def resolve_model(self, requested: str | None) -> str:

@@ -143,6 +143,9 @@ class Launcher:
     work_dir: Path
     max_retries: int = 1
     fallback_model: str = ""
+    #: The tap's base URL for this launcher's login (``tap.Tap.base_url``); None: the CLI
+    #: connects to the upstream directly (UPSTREAM_TAP=off, and the probes).
+    upstream_url: str | None = None
     _env: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +187,8 @@ class Launcher:
         tmp.mkdir(mode=0o700)
         env = profile.env(self._env, self.max_retries)
         env["TMPDIR"] = str(tmp)
+        if self.upstream_url is not None:
+            env.update(tap_env(env, self.upstream_url))
         settings: dict[str, Any] = {"permissions": PERMISSIONS}
         files: dict[str, Path] = {}
         if profile.system is not None:
@@ -215,6 +220,18 @@ class Launcher:
 
 def _ends_with_tool_results(messages: list[Message]) -> bool:
     return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
+
+
+def tap_env(env: dict[str, str], url: str) -> dict[str, str]:
+    """What points a CLI at the tap: ANTHROPIC_BASE_URL, and loopback kept off any proxy the
+    environment names (the tap itself applies the proxy on the upstream side)."""
+    out = {"ANTHROPIC_BASE_URL": url}
+    for name in ("NO_PROXY", "no_proxy"):
+        current = env.get(name, "")
+        if name == "NO_PROXY" or current:
+            hosts = [h for h in current.split(",") if h.strip()]
+            out[name] = ",".join([*hosts, "127.0.0.1"]) if "127.0.0.1" not in hosts else current
+    return out
 
 
 def process_env() -> dict[str, str]:

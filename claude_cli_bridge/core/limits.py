@@ -11,6 +11,8 @@ is never shown to clients (the engine keeps the latest state, see ``windows.py``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,9 +89,65 @@ class RateLimitInfo:
             overage_resets_at=_epoch(info.get("overageResetsAt")),
         )
 
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        """Parse an upstream response's ``anthropic-ratelimit-unified-*`` headers (the tap reads
+        them from every response, 429s included, whatever the login); None without any.
+
+        ``-status`` is the overall status, ``-representative-claim`` the limiting window and
+        ``-reset`` its reset; per window (``5h``, ``7d``, ``7d_opus``, ...) ``-utilization``,
+        ``-reset`` and ``-status``; ``-overage-status`` and ``-overage-reset`` the overage.
+        As the CLI does, overage is in use when the status is rejected and overage allowed.
+        """
+        unified = {
+            key.lower()[len(UNIFIED) :]: value for key, value in headers.items() if key.lower().startswith(UNIFIED)
+        }
+        if not unified:
+            return None
+        readings: dict[str, dict[str, Any]] = {}
+        for key, value in unified.items():
+            short, _, field = key.rpartition("-")
+            if short and field in ("utilization", "reset", "status"):
+                readings.setdefault(short, {})[field] = value
+        windows = tuple(
+            WindowReading(
+                name=HEADER_WINDOWS.get(short, short),
+                utilization=_number(_parse_float(raw.get("utilization"))),
+                resets_at=_epoch(_parse_float(raw.get("reset"))),
+                status=_text(raw.get("status")),
+            )
+            for short, raw in readings.items()
+            if short != "overage" or "utilization" in raw
+        )
+        status = _text(unified.get("status")) or "unknown"
+        overage_status = _text(unified.get("overage-status"))
+        claim = _text(unified.get("representative-claim"))
+        return cls(
+            status=status,
+            window=HEADER_WINDOWS.get(claim, claim) if claim else None,
+            resets_at=_epoch(_parse_float(unified.get("reset"))),
+            using_overage=status == "rejected" and overage_status in ("allowed", "allowed_warning"),
+            windows=windows,
+            overage_status=overage_status,
+            overage_resets_at=_epoch(_parse_float(unified.get("overage-reset"))),
+        )
+
 
 # What a CLI turn yields: the neutral turn events, plus rate-limit readings the engine keeps.
 CliEvent = TurnEvent | RateLimitInfo
+
+
+UNIFIED = "anthropic-ratelimit-unified-"
+# Header names of the windows -> the names the CLI's rate_limit_event uses.
+HEADER_WINDOWS = {"5h": "five_hour", "7d": "seven_day", "7d_opus": "seven_day_opus", "7d_sonnet": "seven_day_sonnet"}
+
+
+def _parse_float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _number(value: Any) -> float | None:
