@@ -67,8 +67,8 @@ class BridgeEngine:
         )
         # The upstream tap (tap/): every CLI process sends its upstream requests through it.
         self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
-        if self.tap is not None:
-            self.launcher.upstream_url = self.tap.base_url()
+        self.launcher.tap = self.tap
+        self.launcher.warm_spares = settings.warm_spares
         self.pool = Pool(self.launcher, _limits(settings))
         self.thinking = ThinkingMemory()
         # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
+from .cli.launch import SPARE_LAUNCH
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
 from .errors import BridgeError, CliCrashed, PoolBusy
@@ -689,6 +690,7 @@ class Pool(Generic[P]):
         self._entries[entry.id] = entry
 
         async def launch() -> None:
+            SPARE_LAUNCH.set(request is None)  # this task's own context: the launcher may warm it
             try:
                 process = await self._launch(profile, history)
             except asyncio.CancelledError:

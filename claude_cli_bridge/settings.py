@@ -125,6 +125,14 @@ class Settings(BaseSettings):
         description="Forward the CLI's '# Environment' note (working directory, OS, shell) to the model (tap on).",
     )
 
+    warm_spares: bool = Field(
+        True,
+        description=(
+            "Spares run one warm-up turn at launch, answered by the tap (no quota), so a new "
+            "conversation's first turn is as fast as a follow-up (needs UPSTREAM_TAP)."
+        ),
+    )
+
     # --- models ----------------------------------------------------------------------
     default_model: str = Field("sonnet", description="Model used when a request names none.")
     task_model: str = Field("haiku", description="Model for Open WebUI background tasks (titles, tags, follow-ups).")

@@ -28,20 +28,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
+import logging
 import os
 import shutil
 import stat
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.messages import Message, ToolResultBlock
+from ..core.messages import Message, TextBlock, ToolResultBlock
 from .client_tools import hook_settings, split_continuation, with_cli_names, write_config
 from .process import CliProcess
 from .profile import Profile
 from .wire import write_transcript
+
+if TYPE_CHECKING:
+    from ..tap import Tap
+
+log = logging.getLogger(__name__)
+
+#: Set by the pool around a spare's launch (a process launched ahead of demand, with no
+#: history): only those run the warm-up turn; a request waiting for its process does not.
+SPARE_LAUNCH: contextvars.ContextVar[bool] = contextvars.ContextVar("SPARE_LAUNCH", default=False)
+WARMUP_TIMEOUT_SECONDS = 60
 
 # Defence in depth: the CLI runs with no built-in tools (--tools ""), but features that read
 # or run something internally consult these rules too (the @-mention reader checks the Read
@@ -143,9 +156,13 @@ class Launcher:
     work_dir: Path
     max_retries: int = 1
     fallback_model: str = ""
-    #: The tap's base URL for this launcher's login (``tap.Tap.base_url``); None: the CLI
-    #: connects to the upstream directly (UPSTREAM_TAP=off, and the probes).
-    upstream_url: str | None = None
+    #: The upstream tap the CLI sends its requests to; None: the CLI connects to the upstream
+    #: directly (UPSTREAM_TAP=off, and the probes).
+    tap: Tap | None = None
+    label: str = "default"  # the account whose login this launcher's processes carry
+    #: Spares run the warm-up turn the tap answers (tap.warmup), so their first real turn
+    #: costs what a later one does.
+    warm_spares: bool = True
     _env: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,15 +185,50 @@ class Launcher:
         prepare_work_dir(self.work_dir)
 
     async def __call__(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+        tap = self.tap
+        if tap is None:
+            return await self._start(profile, history, None)
+        if not (SPARE_LAUNCH.get() and self.warm_spares and not history and _warmable(profile)):
+            return await self._start(profile, history, tap.base_url(self.label))
+        url, token = tap.warm_url(self.label)
+        process = await self._start(profile, history, url)
+        weakref.finalize(process, tap.forget, token)
+        try:
+            await self._warm_up(process, tap.warmup_text)
+        except Exception as exc:  # a spare unwarmed is still a spare: start a plain one instead
+            log.warning("warming a spare failed (%s); launching it without the warm-up", exc)
+            await process.stop()
+            return await self._start(profile, history, tap.base_url(self.label))
+        return process
+
+    async def _start(self, profile: Profile, history: tuple[Message, ...], url: str | None) -> CliProcess:
         private = self.state_dir / f"p-{uuid.uuid4().hex[:16]}"
         try:
             argv, env = await asyncio.to_thread(self._write_files, private, profile, history)
+            if url is not None:
+                env.update(tap_env(env, url))
             return await CliProcess.start(
                 argv, env, cwd=self.work_dir, private_dir=private, profile=profile, history=history
             )
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, private, True)
             raise
+
+    @staticmethod
+    async def _warm_up(process: CliProcess, text: str) -> None:
+        """Run the warm-up turn (answered by the tap, never forwarded) and leave the process
+        holding no history as far as the bridge is concerned: the tap removes the exchange
+        from every later request."""
+        turn = process.turn(
+            Message("user", (TextBlock(text),)),
+            silence_timeout=WARMUP_TIMEOUT_SECONDS,
+            turn_timeout=WARMUP_TIMEOUT_SECONDS,
+        )
+        async for _ in turn:
+            pass
+        if not process.reusable:
+            raise RuntimeError("the warm-up turn did not complete")
+        process.history = ()
 
     def _write_files(
         self, private: Path, profile: Profile, history: tuple[Message, ...]
@@ -187,8 +239,6 @@ class Launcher:
         tmp.mkdir(mode=0o700)
         env = profile.env(self._env, self.max_retries)
         env["TMPDIR"] = str(tmp)
-        if self.upstream_url is not None:
-            env.update(tap_env(env, self.upstream_url))
         settings: dict[str, Any] = {"permissions": PERMISSIONS}
         files: dict[str, Path] = {}
         if profile.system is not None:
@@ -216,6 +266,12 @@ class Launcher:
     def cleanup(self) -> None:
         """Remove the state directory (at shutdown, after every process stopped)."""
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _warmable(profile: Profile) -> bool:
+    """Profiles whose first turn a plain text reply can stand for: not a structured-output
+    one (the CLI insists on its StructuredOutput tool) nor a forced tool choice."""
+    return profile.json_schema is None and profile.tool_choice_json is None
 
 
 def _ends_with_tool_results(messages: list[Message]) -> bool:

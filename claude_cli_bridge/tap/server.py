@@ -46,6 +46,7 @@ import httpx
 import uvicorn
 
 from .rewrite import encode, strip_environment_note
+from .warmup import WarmupMismatch, is_warmup_request, strip_warmup, warmup_response, warmup_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,28 @@ class Tap:
         self._client: httpx.AsyncClient | None = None
         self.seen: deque[dict[str, Any]] = deque()  # what the model saw (LOG_CONTENT only)
         self._seen_bytes = 0
-        self.counters = {"requests": 0, "notes_removed": 0, "dropped": 0, "upstream_errors": 0}
+        self.counters = {
+            "requests": 0,
+            "notes_removed": 0,
+            "dropped": 0,
+            "upstream_errors": 0,
+            "warmups_answered": 0,
+            "warmups_removed": 0,
+            "refused": 0,
+        }
+        # Spares' warm-up (tap.warmup): the per-run marker and each warmed process's state.
+        self.warmup_text = warmup_text(secrets.token_hex(16))
+        self._warmed: dict[str, bool] = {}  # token -> the warm-up was answered
+
+    def warm_url(self, label: str = DEFAULT_LABEL) -> tuple[str, str]:
+        """(ANTHROPIC_BASE_URL, token) for a process that will run the warm-up turn first;
+        ``forget(token)`` when the process is gone."""
+        token = secrets.token_hex(8)
+        self._warmed[token] = False
+        return f"{self.base_url(label)}/_w{token}", token
+
+    def forget(self, token: str) -> None:
+        self._warmed.pop(token, None)
 
     def base_url(self, label: str = DEFAULT_LABEL) -> str:
         """The ANTHROPIC_BASE_URL of a CLI process whose login is ``label``'s."""
@@ -156,7 +178,7 @@ class Tap:
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
-        label, path = self._route(scope.get("raw_path") or scope["path"].encode())
+        label, token, path = self._route(scope.get("raw_path") or scope["path"].encode())
         if label is None:
             await _reply(send, 404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found."}})
             return
@@ -169,8 +191,21 @@ class Tap:
             if not message.get("more_body"):
                 break
         self.counters["requests"] += 1
+        try:
+            rewritten = self._rewrite(scope["method"], path, scope["headers"], bytes(body), token)
+        except WarmupMismatch as exc:
+            self.counters["refused"] += 1
+            log.warning("tap: refused a warmed process's request: %s", exc)
+            message = f"The bridge's upstream tap refused this request (not what the warmed CLI should send: {exc})."
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            return
+        if isinstance(rewritten, tuple):  # the warm-up: answered here, never forwarded
+            content_type, data = rewritten
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+            await send({"type": "http.response.body", "body": data})
+            return
         answered = asyncio.Event()  # the whole response was sent (uvicorn then reports a disconnect too)
-        forward = asyncio.create_task(self._forward(scope, label, path, bytes(body), send, answered))
+        forward = asyncio.create_task(self._forward(scope, label, path, rewritten, send, answered))
         watch = asyncio.create_task(_disconnected(receive))
         try:
             done, _ = await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -184,22 +219,30 @@ class Tap:
             watch.cancel()
             forward.cancel()
 
-    def _route(self, raw_path: bytes) -> tuple[str | None, bytes]:
-        """(label, upstream path) of ``/<prefix>/<label>/<path>``; label None when it is not ours."""
+    def _route(self, raw_path: bytes) -> tuple[str | None, str | None, bytes]:
+        """(label, warm-up token, upstream path) of ``/<prefix>/<label>[/_w<token>]/<path>``;
+        label None when it is not ours (or the token is unknown)."""
         parts = raw_path.split(b"/", 3)
         if len(parts) < 3 or parts[0] != b"" or not secrets.compare_digest(parts[1], self.prefix.encode()):
-            return None, b""
+            return None, None, b""
         label = parts[2].decode("latin-1")
         if not label or not set(label) <= LABEL_CHARS:
-            return None, b""
-        return label, b"/" + (parts[3] if len(parts) > 3 else b"")
+            return None, None, b""
+        path = b"/" + (parts[3] if len(parts) > 3 else b"")
+        token = None
+        if path.startswith(b"/_w"):
+            head, _, tail = path[3:].partition(b"/")
+            token = head.decode("latin-1")
+            if token not in self._warmed:
+                return None, None, b""
+            path = b"/" + tail
+        return label, token, path
 
     async def _forward(  # noqa: PLR0917 - one call site, each argument is the request's
         self, scope: dict[str, Any], label: str, path: bytes, body: bytes, send: Callable, answered: asyncio.Event
     ) -> None:
         assert self._client is not None
         headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
-        body = self._rewrite(scope["method"], path, headers, body)
         url = self.settings.upstream + path.decode("latin-1")
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
@@ -231,20 +274,44 @@ class Tap:
         finally:
             await response.aclose()
 
-    def _rewrite(self, method: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-        """The body to forward: a Messages request without the CLI's environment note."""
-        if self.settings.keep_environment_note or method != "POST" or not path.rstrip(b"/").endswith(b"/messages"):
+    def _rewrite(
+        self, method: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, token: str | None
+    ) -> bytes | tuple[bytes, bytes]:
+        """The body to forward: a Messages request without the warm-up exchange (warmed
+        processes) and without the CLI's environment note. For the warm-up request itself,
+        (content type, body) of the tap's own answer. Raises WarmupMismatch for a warmed
+        process's request that cannot be made what a fresh process would send."""
+        messages_path = path.rstrip(b"/").endswith((b"/messages", b"/messages/count_tokens"))
+        if method != "POST" or not messages_path:
             return body
         if any(k.lower() == b"content-encoding" for k, _ in headers):
+            if token is not None:
+                raise WarmupMismatch("a compressed body cannot be checked")
             return body  # not JSON we can read; the CLI does not compress its requests
         try:
             parsed = json.loads(body)
         except ValueError:
+            if token is not None:
+                raise WarmupMismatch("the body is not JSON") from None
             return body
-        if isinstance(parsed, dict) and strip_environment_note(parsed):
+        if not isinstance(parsed, dict):
+            return body
+        changed = False
+        if token is not None:
+            if not self._warmed[token] and is_warmup_request(parsed, self.warmup_text):
+                self._warmed[token] = True
+                self.counters["warmups_answered"] += 1
+                return warmup_response(parsed)
+            if self._warmed[token]:
+                strip_warmup(parsed, self.warmup_text)
+                self.counters["warmups_removed"] += 1
+                changed = True
+            elif self.warmup_text in body.decode("utf-8", errors="replace"):
+                raise WarmupMismatch("the warm-up marker in an unexpected request")
+        if not self.settings.keep_environment_note and strip_environment_note(parsed):
             self.counters["notes_removed"] += 1
-            return encode(parsed)
-        return body
+            changed = True
+        return encode(parsed) if changed else body
 
     def _note(self, label: str, path: bytes, body: bytes, response: httpx.Response) -> None:
         """Hand the response headers on (windows) and, with LOG_CONTENT, keep what was sent."""
