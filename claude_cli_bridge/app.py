@@ -38,6 +38,7 @@ from .observe.hub import Observer
 from .observe.middleware import ObserveMiddleware
 from .observe.routes import router as observe_router
 from .settings import Settings
+from .tap.routes import router as tap_router
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.include_router(ollama_router)
     app.include_router(ollama_embeddings_router)
     app.include_router(observe_router)
+    app.include_router(tap_router)  # what the model saw (LOG_CONTENT only)
 
     keys = settings.api_keys()
     if keys:

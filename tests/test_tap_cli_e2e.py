@@ -137,3 +137,32 @@ def test_upstream_tap_off_connects_the_cli_directly(start_bridge, fake):
     assert server.health()["upstream_tap"] is None
     if cli_sends_environment_note():
         assert anywhere(fake.model_calls()[-1].body, NOTE)  # what the CLI sends, as before the tap
+
+
+def test_what_the_model_saw_is_on_the_dashboard_with_log_content_only(start_bridge, fake):
+    server = start_bridge(LOG_CONTENT="on", BRIDGE_API_KEY="bridge-key-1")
+    key = {"authorization": "Bearer bridge-key-1"}
+    url = f"{server.base_url}/dashboard/model-context/data"
+    assert httpx.get(url, timeout=10).status_code == 401  # behind the key
+    for n in range(3):
+        response = httpx.post(
+            f"{server.openai_url}/chat/completions",
+            json={"model": "sonnet", "messages": [{"role": "user", "content": f"what the model saw {n}"}]},
+            headers=key,
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+    data = httpx.get(url, headers=key, timeout=10).json()
+    assert data["enabled"] is True
+    newest = data["requests"][0]
+    assert json.loads(newest["request_body"])["messages"][0]["content"][0]["text"] == "what the model saw 2"
+    assert newest["status"] == 200 and newest["label"] == "default" and "content-type" in newest["response_headers"]
+    assert len(data["requests"]) <= 20  # bounded
+    assert "sk-ant-test-key" not in json.dumps(data)  # the login never is kept
+    page = httpx.get(f"{server.base_url}/dashboard/model-context", headers=key, timeout=10)
+    assert page.status_code == 200 and "what the model saw 2" in page.text
+
+
+def test_what_the_model_saw_is_off_by_default(bridge, fake):
+    data = httpx.get(f"{bridge.base_url}/dashboard/model-context/data", timeout=10).json()
+    assert data == {"enabled": False, "note": data["note"], "requests": []} and "LOG_CONTENT" in data["note"]
