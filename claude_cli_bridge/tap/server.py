@@ -91,6 +91,19 @@ def ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     return context
 
 
+class _NoRelayLines(logging.Filter):
+    """Keeps httpx's INFO line per request ("HTTP Request: POST <url>") out of the bridge's
+    log for the tap's own requests: one per model call, and the request log says it all."""
+
+    def __init__(self, upstream: str):
+        super().__init__()
+        self.upstream = upstream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) > 1 and str(args[1]).startswith(self.upstream))
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its signal handling: the bridge's own server owns SIGINT/SIGTERM."""
 
@@ -142,6 +155,8 @@ class Tap:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._quiet = _NoRelayLines(self.settings.upstream)
+        logging.getLogger("httpx").addFilter(self._quiet)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
@@ -149,8 +164,10 @@ class Tap:
             trust_env=True,  # HTTPS_PROXY, ALL_PROXY, NO_PROXY of the bridge's environment
             follow_redirects=False,
         )
+        # log_level None: uvicorn would otherwise set its loggers' level for the whole process
+        # (the bridge's own server logs through them).
         config = uvicorn.Config(
-            self, log_level="warning", lifespan="off", access_log=False, log_config=None, timeout_keep_alive=600
+            self, log_level=None, lifespan="off", access_log=False, log_config=None, timeout_keep_alive=600
         )
         self._server = _QuietServer(config)
         self._sock.listen(512)
@@ -169,6 +186,7 @@ class Tap:
                 await asyncio.wait_for(self._task, 5)
         if self._client is not None:
             await self._client.aclose()
+            logging.getLogger("httpx").removeFilter(self._quiet)
         self._sock.close()
 
     def status(self) -> dict[str, Any]:
