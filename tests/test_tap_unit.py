@@ -1,4 +1,4 @@
-"""The tap's pure parts: removing the CLI's environment note, reading the windows headers."""
+"""The tap's pure parts: the CLI's environment note, the windows headers, the warm-up exchange."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import copy
 import pytest
 from fake_upstream import unified_headers
 
+from claude_cli_bridge.cli.launch import tap_env
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.tap.rewrite import cut_environment_note, strip_environment_note
+from claude_cli_bridge.tap.warmup import (
+    WARMUP_REPLY,
+    WarmupMismatch,
+    fingerprint,
+    is_warmup_request,
+    strip_warmup,
+    warmup_response,
+    warmup_text,
+)
 
 ENV = (
     "# Environment\nYou have been invoked in the following environment: \n - Primary working directory: /tmp/w\n"
@@ -103,3 +113,87 @@ def test_no_unified_headers_no_reading_and_bad_values_are_dropped():
     assert info is not None
     assert info.windows == (WindowReading("five_hour"),)
     assert (info.using_overage, info.overage_status, info.overage_resets_at) == (True, "allowed", 1800000000)
+
+
+WARM = warmup_text("0123abcd")
+
+
+def _warm_body(*caller: dict, between: tuple = ({"role": "system", "content": "notes"},)) -> dict:
+    return {
+        "system": [
+            {"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.1.332.{fingerprint(WARM, '2.1.332')};"}
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": WARM}]},
+            *between,
+            {"role": "assistant", "content": [{"type": "text", "text": WARMUP_REPLY}]},
+            *caller,
+        ],
+    }
+
+
+def test_the_warm_up_exchange_goes_and_the_request_is_a_fresh_processs():
+    caller = {
+        "role": "user",
+        "content": [{"type": "text", "text": "the caller's first words", "cache_control": {"t": 1}}],
+    }
+    body = _warm_body(caller)
+    strip_warmup(body, WARM)
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "the caller's first words"}]},
+        {"role": "system", "content": [{"type": "text", "text": "notes", "cache_control": {"t": 1}}]},
+    ]
+    assert body["system"][0]["text"].endswith(f".{fingerprint('the caller' + chr(39) + 's first words', '2.1.332')};")
+
+
+def test_reminders_in_the_warm_up_message_move_to_the_callers_first_message():
+    body = _warm_body({"role": "user", "content": "hi"}, between=())
+    body["messages"][0]["content"].insert(0, {"type": "text", "text": "<system-reminder>\ndate\n</system-reminder>"})
+    strip_warmup(body, WARM)
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<system-reminder>\ndate\n</system-reminder>"},
+                {"type": "text", "text": "hi"},
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda b: b["messages"].pop(0),  # no warm-up message
+        lambda b: b["messages"][-2]["content"][0].update(text="something else"),  # another reply
+        lambda b: b["messages"].insert(1, {"role": "user", "content": "injected"}),
+        lambda b: b["messages"].pop(),  # nothing of the caller's
+        lambda b: b["messages"][-1]["content"].append({"type": "text", "text": WARM}),  # the marker elsewhere
+    ],
+)
+def test_a_request_that_does_not_fit_is_refused(tamper):
+    body = _warm_body({"role": "user", "content": [{"type": "text", "text": "hi"}]})
+    tamper(body)
+    with pytest.raises(WarmupMismatch):
+        strip_warmup(body, WARM)
+
+
+def test_the_warm_up_request_is_recognised_and_answered_in_the_upstreams_format():
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": [{"type": "text", "text": WARM}]}]}
+    assert is_warmup_request(body, WARM)
+    assert not is_warmup_request({**body, "messages": [{"role": "user", "content": "hi"}]}, WARM)
+    content_type, data = warmup_response(body)
+    assert content_type == b"text/event-stream"
+    events = [line[7:] for line in data.decode().splitlines() if line.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    content_type, data = warmup_response({**body, "stream": False})
+    assert content_type == b"application/json" and b'"text": "OK"' in data
+
+
+def test_the_cli_reaches_the_tap_without_a_proxy():
+    env = {"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "internal"}
+    assert tap_env(env, "http://127.0.0.1:1/p/default") == {
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:1/p/default",
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "internal,127.0.0.1",
+    }
