@@ -118,7 +118,11 @@ class Tap:
         self._env = dict(env)
         self._on_headers = on_headers
         self.prefix = secrets.token_hex(16)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on every accepted connection (it
+        # checks the protocol number, 0 for a bare SOCK_STREAM socket): with Nagle on, each
+        # answer's first chunk waited for the CLI's delayed ACK of the headers, 40 ms.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self._server: _QuietServer | None = None
@@ -285,8 +289,7 @@ class Tap:
                     ],
                 }
             )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await _relay(response, send)
             answered.set()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -354,6 +357,41 @@ class Tap:
         limits = self.settings
         while self.seen and (len(self.seen) > limits.record or self._seen_bytes > limits.record_max_bytes):
             self._seen_bytes -= self.seen.popleft()["size"]
+
+
+async def _relay(response: httpx.Response, send: Callable) -> None:
+    """Pass the raw body on as it arrives. Reading and writing run apart: whatever arrived
+    while the last write was being made goes out as one write (nothing waits for more; under
+    load fewer, larger writes)."""
+    pending: list[bytes] = []
+    arrived = asyncio.Event()
+    ended = False
+
+    async def read() -> None:
+        nonlocal ended
+        try:
+            async for chunk in response.aiter_raw():
+                pending.append(chunk)
+                arrived.set()
+        finally:
+            ended = True
+            arrived.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            if not pending and not ended:
+                await arrived.wait()
+                arrived.clear()
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            elif ended:
+                break
+        await reader  # raises what ended the read early
+    finally:
+        reader.cancel()
 
 
 async def _disconnected(receive: Callable) -> None:
