@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import certifi
 import httpx
@@ -194,7 +194,10 @@ class Tap:
         self._sock.close()
 
     def status(self) -> dict[str, Any]:
-        return {"port": self.port, "upstream": self.settings.upstream, **self.counters}
+        """For /health: the port, the upstream's origin (never a path or user info) and counters."""
+        parts = urlsplit(self.settings.upstream)
+        origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return {"port": self.port, "upstream": origin, **self.counters}
 
     # -- the relay -----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
@@ -274,7 +277,7 @@ class Tap:
         except httpx.HTTPError as exc:
             self.counters["upstream_errors"] += 1
             log.warning("tap: %s %s: upstream unreachable: %s", scope["method"], path.decode(), type(exc).__name__)
-            message = f"The bridge could not reach the upstream {self.settings.upstream}: {type(exc).__name__}."
+            message = f"The bridge could not reach the upstream {self.status()['upstream']}: {type(exc).__name__}."
             answered.set()
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
             return
