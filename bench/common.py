@@ -513,7 +513,7 @@ class DirectCli:
 
     def stop(self) -> None:
         """End the process: stdin EOF first (a clean exit), SIGKILL to its group if it lingers,
-        then remove what a killed CLI leaves behind (CLI_NOTES.md) and its private directory."""
+        then remove what a killed CLI leaves behind (docs/cli.md) and its private directory."""
         if self.proc.stdin:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

@@ -1,8 +1,8 @@
 """create_app: the one place that wires settings, engine, routers, errors and middleware.
 
-The same app is served on both ports; a request's error shape follows its path: ``/api/*``
-gets Ollama's ``{"error": "..."}``, ``/v1/messages*`` Anthropic's ``{"type": "error", "error":
-{...}}``, everything else (``/v1/responses`` included) OpenAI's ``{"error": {...}}``.
+The same app is served on both ports. A turn's errors render in its surface's shape
+(``api.pipeline``); every other error (the key check's 401, unknown routes, the model lists)
+in the shape its path implies (``api.error_shapes.for_path``).
 """
 
 from __future__ import annotations
@@ -19,51 +19,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import auth
-from .api.anthropic import errors as anthropic_errors
+from .api import auth, error_shapes
 from .api.anthropic.router import router as anthropic_router
 from .api.common import describe_validation_error
-from .api.ollama import errors as ollama_errors
 from .api.ollama.embeddings import router as ollama_embeddings_router
 from .api.ollama.router import router as ollama_router
-from .api.openai import translate as openai_translate
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
 from .core.turn import Engine
+from .drain import Drain, DrainMiddleware
 from .embeddings import EmbeddingEngine
-from .errors import BridgeError, InvalidRequest, ModelNotFound, Unauthorized
+from .errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
 from .observe.engine import ObservedEngine
 from .observe.hub import Observer
 from .observe.middleware import ObserveMiddleware
 from .observe.routes import router as observe_router
+from .readiness import readiness
 from .settings import Settings
 from .tap.routes import router as tap_router
 
 log = logging.getLogger(__name__)
 
 
-def is_ollama_path(path: str) -> bool:
-    return path.startswith("/api/")
-
-
-def is_anthropic_path(path: str) -> bool:
-    return path == "/v1/messages" or path.startswith("/v1/messages/")
-
-
 def render_error(request: Request, error: BridgeError) -> JSONResponse:
-    headers: dict[str, str] = {}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(int(error.retry_after))
-    if not error.retry:
-        headers["x-should-retry"] = "false"
-    if is_ollama_path(request.url.path):
-        status, body = ollama_errors.error_status(error), ollama_errors.error_body(error)
-    elif is_anthropic_path(request.url.path):
-        status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
-    else:
-        status, body = error.status, openai_translate.error_body(error)
-    return JSONResponse(body, status_code=status, headers=headers)
+    """An error no turn surface rendered, in the shape its path implies."""
+    return error_shapes.for_path(request.url.path).render(error)
 
 
 def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine | None = None) -> FastAPI:
@@ -92,6 +73,8 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
     app.state.engine = engine
     app.state.embeddings = embeddings
     app.state.observer = observer
+    app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
+    app.state.turn_checks = []  # per-request checks every turn passes (api.pipeline); none by default
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
@@ -118,8 +101,10 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
         return render_error(request, error)
 
     @app.get("/health", tags=["bridge"])
-    async def health(request: Request) -> dict[str, Any]:
+    async def health(request: Request) -> Any:
         status = engine.status()
+        if drain.draining:  # 503 at once: a router's health check takes this bridge out
+            status = {**status, "status": "draining"}
         summary = {
             "status": status.get("status", "ok"),
             "version": __version__,
@@ -128,8 +113,23 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
         }
         keys = settings.api_keys()
         if keys and not auth.key_is_valid(auth.presented_key(dict(request.headers)), keys):
-            return summary  # open to anyone: no paths, process ids or pool details without a key
-        return {**summary, **status}
+            body = summary  # open to anyone: no paths, process ids or pool details without a key
+        else:
+            body = {**summary, **status}
+        return JSONResponse(body, status_code=503) if drain.draining else body
+
+    @app.get("/ready", tags=["bridge"])
+    @app.head("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        """Whether a turn would be taken now; reads state only (no quota, no process)."""
+        verdict = readiness(
+            engine.status(),
+            queue_size=settings.queue_size,
+            draining=drain.draining,
+            drain_retry_after=settings.drain_retry_after_seconds,
+        )
+        headers = {"retry-after": str(verdict.retry_after)} if verdict.retry_after is not None else {}
+        return JSONResponse(verdict.body(), status_code=200 if verdict.ready else 503, headers=headers)
 
     @app.get("/", include_in_schema=False)
     @app.head("/", include_in_schema=False)
@@ -174,7 +174,18 @@ def create_app(settings: Settings, engine: Engine, embeddings: EmbeddingEngine |
             # "*" mirrors whatever the preflight asks for: the openai SDK sends a growing set of
             # x-stainless-* headers besides Authorization, and origins are already allow-listed.
             allow_headers=["*"],
-            expose_headers=["retry-after", "x-should-retry"],
+            expose_headers=["retry-after", "x-should-retry", "x-conversation-id", "x-bridge-process"],
         )
+
+    def refuse_draining(request: Request) -> JSONResponse:
+        return render_error(
+            request,
+            Draining(
+                "This server is shutting down; send the request to another server or retry shortly.",
+                retry_after=settings.drain_retry_after_seconds,
+            ),
+        )
+
+    app.add_middleware(DrainMiddleware, drain=drain, refuse=refuse_draining)
     app.add_middleware(ObserveMiddleware, finish=observer.finish, keys=keys)  # outermost: 401s are recorded too
     return app

@@ -158,16 +158,20 @@ def _doctor(settings: Settings) -> int:
 
 
 def _models(settings: Settings) -> int:
-    from .core.models import CATALOG
+    from .core.served import served_models
 
+    served = served_models(settings.model_alias_map(), settings.embed_alias_list())
     print("Chat models (any claude-* id also passes through to the CLI):")
-    for info in CATALOG:
-        default = "  (default)" if info.id == settings.default_model else ""
-        print(f"  {info.id:<24} {info.family:<8} context {info.context_length:>9,}{default}")
+    for model in served:
+        if model.info is not None:
+            default = "  (default)" if model.id == settings.default_model else ""
+            print(f"  {model.id:<24} {model.info.family:<8} context {model.info.context_length:>9,}{default}")
+        elif model.kind == "alias":
+            print(f"  {model.id:<24} -> {model.target} (MODEL_ALIASES)")
     print(f"Embedding models (all served by {settings.embed_model_path or settings.embed_model}):")
-    for name in (n.strip() for n in settings.embed_aliases.split(",")):
-        if name:
-            print(f"  {name}")
+    for model in served:
+        if model.kind == "embedding":
+            print(f"  {model.id}")
     return 0
 
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
-from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
+from .cli.locate import CliMissing, LoginUnknown, cli_version, find_cli, login_status, shadowed_bundle
 from .cli.probe import FATAL, FEATURES, run_probes
 from .cli.profile import DROPPED_ENV
 from .cli.version import check_range, dotted, parse_version
@@ -121,8 +119,7 @@ def check_cli(settings: Settings, report: Callable[[Check], None]) -> tuple[str,
     try:
         path = find_cli(settings.claude_cli_path)
     except CliMissing as exc:
-        message, _, hint = str(exc).partition(" Install it")
-        report(Check("CLI", False, message, fix=("Install it" + hint) if hint else ""))
+        report(Check("CLI", False, exc.problem, fix=exc.fix))
         return None
     report(Check("CLI", True, path))
     raw = cli_version(path)
@@ -157,35 +154,25 @@ def check_login(cli: tuple[str, str]) -> Check:
             f"from the environment ({', '.join(from_env)}); the CLI runs with a private configuration directory",
         )
     path, _ = cli
-    run_env = {key: value for key, value in env.items() if key not in DROPPED_ENV}
     try:
-        result = subprocess.run(
-            [path, "auth", "status", "--json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            env=run_env,
-        )
-        status = json.loads(result.stdout or "{}")
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        status = login_status(path, {key: value for key, value in env.items() if key not in DROPPED_ENV})
+    except LoginUnknown as exc:
         return Check(
             "login",
             False,
-            f"`claude auth status` gave no answer ({type(exc).__name__})",
+            f"`claude auth status` gave no answer ({exc})",
             fix="run `claude` once and log in, or " + SETUP_TOKEN_HINT,
         )
-    if not status.get("loggedIn"):
+    if not status.logged_in:
         return Check(
             "login",
             False,
             "the CLI is not logged in (`claude auth status`: loggedIn false)",
             fix="run `claude` once and log in with your subscription (/login), or " + SETUP_TOKEN_HINT,
         )
-    method = status.get("authMethod") or "?"
-    detail = f"logged in ({method}" + (f", {status['subscriptionType']} plan" if status.get("subscriptionType") else "")
-    detail += f") in {status.get('configDirectory') or '~/.claude'}"
-    email = status.get("email") or _config_email(status.get("configDirectory"))
+    detail = f"logged in ({status.method or '?'}" + (f", {status.subscription} plan" if status.subscription else "")
+    detail += f") in {status.config_dir or '~/.claude'}"
+    email = status.email
     if email:
         return Check(
             "login",
@@ -195,20 +182,6 @@ def check_login(cli: tuple[str, str]) -> Check:
             fix=SETUP_TOKEN_HINT,
         )
     return Check("login", True, detail)
-
-
-def _config_email(config_dir: str | None) -> str | None:
-    """``oauthAccount.emailAddress`` from the CLI's ``.claude.json`` (where the CLI reads it)."""
-    candidates = [Path(config_dir) / ".claude.json"] if config_dir else []
-    candidates.append(Path.home() / ".claude.json")
-    for candidate in candidates:
-        try:
-            account = json.loads(candidate.read_text(encoding="utf-8")).get("oauthAccount") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(account, dict) and account.get("emailAddress"):
-            return str(account["emailAddress"])
-    return None
 
 
 def check_dirs(settings: Settings, report: Callable[[Check], None]) -> bool:

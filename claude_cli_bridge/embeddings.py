@@ -147,7 +147,7 @@ class EmbeddingEngine:
             # the default EMBED_MODEL names a hub model the directory may well not be.
             canonical = Path(self._path).resolve().name
         names = [canonical, short_name(canonical)]
-        names += [alias.strip() for alias in settings.embed_aliases.split(",") if alias.strip()]
+        names += settings.embed_alias_list()
         unique: list[str] = []
         seen: set[str] = set()
         for name in names:

@@ -11,33 +11,34 @@ stop sequences (the CLI has no flag for them), and the load time Ollama reports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .cli.client_tools import split_continuation, upstream_tool_choice
+from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
 from .cli.probe import ProbeReport
-from .cli.profile import Profile
+from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
 from .core.limits import RateLimitInfo
-from .core.messages import Message, ToolResultBlock, ToolUseBlock, canonical_json
-from .core.models import CATALOG, resolve_model
+from .core.messages import Message, ToolResultBlock, ToolUseBlock
+from .core.models import resolve_model
+from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import FeatureUnavailable, InvalidRequest, UpstreamError
+from .errors import CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .tap import tap_for
+from .tap.headers import rate_limit_from_headers
 from .thinking_memory import ThinkingMemory
 from .windows import SubscriptionWindows
 
 log = logging.getLogger(__name__)
-
-MAX_SCHEMA_BYTES = 64 * 1024  # --json-schema travels in argv (at most 128 KiB per argument)
 
 
 class BridgeEngine:
@@ -60,16 +61,14 @@ class BridgeEngine:
             state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}",
             process_env(),
             settings.cli_work_dir,
-            # The CLI falls back only after three overloaded answers in a row (seen with
-            # 2.1.332): with a fallback model it needs at least two retries to get there.
-            max(settings.cli_max_retries, 2) if settings.fallback_model else settings.cli_max_retries,
+            cli_retries(settings.cli_max_retries, settings.fallback_model),
             fallback_model=settings.fallback_model,
         )
         # The upstream tap (tap/): every CLI process sends its upstream requests through it.
         self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
         self.launcher.tap = self.tap
         self.launcher.warm_spares = settings.warm_spares
-        self.pool = Pool(self.launcher, _limits(settings))
+        self.pool = Pool(self.launcher, pool_limits(settings))
         self.thinking = ThinkingMemory()
         # The subscription's windows, from the CLI's rate_limit_event lines (OAuth logins only).
         self.windows = windows if windows is not None else SubscriptionWindows(settings.data_dir)
@@ -91,22 +90,26 @@ class BridgeEngine:
 
     def _upstream_headers(self, label: str, status: int, headers: Mapping[str, str]) -> None:
         """The tap saw an upstream response of ``label``'s login: its windows, if it has any."""
-        info = RateLimitInfo.from_headers(headers)
+        info = rate_limit_from_headers(headers)
         if info is not None:
             self.windows.update(info)
 
     # -- what the APIs call --------------------------------------------------------------
-    def models(self) -> list[str]:
-        return [info.id for info in CATALOG]
-
     def status(self) -> dict[str, Any]:
-        """For /health: "degraded" when a feature is switched off, each feature's state."""
+        """For /health: "degraded" when a feature is switched off or new CLI processes keep
+        dying (``degraded`` says why), each feature's state."""
+        pool = self.pool.status()
+        reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
+        # "limited" while a used-up subscription window refuses requests (until its reset);
+        # once the reset has passed, ok again, and the windows say "reset_passed".
+        limited = self.windows.rejection() is not None
         return {
-            "status": "degraded" if self.features.failed() else "ok",
+            "status": "degraded" if reasons else "limited" if limited else "ok",
+            "degraded": reasons,
             "cli_path": self.cli_path,
             "cli_version": self.cli_version,
             "features": self.features.as_dict(),
-            "pool": self.pool.status(),
+            "pool": pool,
             "subscription": self.windows.snapshot(),
             "upstream_tap": self.tap.status() if self.tap is not None else None,
         }
@@ -129,11 +132,7 @@ class BridgeEngine:
             raise InvalidRequest(f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.")
         if request.json_schema is not None:
             check_object_schema(request.json_schema, "The response format's JSON schema", param="response_format")
-            if len(Profile.schema_json(request.json_schema) or "") > MAX_SCHEMA_BYTES:
-                raise InvalidRequest(
-                    f"The response format's JSON schema is larger than {MAX_SCHEMA_BYTES} bytes.",
-                    param="response_format",
-                )
+            check_schema_size(request.json_schema)
         if ends_with_tool_results(messages):
             if not request.tools or request.tool_choice == "none":
                 raise InvalidRequest(
@@ -161,23 +160,7 @@ class BridgeEngine:
                 raise FeatureUnavailable(refusal, param=name)
 
     def profile(self, request: TurnRequest) -> Profile:
-        tools_json = Profile.tools_of(request.tools)
-        profile = Profile(
-            model=self.resolve_model(request.model),
-            system=request.system,
-            max_tokens=request.max_tokens,
-            json_schema=Profile.schema_json(request.json_schema),
-            tools_json=tools_json,
-            tools_offered=request.tool_choice != "none",
-            effort=request.effort or self.settings.default_effort or None,
-        )
-        choice = upstream_tool_choice(request, profile.tool_names.to_cli if tools_json else {})
-        return dataclasses.replace(
-            profile,
-            # The upstream refuses a forced tool choice while the model thinks.
-            thinking_off=request.thinking is False or request.tool_choice == "required",
-            tool_choice_json=canonical_json(choice) if choice is not None else None,
-        )
+        return profile_for(request, self.resolve_model(request.model), self.settings.default_effort or None)
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
@@ -185,6 +168,12 @@ class BridgeEngine:
         Closing the generator early (the client left) ends the lease with the turn still
         open: the process is not reusable, and the pool stops it (which interrupts the CLI,
         and the CLI drops the upstream request).
+
+        A turn whose process died before anything reached the caller (killed, crashed, its
+        pipes closed) is run once more on a freshly launched process, transparently: the
+        caller gets its answer. A death after the first event stays an error (in-band when
+        streaming); so does a second death, and a refusal by the pool (a CLI that keeps
+        failing to start is a 503 from the pool).
         """
         self.check(request)
         profile = self.profile(request)
@@ -193,10 +182,43 @@ class BridgeEngine:
         prompt: Message | None = messages[-1]
         if ends_with_tool_results(messages):
             history, prompt = tuple(messages), None  # the CLI continues by itself
-        async with self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off) as lease:
+        for attempt in range(2):
+            leased: list[Any] = []  # the attempt's process, to tell a death from other failures
+            sent = False
+            try:
+                async with contextlib.aclosing(
+                    self._attempt(request, profile, history, prompt, fresh=attempt > 0, leased=leased)
+                ) as events:
+                    async for event in events:
+                        sent = True
+                        yield event
+                return
+            except CliCrashed:
+                died = bool(leased) and not leased[0].alive
+                if sent or attempt or not died:
+                    raise
+                log.warning("CLI process %s died before its turn's first output; retrying on a new one", leased[0].pid)
+
+    async def _attempt(
+        self,
+        request: TurnRequest,
+        profile: Profile,
+        history: tuple[Message, ...],
+        prompt: Message | None,
+        *,
+        fresh: bool,
+        leased: list[Any],
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """One try at the turn on one leased process (``stream`` decides about retrying)."""
+        lease_of = self.pool.lease(profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh)
+        async with lease_of as lease:
             process = lease.process
+            leased.append(process)
             load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
             how = lease.how + (" queued" if lease.queued else "")
+            # Before the first byte: the response's X-Conversation-Id and X-Bridge-Process
+            # (observe/middleware.py) come from the request's record.
+            note(conversation_id=lease.key or "", how=how)
             # The request's own log line (observe/requestlog.py) names model, timings and tokens;
             # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
             log.log(
@@ -260,7 +282,8 @@ def ends_with_tool_results(messages: list[Message]) -> bool:
     return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
 
 
-def _limits(settings: Settings) -> PoolLimits:
+def pool_limits(settings: Settings) -> PoolLimits:
+    """The pool's bounds from the settings (PoolLimits' defaults are the settings' defaults)."""
     return PoolLimits(
         max_processes=settings.max_processes,
         max_memory_bytes=settings.max_memory_mb * 1024 * 1024,
@@ -272,4 +295,5 @@ def _limits(settings: Settings) -> PoolLimits:
         spare_idle_seconds=settings.spare_idle_seconds,
         queue_size=settings.queue_size,
         queue_timeout_seconds=settings.queue_timeout_seconds,
+        backoff_max_seconds=settings.cli_backoff_max_seconds,
     )

@@ -1,18 +1,13 @@
-"""Typed errors, free of HTTP. Each API maps them to a status and renders its own body.
+"""Typed errors. Each class names the HTTP status it stands for (``status``), an error
+``kind`` and ``code``; each API renders its own body from them (``api/error_shapes.py``),
+Ollama and Anthropic changing the status where their APIs differ (busy, overloaded).
 
-``status`` is the HTTP status the error stands for; ``retry`` says whether repeating the same
-request could help (the OpenAI SDK retries 429/5xx unless told ``x-should-retry: false``).
+``retry`` says whether repeating the same request could help (the OpenAI SDK retries 429/5xx
+unless told ``x-should-retry: false``). What a CLI's failure text means is read in
+``cli/result.py``, not here.
 """
 
 from __future__ import annotations
-
-import re
-import time
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .core.limits import RateLimitInfo
 
 
 class BridgeError(Exception):
@@ -70,12 +65,24 @@ class Unauthorized(BridgeError):
 
 
 class PoolBusy(BridgeError):
-    """Every CLI process is busy and the wait queue is full or timed out."""
+    """Every CLI process is busy and the wait queue is full or timed out.
 
-    status = 429
-    kind = "rate_limit_error"
+    503, not 429: a 429 means the account is refused (the subscription's limit), and a
+    router in front (LiteLLM, nginx) should tell a full bridge from a refused account; both
+    carry ``Retry-After``, so either cools the bridge down for that long.
+    """
+
+    status = 503
+    kind = "server_error"
     code = "pool_busy"
     retry = True
+
+
+class Draining(PoolBusy):
+    """The server got SIGTERM: turns in flight finish, new ones are refused so a router
+    moves them to another bridge (``Retry-After`` says how long to keep this one out)."""
+
+    code = "draining"
 
 
 class CliNotLoggedIn(BridgeError):
@@ -120,6 +127,22 @@ class CliCrashed(BridgeError):
     kind = "api_error"
     code = "cli_crashed"
 
+    @classmethod
+    def without_result(cls) -> CliCrashed:
+        """A turn whose events ended before its TurnDone: never a silent success."""
+        return cls("The Claude CLI ended the turn without a result.")
+
+
+class CliUnavailable(BridgeError):
+    """New CLI processes keep dying before their first turn (a broken update, a missing
+    library): the pool backs off and refuses what needs a new process until the next
+    attempt. A 503 with Retry-After; the message carries the CLI's own words."""
+
+    status = 503
+    kind = "server_error"
+    code = "cli_unavailable"
+    retry = True
+
 
 class TurnTimeout(BridgeError):
     status = 504
@@ -134,92 +157,6 @@ class FeatureUnavailable(BridgeError):
     status = 501
     kind = "invalid_request_error"
     code = "feature_unavailable"
-
-
-_STATUS_IN_TEXT = re.compile(r"\b(?:API Error|status(?: code)?)[: ]+(\d{3})\b", re.IGNORECASE)
-
-
-def status_in_text(message: str) -> int | None:
-    """The HTTP status a CLI error text names ("API Error: 429 ..."), for CLIs whose result
-    line lacks ``api_error_status``."""
-    match = _STATUS_IN_TEXT.search(message)
-    return int(match[1]) if match else None
-
-
-def upstream_error(
-    api_status: int | None,
-    message: str,
-    api_error: str | None = None,
-    rate_limit: RateLimitInfo | None = None,
-    now: float | None = None,
-) -> BridgeError:
-    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries and
-    the CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one.
-
-    ``rate_limit`` is the turn's last rate-limit reading: when the upstream refused because a
-    subscription window is used up, the 429 names that window and its reset, and Retry-After
-    points at the reset."""
-    if api_status == 429 and rate_limit is not None and rate_limit.rejected and rate_limit.resets_at:
-        return window_exhausted(rate_limit.window, rate_limit.resets_at, message, now)
-    error = _upstream_error(api_status, message, api_error)
-    if isinstance(error, UpstreamError):
-        error.upstream_status = api_status
-    return error
-
-
-def window_exhausted(window: str | None, resets_at: int, message: str, now: float | None = None) -> UpstreamError:
-    """A 429 for a used-up subscription window: which window, when it resets, Retry-After at the
-    reset. A reset more than a minute away is not worth an SDK's automatic retries (each would
-    run the CLI again for another refusal): ``x-should-retry: false`` then."""
-    from .core.limits import window_label
-
-    wait = max(1, int(resets_at - (time.time() if now is None else now)))
-    when = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    error = UpstreamError(
-        f"The subscription's {window_label(window)} limit is reached: requests are refused until it resets at "
-        f"{when} (in {_duration(wait)}). CLI said: {message.strip()}",
-        status=429,
-        retry=wait <= 60,
-        retry_after=wait,
-        upstream_status=429,
-    )
-    error.code = "subscription_limit_reached"
-    return error
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _upstream_error(api_status: int | None, message: str, api_error: str | None) -> BridgeError:
-    # The structured kind decides; the wording is a fallback for CLIs that give none.
-    not_logged_in = api_error == "authentication_failed" and api_status is None
-    if api_error is None:
-        lowered = message.lower()
-        not_logged_in = "not logged in" in lowered or "/login" in lowered
-    if not_logged_in:
-        return CliNotLoggedIn(
-            "The Claude CLI is not logged in. Run `claude` once on the server machine and log in "
-            f"(CLI said: {message.strip()})"
-        )
-    if api_status in (401, 403):
-        return UpstreamError(
-            f"Upstream authentication failed ({api_status}): {message.strip()}. "
-            "Run `claude` on the server machine and log in again.",
-            status=api_status,
-        )
-    if api_status == 429:
-        return UpstreamError(f"Upstream rate limit: {message.strip()}", status=429, retry=True, retry_after=30)
-    if api_status in (529, 503):
-        return UpstreamError(f"Upstream overloaded: {message.strip()}", status=503, retry=True, retry_after=10)
-    if api_status is not None and 400 <= api_status < 500:
-        return UpstreamError(f"Upstream rejected the request ({api_status}): {message.strip()}", status=400)
-    return UpstreamError(f"Upstream error: {message.strip()}", status=502)
 
 
 class EmbeddingUnavailable(BridgeError):

@@ -23,9 +23,17 @@ was not cut short, did not end in a deferred tool call); the pool never second-g
 
 Spares follow demand: per profile, as many as the peak of concurrent new conversations
 seen in the last ``spare_demand_window_seconds`` (at least one for the ``spare_profiles``
-most recent profiles), within free room. A process that dies at launch or soon after puts
-its profile into exponential backoff: no spares are relaunched for it meanwhile and
-requests that need a new process fail fast with the CLI's own error.
+most recent profiles), within free room.
+
+A process that exited (or whose pipes closed) is never leased: its watcher reports the exit
+at once, and ``alive`` is checked again at the moment of granting. A process that dies by
+itself before its first turn (before it printed anything, soon after launch) puts its
+profile into exponential backoff (1 s doubling to ``backoff_max_seconds``): meanwhile at most
+one launch for it is in flight, no spares are relaunched, and requests that need a new
+process get a 503 (``CliUnavailable``) with the CLI's own words and Retry-After. A process
+killed from outside (SIGKILL, SIGTERM: the OOM killer, ``pkill``) is no failure of the CLI.
+The first process of the profile that speaks again ends the backoff: serving resumes
+without a restart. ``status()["degraded"]`` says why while it lasts.
 
 The launch function is injected, so the mechanics are tested with a stand-in process.
 """
@@ -36,6 +44,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,11 +55,12 @@ from typing import Generic, Literal, Protocol, TypeVar
 from .cli.launch import SPARE_LAUNCH
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
-from .errors import BridgeError, CliCrashed, PoolBusy
+from .errors import BridgeError, CliCrashed, CliUnavailable, PoolBusy
 
 log = logging.getLogger(__name__)
 
 State = Literal["starting", "spare", "held", "busy", "stopping"]
+Obtained = Literal["held", "spare", "cold"]  # how a lease found its process
 
 
 class PooledProcess(Protocol):
@@ -80,6 +91,9 @@ class PooledProcess(Protocol):
         """What the process said when it failed (its stderr tail), for error messages."""
         ...
 
+    # Optional (read with getattr): ``exit_code`` (None while running; negative: the signal
+    # that ended it) and ``turns`` (turns answered).
+
     async def wait(self) -> None:
         """Return when the process has exited."""
         ...
@@ -95,12 +109,15 @@ Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
 
 @dataclass
 class PoolLimits:
-    max_processes: int = 6
+    """The pool's bounds. Defaults are Settings' (tests/test_settings.py keeps them equal), so
+    a pool made without settings behaves as a server started without configuration."""
+
+    max_processes: int = 8
     max_memory_bytes: int = 4096 * 1024 * 1024
     spare_profiles: int = 2
     max_spares_per_profile: int = 4
     spare_demand_window_seconds: float = 600
-    max_conversations: int = 8
+    max_conversations: int = 6
     conversation_idle_seconds: float = 900
     spare_idle_seconds: float = 1800
     queue_size: int = 32
@@ -114,12 +131,15 @@ class PoolLimits:
 class Lease(Generic[P]):
     """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
     is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
-    whether it had to wait in the queue for room first."""
+    whether it had to wait in the queue for room first; ``key`` the conversation id under
+    which the process is held after the turn: the request's own, else the one the held
+    process had (a follow-up matched by history), else a new one."""
 
     process: P
-    how: str
+    how: Obtained
     waited: float
     queued: bool = False
+    key: str | None = None
 
 
 _ids = itertools.count(1)
@@ -134,10 +154,12 @@ class _Entry:
     fingerprint: str = ""
     key: str | None = None
     launched_at: float = 0.0
+    launch_began: float = 0.0  # when its launch was asked for (before launched_at)
     idle_since: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
     for_request: _Request | None = None
     served: bool = False  # completed a turn: a later death is not a failure to launch
+    failure_noted: bool = False  # its early death already counted towards the backoff
 
 
 @dataclass(eq=False)
@@ -150,6 +172,7 @@ class _Request:
     submitted: float
     launching: bool = False  # a process is being launched for it
     queued: bool = False  # it waited in the queue for room (for the request log)
+    fresh: bool = False  # a newly launched process only (a retry after a process died)
 
 
 @dataclass
@@ -157,6 +180,7 @@ class _Backoff:
     failures: int = 0
     until: float = 0.0
     last_error: str = ""
+    noted_at: float = 0.0  # when the last failure was seen
 
 
 # Messages to the owner task.
@@ -249,13 +273,21 @@ class Pool(Generic[P]):
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, profile: Profile, history: tuple[Message, ...], key: str | None = None, hold: bool = True
+        self,
+        profile: Profile,
+        history: tuple[Message, ...],
+        key: str | None = None,
+        hold: bool = True,
+        fresh: bool = False,
     ) -> AsyncIterator[Lease[P]]:
         """A process holding exactly ``history`` for ``profile``, given back on exit.
 
         ``hold`` False: the turn is a one-off nobody continues (an Open WebUI title or tags
         task), so its process is not kept as a conversation afterwards: it would only take the
         room of spares and of conversations that do go on.
+
+        ``fresh`` True: a process launched for this request, never an idle one (the retry of
+        a turn whose process died: its siblings may have died with it, unseen yet).
 
         Raises PoolBusy when the queue is full or the wait exceeds ``queue_timeout_seconds``,
         CliCrashed when the CLI cannot be launched.
@@ -266,6 +298,7 @@ class Pool(Generic[P]):
             )
         loop = asyncio.get_running_loop()
         request = _Request(profile, history, history_fingerprint(history), key, loop.create_future(), self._clock())
+        request.fresh = fresh
         self._post(_Submit(request))
         try:
             async with asyncio.timeout(self.limits.queue_timeout_seconds):
@@ -282,7 +315,7 @@ class Pool(Generic[P]):
         try:
             yield lease
         finally:
-            self._post(_Return(lease.process, key, hold))
+            self._post(_Return(lease.process, lease.key, hold))
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -311,18 +344,32 @@ class Pool(Generic[P]):
                 if b.failures
             },
             "counters": dict(self.counters),
+            "degraded": self.degraded(),
             # One row per process (the dashboard): state, model, turns, seconds since launch.
             "process_list": [
                 {
                     "pid": e.process.pid if e.process is not None else None,
                     "state": e.state,
                     "model": e.profile.model + (" (custom)" if _custom(e.profile) else ""),
-                    "turns": getattr(e.process, "turns", 0),
+                    "turns": getattr(e.process, "turns", 0),  # turns answered (cli.process)
                     "age_s": round(self._clock() - e.launched_at, 1) if e.launched_at else None,
                 }
                 for e in live
             ],
         }
+
+    def degraded(self) -> list[str]:
+        """Why the pool cannot launch processes right now (empty when it can): one line per
+        profile in backoff, with the CLI's own words."""
+        reasons = []
+        for profile, backoff in self._backoff.items():
+            if backoff.failures:
+                left = max(0.0, backoff.until - self._clock())
+                reasons.append(
+                    f"new CLI processes for {profile.model} exit before their first turn "
+                    f"({backoff.failures} in a row; next attempt in {left:.0f} s): {backoff.last_error or 'no output'}"
+                )
+        return reasons
 
     async def close(self, grace: float) -> None:
         """Refuse new work, let busy turns finish for ``grace`` seconds, then stop everything."""
@@ -438,9 +485,13 @@ class Pool(Generic[P]):
         if new_conversation(entry.history):
             self._new_in_flight[entry.profile] = max(0, self._new_in_flight.get(entry.profile, 0) - 1)
         if self._closing or not process.reusable:
+            if not process.alive:
+                self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        self._backoff.pop(entry.profile, None)  # it served: the CLI launches fine
+        backoff = self._backoff.get(entry.profile)
+        if backoff is not None and entry.launch_began >= backoff.noted_at:
+            del self._backoff[entry.profile]  # launched since the last failure, and it served: the CLI works
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -459,8 +510,10 @@ class Pool(Generic[P]):
             error = message.error
             detail = error.message if isinstance(error, BridgeError) else str(error)
             if not (isinstance(error, BridgeError) and error.status < 500):  # not the request's own fault
-                self._note_failure(entry.profile, detail)
-            log.warning("could not launch a CLI process: %s", detail)
+                self._note_failure(entry.profile, detail, entry.launch_began)
+                log.warning("could not launch a CLI process: %s", detail)
+            else:  # the request's own fault: its message may quote the caller (no caller text in logs)
+                log.info("could not launch a CLI process for a request: %s", getattr(error, "code", None))
             if request is not None and not request.future.done():
                 if request in self._waiting:
                     self._waiting.remove(request)
@@ -492,11 +545,26 @@ class Pool(Generic[P]):
         before the CLI said anything, is a failure to launch."""
         if entry.state == "stopping":
             return
-        started = entry.served or (entry.process is not None and entry.process.started)
-        if not started and self._clock() - entry.launched_at < self.limits.early_death_seconds:
-            self._note_failure(entry.profile, entry.process.failure() if entry.process else "")
+        self._note_early_death(entry)
         if entry.state in ("spare", "held"):
             self._retire(entry)
+
+    def _note_early_death(self, entry: _Entry) -> None:
+        """A process that exited by itself before it ever spoke, soon after launch, failed to
+        launch. One killed from outside did not: that is the OOM killer or a user, and the
+        CLI would start fine again (no backoff, no refusals)."""
+        process = entry.process
+        if entry.failure_noted or process is None or entry.served or process.started:
+            return
+        if self._clock() - entry.launched_at >= self.limits.early_death_seconds:
+            return
+        code = getattr(process, "exit_code", None)
+        if code is None and hasattr(process, "exit_code") and process.pid is not None:
+            return  # not reaped yet: decided when its watcher reports the exit
+        if code in _KILLED:
+            return
+        entry.failure_noted = True
+        self._note_failure(entry.profile, process.failure(), entry.launch_began)
 
     def _on_close(self, close: _Close) -> None:
         self._closing = True
@@ -537,6 +605,7 @@ class Pool(Generic[P]):
     def _schedule(self) -> None:
         """Grant what can be granted, launch or make room for the head of the queue, and
         keep spares at their targets with the room nobody waits for."""
+        self._end_recovered_backoffs()
         for request in list(self._waiting):
             if request.future.done() or self._serve_idle(request):
                 self._waiting.remove(request)
@@ -559,7 +628,7 @@ class Pool(Generic[P]):
 
     def _serve_idle(self, request: _Request) -> bool:
         """Grant a held process with exactly this history, or a spare for a new conversation."""
-        if request.future.done():
+        if request.future.done() or request.fresh:
             return False
         held = self._held.pop((request.profile, request.fingerprint), None)
         if held is not None:
@@ -576,7 +645,10 @@ class Pool(Generic[P]):
                 self._retire(spare)
         return False
 
-    def _grant(self, request: _Request, entry: _Entry, how: str) -> None:
+    def _grant(self, request: _Request, entry: _Entry, how: Obtained) -> None:
+        # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
+        # the same history, finds this process again.
+        key = request.key or entry.key or new_conversation_id()
         if entry.key is not None:
             self._keys.pop(entry.key, None)
             entry.key = None
@@ -587,7 +659,7 @@ class Pool(Generic[P]):
             self._demand.append((self._clock(), request.profile, count))
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
-        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued))
+        request.future.set_result(Lease(entry.process, how, self._clock() - request.submitted, request.queued, key))
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
@@ -670,6 +742,8 @@ class Pool(Generic[P]):
             if self._backoff_error(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
+            if self._backoff.get(profile) is not None:
+                target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
                     first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
@@ -686,7 +760,7 @@ class Pool(Generic[P]):
 
     # -- launching, retiring, watching -----------------------------------------------------
     def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: _Request | None) -> None:
-        entry = _Entry(profile, history, for_request=request)
+        entry = _Entry(profile, history, for_request=request, launch_began=self._clock())
         self._entries[entry.id] = entry
 
         async def launch() -> None:
@@ -749,10 +823,15 @@ class Pool(Generic[P]):
         task.add_done_callback(self._tasks.discard)
 
     # -- failures ------------------------------------------------------------------------
-    def _note_failure(self, profile: Profile, detail: str) -> None:
+    def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
+        """Count a failed launch. Launches that began before the last failure was seen are
+        the same attempt (a burst of spares started together): they do not lengthen the pause."""
         backoff = self._backoff.setdefault(profile, _Backoff())
-        backoff.failures += 1
         backoff.last_error = detail.strip()[-500:]
+        if backoff.failures and launch_began < backoff.noted_at:
+            return
+        backoff.failures += 1
+        backoff.noted_at = self._clock()
         delay = min(self.limits.backoff_max_seconds, 2.0 ** (backoff.failures - 1))
         backoff.until = self._clock() + delay
         log.error(
@@ -763,9 +842,30 @@ class Pool(Generic[P]):
 
     def _backoff_error(self, profile: Profile) -> BridgeError | None:
         backoff = self._backoff.get(profile)
-        if backoff is None or not backoff.failures or self._clock() >= backoff.until:
+        if backoff is None or not backoff.failures:
             return None
-        return CliCrashed(f"The Claude CLI fails to start: {backoff.last_error or 'it exited at once'}")
+        left = backoff.until - self._clock()
+        if left <= 0 and not self._count_launching(profile):
+            return None  # time for the next attempt
+        return CliUnavailable(
+            f"The Claude CLI fails to start ({backoff.failures} attempts in a row): "
+            f"{backoff.last_error or 'it exited at once'}",
+            retry_after=max(1, round(left)),
+        )
+
+    def _end_recovered_backoffs(self) -> None:
+        """A process of a backed-off profile that printed its protocol launched fine: the CLI
+        works again (a fixed binary), so serving resumes without waiting for a turn."""
+        for entry in self._entries.values():
+            process = entry.process
+            backoff = self._backoff.get(entry.profile)
+            if backoff is None or process is None or entry.launch_began < backoff.noted_at:
+                continue  # launched before the last failure: it says nothing about the CLI now
+            if process.started and process.alive:
+                del self._backoff[entry.profile]
+
+    def _count_launching(self, profile: Profile) -> int:
+        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile)
 
     def _refuse(self, request: _Request, error: BaseException) -> None:
         if not request.future.done():
@@ -786,9 +886,18 @@ class Pool(Generic[P]):
         return sum(1 for e in self._entries.values() if e.process is not None)
 
 
+# Exit codes of a process killed from outside (asyncio: minus the signal number).
+_KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
+
+
 def _total_rss(processes: list[PooledProcess]) -> int:
     """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
     return sum(process.rss() for process in processes)
+
+
+def new_conversation_id() -> str:
+    """An id for a conversation whose client named none (random: it names nothing)."""
+    return "conv-" + secrets.token_hex(12)
 
 
 def new_conversation(history: tuple[Message, ...]) -> bool:

@@ -6,8 +6,10 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import signal
 import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -18,6 +20,7 @@ from .cli.launch import WorkDirUnusable, prepare_work_dir
 from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
 from .cli.probe import ProbeReport, run_probes
 from .cli.version import check_range, dotted, parse_version
+from .drain import Drain
 from .embeddings import EmbeddingEngine
 from .engine import BridgeEngine
 from .observe.requestlog import configure_logging
@@ -129,11 +132,43 @@ def run(settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # configure_logging's handlers (text or JSON) serve uvicorn too
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or 1,
-        access_log=settings.log_level.lower() == "debug",
+        access_log=settings.log_level.lower() == "debug" and settings.log_content,  # URLs carry caller ids
     )
     show_banner(settings, version, path, windows)
-    uvicorn.Server(config).run(sockets=sockets)
+    DrainingServer(config, app.state.drain, settings.shutdown_grace_seconds).run(sockets=sockets)
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, draining first on SIGTERM (``drain.py``): the listeners stay open so /health
+    can say 503 ``draining`` and new turns get a 503 a router retries elsewhere, while the
+    turns in flight finish; once none is left, or after ``grace`` seconds, uvicorn's own
+    shutdown runs (which then stops the CLIs). A second signal, or Ctrl-C, is uvicorn's."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, grace: float):
+        super().__init__(config)
+        self.drain = drain
+        self.grace = grace
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and not self.drain.draining and not self.should_exit:
+            captured = getattr(self, "_captured_signals", None)  # uvicorn >= 0.29 re-raises them after shutdown
+            if captured is not None:
+                captured.append(sig)
+            self.drain.begin()
+            log.info("SIGTERM: draining (%d requests in flight); new turns are refused", self.drain.in_flight)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain.draining and not self.should_exit:
+            if self.drain.in_flight == 0:
+                self.should_exit = True
+            elif self.drain.elapsed() >= self.grace:
+                log.warning("drain: %d requests still running after %.0f s", self.drain.in_flight, self.grace)
+                self.config.timeout_graceful_shutdown = 1  # the grace is spent; don't wait as long again
+                self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def show_banner(settings: Settings, cli_version: str, cli_path: str, windows: SubscriptionWindows) -> None:

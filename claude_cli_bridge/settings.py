@@ -6,6 +6,7 @@ Environment names are the field names in upper case unless an alias says otherwi
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ DEFAULT_LEGACY_MODELS = {
 def parse_model_aliases(text: str) -> dict[str, str]:
     """``gpt-4o=sonnet, gpt-4o-mini=haiku`` -> {"gpt-4o": "sonnet", ...}, names lower-cased.
     Raises ValueError for a pair without ``=`` or with an empty side."""
+    return dict(_model_aliases(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _model_aliases(text: str) -> tuple[tuple[str, str], ...]:
+    # Parsed once per distinct value: the settings' list methods run on every request.
     aliases: dict[str, str] = {}
     for pair in text.split(","):
         if not pair.strip():
@@ -39,7 +46,13 @@ def parse_model_aliases(text: str) -> dict[str, str]:
         if not sep or not name.strip() or not model.strip():
             raise ValueError(f"MODEL_ALIASES: {pair.strip()!r} is not a name=model pair")
         aliases[name.strip().lower()] = model.strip()
-    return aliases
+    return tuple(aliases.items())
+
+
+@functools.lru_cache(maxsize=32)
+def split_list(text: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones left out (parsed once per value)."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _default_state_dir() -> Path:
@@ -74,7 +87,8 @@ class Settings(BaseSettings):
 
     # --- security --------------------------------------------------------------------
     bridge_api_key: str = Field(
-        "", description="Comma-separated bearer keys required on every route but /health and GET /; empty = none."
+        "",
+        description="Comma-separated bearer keys required on every route but /health, /ready and GET /; empty = none.",
     )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
     log_content: bool = Field(
@@ -168,11 +182,25 @@ class Settings(BaseSettings):
     max_conversations: int = Field(6, description="Most conversations whose CLI process is held for warm follow-ups.")
     conversation_idle_seconds: float = Field(900, description="A held conversation idle this long is released.")
     spare_idle_seconds: float = Field(1800, description="A spare process unused this long is stopped.")
-    queue_size: int = Field(32, description="Most requests waiting for a CLI process; more are refused (429/503).")
-    queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 429/503.")
+    queue_size: int = Field(
+        32, description="Most requests waiting for a CLI process; more are refused (503, Anthropic 529)."
+    )
+    queue_timeout_seconds: float = Field(30, description="Longest wait for a CLI process before 503 (Anthropic 529).")
+    cli_backoff_max_seconds: float = Field(
+        60,
+        gt=0,
+        description="When new CLI processes die before their first turn, the longest pause between attempts "
+        "(the pause starts at 1 s and doubles).",
+    )
     turn_timeout_seconds: float = Field(600, description="Longest a single turn may take.")
     silence_timeout_seconds: float = Field(180, description="Longest the CLI may stay silent during a turn.")
     shutdown_grace_seconds: float = Field(10, description="On shutdown, how long in-flight turns may finish.")
+    drain_retry_after_seconds: int = Field(
+        30,
+        ge=1,
+        description="Retry-After of turns refused while draining after SIGTERM: how long a router keeps this bridge "
+        "out (cover a restart).",
+    )
     probe_features: bool = Field(
         True,
         validation_alias=AliasChoices("PROBE_FEATURES", "PROBE_TRANSCRIPTS"),
@@ -239,10 +267,13 @@ class Settings(BaseSettings):
         return value.expanduser()
 
     def api_keys(self) -> list[str]:
-        return [key.strip() for key in self.bridge_api_key.split(",") if key.strip()]
+        return list(split_list(self.bridge_api_key))
 
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return list(split_list(self.cors_origins))
+
+    def embed_alias_list(self) -> list[str]:
+        return list(split_list(self.embed_aliases))
 
 
 def env_example() -> str:

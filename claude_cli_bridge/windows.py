@@ -80,9 +80,19 @@ class SubscriptionWindows:
             return None
         return self.limiting, int(reset)
 
+    def state(self) -> str | None:
+        """The overall state now: the last reading's status, except that a rejection whose
+        reset has passed is ``reset_passed`` (the refusal is over; nothing newer was read, so
+        nothing is claimed about now). None before any reading."""
+        if self.status == "rejected" and self.rejection() is None:
+            return "reset_passed"
+        return self.status
+
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready view: overall status and each window with label, utilization, percent,
-        reset (epoch and ISO) and seconds left; empty ``windows`` before any reading."""
+        """A JSON-ready view: overall status (the last reading) and ``state`` (now, see
+        ``state``), and each window with label, utilization, percent, status, ``state`` (its
+        status, or ``reset_passed`` once its reset time is behind us), reset (epoch and ISO)
+        and seconds left; empty ``windows`` before any reading."""
         now = self._clock()
         windows = {}
         order = [*WINDOW_LABELS, *sorted(set(self.windows) - set(WINDOW_LABELS))]
@@ -97,6 +107,7 @@ class SubscriptionWindows:
                 "utilization": utilization,
                 "percent": None if utilization is None else round(utilization * 100, 1),
                 "status": entry.get("status"),
+                "state": "reset_passed" if reset is not None and reset <= now else entry.get("status"),
                 "resets_at": reset,
                 "resets_at_iso": _iso(reset),
                 "resets_in_seconds": None if reset is None else max(0, int(reset - now)),
@@ -105,6 +116,7 @@ class SubscriptionWindows:
             }
         return {
             "status": self.status,
+            "state": self.state(),
             "limiting": self.limiting,
             "using_overage": self.using_overage,
             "observed_at_iso": _iso(self.observed_at),

@@ -44,7 +44,8 @@ class Reply:
     ``chunks`` are streamed as separate text deltas, ``delay`` seconds apart. ``status``
     other than 200 answers an HTTP error with an Anthropic error body instead. ``hang_after``
     stops streaming after that many chunks and waits (for disconnect tests); ``die_after``
-    cuts the connection after that many chunks.
+    cuts the connection after that many chunks. ``first_delay`` waits that long before the
+    first event (message_start): a slow first token, nothing for the client yet.
     """
 
     chunks: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake."])
@@ -66,6 +67,7 @@ class Reply:
     thinking: list[str] = field(default_factory=list)
     signature: str = "fake-signature-0123456789"
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers (rate limits)
+    first_delay: float = 0.0
 
     @property
     def text(self) -> str:
@@ -329,6 +331,8 @@ class FakeAnthropic:
     async def _stream(self, body: dict[str, Any], reply: Reply, record: Received):
         usage = self._usage(reply)
         try:
+            if reply.first_delay:
+                await asyncio.sleep(reply.first_delay)
             start_usage = dict(usage, output_tokens=1)
             yield _sse(
                 "message_start",

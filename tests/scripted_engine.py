@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from claude_cli_bridge.app import create_app
-from claude_cli_bridge.core.models import CATALOG, resolve_model
+from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
 from claude_cli_bridge.settings import Settings
 
@@ -53,9 +53,6 @@ class ScriptedEngine:
         return resolve_model(
             requested, self.settings.default_model, self.settings.legacy_models, self.settings.model_alias_map()
         )
-
-    def models(self) -> list[str]:
-        return [info.id for info in CATALOG]
 
     def status(self) -> dict[str, Any]:
         return {"status": "ok", "cli_version": "scripted", "pool": {"processes": 0, "busy": 0, "starting": 0}}

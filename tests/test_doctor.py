@@ -12,7 +12,7 @@ import time
 
 from harness import ROOT, find_test_cli, free_port
 
-from claude_cli_bridge.core.limits import RateLimitInfo
+from claude_cli_bridge.cli.wire import rate_limit_info
 from claude_cli_bridge.windows import SubscriptionWindows
 
 LOGINS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CONFIG_DIR")
@@ -113,7 +113,7 @@ def test_a_taken_port_a_public_bind_and_the_last_windows(tmp_path):
     windows = SubscriptionWindows(tmp_path / "data")
     now = int(time.time())
     windows.update(
-        RateLimitInfo.from_cli(
+        rate_limit_info(
             {"status": "allowed", "rateLimitType": "five_hour", "resetsAt": now + 3600,
              "unifiedWindows": {"five_hour": {"utilization": 0.42, "resetsAt": now + 3600}}}
         )

@@ -1,4 +1,4 @@
-"""Embeddings, pure parts: request -> texts and vectors -> response for both APIs, model names
+"""Embeddings, pure parts: request -> texts and vectors -> response for the OpenAI and Ollama APIs, model names
 and limits. No model is loaded here (see test_embeddings_e2e.py for the real one)."""
 
 from __future__ import annotations

@@ -188,3 +188,31 @@ def _idle_health(server, headers) -> dict:
         if (health["pool"]["busy"] == 0 and health["pool"]["starting"] == 0) or time.monotonic() > deadline:
             return health
         time.sleep(0.1)
+
+
+def test_the_dashboard_counts_turns_per_process_and_keeps_unknown_models_out_of_usage(start_bridge, fake):
+    server = start_bridge()
+    url = f"http://127.0.0.1:{server.port}/dashboard"
+    empty = parse(dump_dom(url)).by_id  # nothing asked yet: the tables say so
+    assert empty["recent-empty"] == "No requests yet."
+    assert empty["usage-empty"].startswith("No usage recorded") and empty["errors-empty"].startswith("No failed")
+
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    history = [{"role": "user", "content": "first"}]
+    first = client.chat.completions.create(model="sonnet", messages=history).choices[0].message.content
+    history += [{"role": "assistant", "content": first}, {"role": "user", "content": "second"}]
+    client.chat.completions.create(model="sonnet", messages=history)  # the held process's second turn
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    health = _idle_health(server, {})
+    held = [p for p in health["pool"]["process_list"] if p["state"] == "held"]
+    assert held and held[0]["turns"] == 2
+
+    page = parse(dump_dom(url))
+    processes = {row[0]: row for row in page.rows["processes"][1:]}
+    assert processes[str(held[0]["pid"])][3] == "2"  # pid, state, model, turns
+    usage = page.rows["usage"][1:]
+    assert [row[1] for row in usage] == ["sonnet"] and usage[0][2] == "2"  # no row for gpt-4o
+    assert "gpt-4o" not in page.by_id["chart"]
+    errors = page.rows["errors"][1:]
+    assert [(row[2], row[3], row[4]) for row in errors] == [("/v1/chat/completions", "1", "404 × 1")]

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from scripted_engine import ScriptedEngine, client_for
 
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
-from claude_cli_bridge.errors import CliCrashed, PoolBusy
-from claude_cli_bridge.observe.ledger import print_summary, read_usage
+from claude_cli_bridge.errors import CliCrashed, ModelNotFound, PoolBusy
+from claude_cli_bridge.observe.ledger import print_summary, read_rows, read_usage
 from claude_cli_bridge.observe.requestlog import JsonFormatter
 from claude_cli_bridge.settings import Settings
 
@@ -103,11 +103,12 @@ async def test_a_refusal_before_the_first_byte_is_recorded_with_its_status(tmp_p
             json={"model": "opus", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         )
         metrics = (await client.get("/metrics")).text
-    assert response.status_code == 429
-    [row] = read_usage(tmp_path / "data", 1)
-    assert (row["status"], row["stream"], row["model"]) == (429, True, "opus")
+    assert response.status_code == 503
+    assert read_usage(tmp_path / "data", 1) == []  # refused: no model served it, so no usage
+    [row] = read_rows(tmp_path / "data", "errors", 1)
+    assert (row["status"], row["route"], row["model"]) == (503, "/v1/chat/completions", "opus")
     refusals = metric_samples(metrics)["bridge_refusals"]
-    assert any(s.labels == {"api": "openai", "status": "429", "code": "pool_busy"} and s.value == 1 for s in refusals)
+    assert any(s.labels == {"api": "openai", "status": "503", "code": "pool_busy"} and s.value == 1 for s in refusals)
 
 
 async def test_metrics_parse_and_count_requests_tokens_and_pool(tmp_path):
@@ -202,3 +203,18 @@ def test_retention_deletes_old_days(tmp_path, retention, kept):
         (tmp_path / f"usage-{day}.jsonl").write_text("{}\n")
     prune(tmp_path, retention, lambda: 1768003200.0 + 3600)  # 2026-01-10 01:00 UTC
     assert len(list(tmp_path.glob("usage-*.jsonl"))) == kept
+
+
+async def test_a_request_for_an_unknown_model_is_an_error_of_its_route_not_usage_of_that_model(tmp_path):
+    # What the real engine does with a name it does not serve (core.models.resolve_model).
+    scripted = engine(tmp_path, script=lambda request: [ModelNotFound("The model 'gpt-4o' does not exist here.")])
+    async with client_for(scripted) as client:
+        for _ in range(2):
+            response = await client.post(
+                "/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+            )
+            assert response.status_code == 404
+        data = (await client.get("/dashboard/data")).json()
+    assert data["usage"] == [] and read_usage(tmp_path / "data", 1) == []
+    [errors] = data["errors"]
+    assert (errors["route"], errors["errors"], errors["statuses"]) == ("/v1/chat/completions", 2, {"404": 2})

@@ -11,7 +11,7 @@ import pytest
 
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock
-from claude_cli_bridge.errors import CliCrashed, PoolBusy
+from claude_cli_bridge.errors import CliCrashed, CliUnavailable, PoolBusy
 from claude_cli_bridge.pool import Lease, Pool, PoolLimits
 
 _pids = itertools.count(1000)
@@ -373,8 +373,9 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     assert status["backoff"]["sonnet"]["failures"] == 1
     assert "unknown option" in status["backoff"]["sonnet"]["last_error"]
     started = asyncio.get_running_loop().time()
-    with pytest.raises(CliCrashed, match="unknown option"):
+    with pytest.raises(CliUnavailable, match="unknown option") as refused:
         await h.take()
+    assert refused.value.status == 503 and refused.value.retry_after is not None
     assert asyncio.get_running_loop().time() - started < 1  # failed fast, did not wait for the queue
     assert len(h.spawned) == 0 and h.pool.counters["launch_failures"] == 1  # no relaunch during backoff
 
@@ -386,7 +387,7 @@ async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harn
     await asyncio.sleep(0.01)
     await h.pool.settled()
     assert h.pool.status()["backoff"]["sonnet"]["failures"] == 1
-    with pytest.raises(CliCrashed, match="stand-in died"):
+    with pytest.raises(CliUnavailable, match="stand-in died"):
         await h.take()
 
 
@@ -488,3 +489,73 @@ async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
         await h.give(manager)
     await h.pool.settled()
     assert h.pool.status()["spare"] == 3  # the rest follow once no turn runs
+
+
+async def test_a_spare_killed_from_outside_is_no_failed_launch_and_is_replaced(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    h.spawned[0].exit_code = -9  # SIGKILL (the OOM killer, pkill) before it said anything
+    h.spawned[0].die()
+    await asyncio.sleep(0.01)
+    await h.pool.settled()
+    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+    lease, held = await h.take()
+    assert lease.process is h.spawned[1] and lease.process.alive
+    await h.give(held)
+
+
+async def test_a_fresh_lease_never_takes_an_idle_process(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    spare = h.spawned[0]
+    async with h.pool.lease(P, (), fresh=True) as lease:
+        assert lease.how == "cold" and lease.process is not spare
+    await h.pool.settled()
+
+
+async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_that_speaks_ends_it(harness):
+    h = harness(warm=[P], spare_profiles=1, backoff_max_seconds=0.05)
+    await h.pool.settled()
+    for _ in range(6):  # every new process dies at once; a launch at a time, never a burst
+        for process in h.live():
+            process.die()
+        await asyncio.sleep(0.06)
+        await h.pool.settled()
+        assert sum(1 for p in h.spawned if p.alive) <= 1
+    status = h.pool.status()
+    assert status["backoff"]["sonnet"]["failures"] >= 2 and "stand-in died" in status["degraded"][0]
+    await asyncio.sleep(0.06)
+    await h.pool.settled()
+    fixed = h.live()[-1]
+    fixed.started = True  # the CLI works again: its new process printed its protocol
+    await h.converse()
+    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+
+
+async def test_a_conversation_without_a_key_gets_one_and_keeps_it_for_its_follow_ups(harness):
+    h = harness()
+    first = await h.converse("q1", "a1")
+    assert first.key and first.key.startswith("conv-")
+    history = first.process.history
+    async with h.pool.lease(P, history) as second:  # no key sent: found by its history
+        assert second.how == "held" and second.key == first.key
+        second.process.answer("q2", "a2")
+    await h.pool.settled()
+    assert h.pool._keys[first.key].process is first.process
+    other = await h.converse("q1", "a1")  # another conversation: another id
+    assert other.key != first.key
+
+
+async def test_the_returned_id_sent_back_continues_the_held_process(harness):
+    h = harness()
+    first = await h.converse("q1", "a1")
+    async with h.pool.lease(P, first.process.history, first.key) as again:
+        assert again.how == "held" and again.process is first.process and again.key == first.key
+
+
+async def test_a_client_key_is_the_conversation_id(harness):
+    h = harness()
+    first = await h.converse("q1", "a1", key="mine")
+    assert first.key == "mine"
+    async with h.pool.lease(P, first.process.history) as again:
+        assert again.key == "mine"

@@ -1,4 +1,4 @@
-"""The one streaming relay, through both APIs' routes (scripted engine over ASGI): a failure
+"""The one streaming relay, through every API's routes (scripted engine over ASGI): a failure
 after the first byte is the API's in-band error followed by its terminator; a turn that ends
 without its TurnDone is an error too, never a quiet success."""
 
@@ -66,7 +66,7 @@ async def test_non_streaming_failures_are_statuses_not_answers(failure):
     "error, openai_status, ollama_status",
     [
         (InvalidRequest("bad"), 400, 400),
-        (PoolBusy("busy", retry_after=2), 429, 503),
+        (PoolBusy("busy", retry_after=2), 503, 503),
         (UpstreamError("Upstream overloaded", status=503, retry=True, retry_after=10), 503, 503),
         (CliCrashed("gone"), 502, 502),
     ],

@@ -1,4 +1,4 @@
-"""Nobody reaches the host: keys on both APIs, CORS off by default, no built-in tools, no
+"""Nobody reaches the host: keys on every API, CORS off by default, no built-in tools, no
 content in logs. Real CLI, fake upstream."""
 
 from __future__ import annotations

@@ -80,3 +80,10 @@ def test_env_example_is_generated_from_the_settings_class():
     from claude_cli_bridge.settings import env_example
 
     assert (ROOT / ".env.example").read_text() == env_example(), "run: python -m claude_cli_bridge.settings"
+
+
+def test_pool_limits_defaults_are_the_settings_defaults():
+    from claude_cli_bridge.engine import pool_limits
+    from claude_cli_bridge.pool import PoolLimits
+
+    assert pool_limits(Settings(_env_file=None)) == PoolLimits()

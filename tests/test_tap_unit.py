@@ -8,7 +8,8 @@ import pytest
 from fake_upstream import unified_headers
 
 from claude_cli_bridge.cli.launch import tap_env
-from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
+from claude_cli_bridge.core.limits import WindowReading
+from claude_cli_bridge.tap.headers import rate_limit_from_headers
 from claude_cli_bridge.tap.rewrite import cut_environment_note, strip_environment_note
 from claude_cli_bridge.tap.warmup import (
     WARMUP_REPLY,
@@ -85,7 +86,7 @@ def test_windows_from_headers():
     headers = unified_headers(
         "allowed_warning", five_hour=(0.91, 1800000000), seven_day=(0.4, 1800500000), claim="five_hour"
     )
-    info = RateLimitInfo.from_headers({key.title(): value for key, value in headers.items()})  # any case
+    info = rate_limit_from_headers({key.title(): value for key, value in headers.items()})  # any case
     assert info is not None
     assert (info.status, info.window, info.resets_at, info.using_overage) == (
         "allowed_warning",
@@ -100,8 +101,8 @@ def test_windows_from_headers():
 
 
 def test_no_unified_headers_no_reading_and_bad_values_are_dropped():
-    assert RateLimitInfo.from_headers({"content-type": "text/event-stream"}) is None
-    info = RateLimitInfo.from_headers(
+    assert rate_limit_from_headers({"content-type": "text/event-stream"}) is None
+    info = rate_limit_from_headers(
         {
             "anthropic-ratelimit-unified-status": "rejected",
             "anthropic-ratelimit-unified-5h-utilization": "nan",

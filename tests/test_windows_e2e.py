@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def oauth_bridge(start_bridge):
-    # rate_limit_event lines come only with a subscription login (CLI_NOTES.md); the fake
+    # rate_limit_event lines come only with a subscription login (docs/cli.md "Rate limits"); the fake
     # accepts any token. The CLI takes an empty ANTHROPIC_API_KEY as absent, but leave none.
     return start_bridge(CLAUDE_CODE_OAUTH_TOKEN="test-oauth-token", ANTHROPIC_API_KEY=None)
 

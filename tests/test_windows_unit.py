@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from claude_cli_bridge.cli.wire import TurnParser
+from claude_cli_bridge.cli.result import upstream_error
+from claude_cli_bridge.cli.wire import TurnParser, rate_limit_info
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
-from claude_cli_bridge.errors import UpstreamError, upstream_error
+from claude_cli_bridge.errors import UpstreamError
 from claude_cli_bridge.windows import SubscriptionWindows
 
 NOW = 1_800_000_000
@@ -64,13 +65,13 @@ REJECTED = {
     ],
 )
 def test_rate_limit_info_from_the_cli(raw, expected):
-    assert RateLimitInfo.from_cli(raw) == expected
+    assert rate_limit_info(raw) == expected
 
 
 def test_the_parser_yields_the_reading_and_a_refusal_names_the_window():
     parser = TurnParser()
     events = parser.feed({"type": "rate_limit_event", "rate_limit_info": REJECTED})
-    assert events == [RateLimitInfo.from_cli(REJECTED)]
+    assert events == [rate_limit_info(REJECTED)]
     with pytest.raises(UpstreamError) as caught:
         parser.feed(
             {
@@ -87,7 +88,7 @@ def test_the_parser_yields_the_reading_and_a_refusal_names_the_window():
 
 @pytest.mark.parametrize("seconds_left, retry", [(1800, False), (30, True)])
 def test_a_refused_window_gives_retry_after_at_its_reset(seconds_left, retry):
-    info = RateLimitInfo.from_cli({**REJECTED, "resetsAt": NOW + seconds_left})
+    info = rate_limit_info({**REJECTED, "resetsAt": NOW + seconds_left})
     error = upstream_error(429, "You've hit your 5-hour limit", rate_limit=info, now=NOW)
     assert isinstance(error, UpstreamError)
     assert (error.status, error.retry_after, error.retry, error.code) == (
@@ -100,7 +101,7 @@ def test_a_refused_window_gives_retry_after_at_its_reset(seconds_left, retry):
 
 
 def test_a_429_without_a_rejected_window_keeps_the_plain_mapping():
-    error = upstream_error(429, "rate limited", rate_limit=RateLimitInfo.from_cli(ALLOWED), now=NOW)
+    error = upstream_error(429, "rate limited", rate_limit=rate_limit_info(ALLOWED), now=NOW)
     assert error.retry_after == 30 and error.code is None
 
 
@@ -108,14 +109,13 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
     clock = [float(NOW)]
     windows = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
     assert windows.snapshot()["windows"] == {} and windows.describe() == []
-    windows.update(RateLimitInfo.from_cli(ALLOWED))
-    windows.update(RateLimitInfo.from_cli(REJECTED))
+    windows.update(rate_limit_info(ALLOWED))
+    windows.update(rate_limit_info(REJECTED))
     snapshot = windows.snapshot()
     assert snapshot["status"] == "rejected" and snapshot["limiting"] == "five_hour"
     five = snapshot["windows"]["five_hour"]
     assert (five["percent"], five["status"], five["resets_in_seconds"]) == (100.0, "rejected", 1800)
     assert snapshot["windows"]["seven_day"]["percent"] == 50.0
-    assert windows.rejection() == ("five_hour", NOW + 1800)
 
     clock[0] += 120
     reloaded = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
@@ -124,7 +124,6 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
     assert any(line.startswith("5-hour: 100% used (rejected), resets") for line in reloaded.describe())
 
     clock[0] += 3600  # past the reset: the last reading stays, marked, and nothing is refused
-    assert reloaded.rejection() is None
     assert reloaded.snapshot()["windows"]["five_hour"]["reset_passed"] is True
     assert "passed; no newer reading" in reloaded.describe()[0]
 
@@ -132,3 +131,20 @@ def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
 def test_an_unreadable_state_file_is_ignored(tmp_path):
     (tmp_path / "windows.json").write_text("{not json")
     assert SubscriptionWindows(tmp_path).snapshot()["windows"] == {}
+
+
+def test_a_rejection_whose_reset_passed_says_so_in_the_overall_state_and_the_window():
+    clock = [NOW]
+    windows = SubscriptionWindows(None, clock=lambda: clock[0])
+    windows.update(
+        RateLimitInfo(
+            "rejected", "five_hour", NOW + 1800, windows=(WindowReading("five_hour", 1.0, NOW + 1800, "rejected"),)
+        )
+    )
+    snapshot = windows.snapshot()
+    assert snapshot["state"] == "rejected" and snapshot["windows"]["five_hour"]["state"] == "rejected"
+    clock[0] = NOW + 1801  # the 5-hour reset has passed; no newer reading
+    snapshot = windows.snapshot()
+    assert snapshot["status"] == "rejected"  # what was read, kept
+    assert snapshot["state"] == "reset_passed" and snapshot["windows"]["five_hour"]["state"] == "reset_passed"
+    assert windows.rejection() is None

@@ -1,4 +1,4 @@
-"""Bearer-key enforcement for both APIs (``BRIDGE_API_KEY``).
+"""Bearer-key enforcement for every API (``BRIDGE_API_KEY``).
 
 Keys come as ``Authorization: Bearer KEY`` (OpenAI SDKs, Ollama clients), ``x-api-key``
 (Anthropic style), or as the password of ``Authorization: Basic`` (a browser opening the
@@ -13,7 +13,7 @@ import base64
 import binascii
 import hmac
 
-OPEN_PATHS = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/"), ("HEAD", "/")}
+OPEN_PATHS = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready", "/")}
 
 
 def presented_key(headers: dict[str, str]) -> str | None:

@@ -1,6 +1,7 @@
-"""HTTP helpers both APIs share: reading bodies, validating, and tying turns to clients.
+"""HTTP helpers every API shares: reading bodies, validating, and tying turns to clients
+(priming a turn, collecting it, the streaming relay, disconnects).
 
-Nothing here knows either API's wire format.
+Nothing here knows any API's wire format.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 from fastapi import Request
@@ -18,6 +19,10 @@ from pydantic import BaseModel, ValidationError
 from ..core import safe_json
 from ..core.turn import TurnDone, TurnEvent
 from ..errors import BridgeError, CliCrashed, EmbeddingUnavailable, InvalidRequest, RequestTooLarge
+from . import state
+
+if TYPE_CHECKING:
+    from ..embeddings import EmbeddingEngine
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -28,7 +33,7 @@ F = TypeVar("F")
 async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object; 413 past ``max_request_bytes``, 400 if not a JSON object or
     if ``core.safe_json`` refuses it (deep nesting, huge numbers, NUL, lone surrogates)."""
-    limit = request.app.state.settings.max_request_bytes
+    limit = state.settings(request).max_request_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
@@ -51,9 +56,9 @@ def check_message_count(count: int, limit: int) -> None:
         raise InvalidRequest(f"Too many messages ({count}); the limit is {limit}.", param="messages")
 
 
-def embedding_engine(request: Request) -> Any:
+def embedding_engine(request: Request) -> EmbeddingEngine:
     """The app's embedding engine; 503 if this server has none."""
-    engine = getattr(request.app.state, "embeddings", None)
+    engine = state.embeddings(request)
     if engine is None:
         raise EmbeddingUnavailable("Embeddings are not enabled on this server (no embedding engine was configured).")
     return engine
@@ -138,11 +143,8 @@ async def collect_turn(events: AsyncIterator[TurnEvent], on_first: Callable[[], 
     finally:
         await close_turn(rest)
     if not isinstance(collected[-1], TurnDone):
-        raise CliCrashed(ENDED_WITHOUT_RESULT)
+        raise CliCrashed.without_result()
     return collected
-
-
-ENDED_WITHOUT_RESULT = "The Claude CLI ended the turn without a result."
 
 
 class StreamWriter(Protocol[F]):
@@ -165,7 +167,7 @@ class StreamWriter(Protocol[F]):
 
 
 async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[TurnEvent]) -> AsyncIterator[F]:
-    """The one streaming relay both APIs use, after the first event arrived (so errors before
+    """The one streaming relay every API uses, after the first event arrived (so errors before
     the first byte were HTTP statuses). Any failure after the first byte, expected or not,
     becomes the API's in-band error and then its terminator; a turn that ends without its
     TurnDone is such a failure, never a silent success. A client that leaves cancels this
@@ -177,9 +179,9 @@ async def relay(writer: StreamWriter[F], first: TurnEvent, rest: AsyncIterator[T
             for frame in writer.on_event(event):
                 yield frame
         if not writer.finished:
-            raise CliCrashed(ENDED_WITHOUT_RESULT)
+            raise CliCrashed.without_result()
     except BridgeError as error:
-        log.warning("turn failed mid-stream: %s", error.message)
+        log.warning("turn failed mid-stream: %s", error.code or error.kind)  # no caller text in logs
         for frame in writer.on_error(error):
             yield frame
     except Exception:

@@ -13,6 +13,8 @@ import asyncio
 import base64
 import ipaddress
 import socket
+from dataclasses import dataclass
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import httpx
@@ -70,3 +72,19 @@ async def fetch_as_data_url(
     if media_type is None:
         raise InvalidRequest(f"{where}: the URL did not return a PNG, JPEG, GIF or WebP image.", param=where)
     return f"data:{media_type};base64,{base64.b64encode(bytes(body)).decode()}"
+
+
+@dataclass(frozen=True)
+class ImageFetch:
+    """The limits a surface's image-URL walker fetches with (MAX_IMAGE_BYTES,
+    IMAGE_URL_TIMEOUT_SECONDS); ``data_url`` fetches one URL found at ``where``."""
+
+    max_bytes: int
+    timeout: float
+
+    async def data_url(self, url: str, where: str) -> str:
+        return await fetch_as_data_url(url, max_bytes=self.max_bytes, timeout=self.timeout, where=where)
+
+
+def is_http_url(url: object) -> TypeGuard[str]:
+    return isinstance(url, str) and url.startswith(("http://", "https://"))

@@ -1,6 +1,6 @@
 """A caller's tools, offered to the model through the CLI without ever running them.
 
-The route (observed, see CLI_NOTES.md "Client-defined tools"):
+The route (observed, see docs/cli.md "Client-defined tools"):
 
 1. The tools are served by ``cli.mcp_tools`` (an MCP server named ``client``), so the model
    sees them as ``mcp__client__NAME`` with the caller's exact input schemas.

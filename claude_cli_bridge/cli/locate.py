@@ -5,9 +5,11 @@ The bundled one is the CLI shipped inside the `claude-agent-sdk` wheel, if insta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from .version import parse_version
@@ -19,7 +21,12 @@ INSTALL_HINT = (
 
 
 class CliMissing(RuntimeError):
-    """No usable claude binary; the message says how to install one."""
+    """No usable claude binary: ``problem`` says what is wrong, ``fix`` how to install one."""
+
+    def __init__(self, problem: str, fix: str = INSTALL_HINT):
+        super().__init__(f"{problem} {fix}")
+        self.problem = problem
+        self.fix = fix
 
 
 def _bundled_cli() -> str | None:
@@ -36,11 +43,11 @@ def find_cli(configured: str = "") -> str:
     if configured:
         path = shutil.which(configured) or configured
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise CliMissing(f"CLAUDE_CLI_PATH={configured!r} is not an executable file. {INSTALL_HINT}")
+            raise CliMissing(f"CLAUDE_CLI_PATH={configured!r} is not an executable file.")
         return os.path.abspath(path)
     found = shutil.which("claude") or _bundled_cli()
     if not found:
-        raise CliMissing(f"The Claude Code CLI (`claude`) was not found. {INSTALL_HINT}")
+        raise CliMissing("The Claude Code CLI (`claude`) was not found.")
     return os.path.abspath(found)
 
 
@@ -76,3 +83,60 @@ def cli_version(path: str, timeout: float = 60.0, attempts: int = 2) -> str:
             return ""
         return result.stdout.strip()
     return ""
+
+
+@dataclass(frozen=True)
+class LoginStatus:
+    """What ``claude auth status --json`` says (docs/cli.md "Login"): ``loggedIn``,
+    ``authMethod``, ``subscriptionType``, ``configDirectory``, and the account's e-mail
+    address (from the answer, else the CLI's ``.claude.json``)."""
+
+    logged_in: bool
+    method: str | None = None
+    subscription: str | None = None
+    config_dir: str | None = None
+    email: str | None = None
+
+
+class LoginUnknown(RuntimeError):
+    """``claude auth status`` gave no answer; the message names why (the exception's type)."""
+
+
+def login_status(path: str, env: dict[str, str], timeout: float = 60) -> LoginStatus:
+    """The CLI's own login state, without a model call; raises LoginUnknown."""
+    try:
+        result = subprocess.run(
+            [path, "auth", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        status = json.loads(result.stdout or "{}")
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        raise LoginUnknown(type(exc).__name__) from None
+    if not isinstance(status, dict) or not status.get("loggedIn"):
+        return LoginStatus(False)
+    config_dir = status.get("configDirectory") or None
+    return LoginStatus(
+        True,
+        method=status.get("authMethod") or None,
+        subscription=status.get("subscriptionType") or None,
+        config_dir=config_dir,
+        email=status.get("email") or _config_email(config_dir),
+    )
+
+
+def _config_email(config_dir: str | None) -> str | None:
+    """``oauthAccount.emailAddress`` from the CLI's ``.claude.json`` (where the CLI reads it)."""
+    candidates = [Path(config_dir) / ".claude.json"] if config_dir else []
+    candidates.append(Path.home() / ".claude.json")
+    for candidate in candidates:
+        try:
+            account = json.loads(candidate.read_text(encoding="utf-8")).get("oauthAccount") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(account, dict) and account.get("emailAddress"):
+            return str(account["emailAddress"])
+    return None

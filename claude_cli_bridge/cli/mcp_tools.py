@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, cast
 
 # What the server answers a call with no stored result (a CLI that did not defer, or lost
 # the result); cli.wire turns this text reaching the model into an error.
@@ -60,7 +60,7 @@ def handle(message: dict[str, Any], spec_path: str, results_path: str) -> dict[s
             stored = next(iter(results.values()))
         if stored is None:
             return {"content": [{"type": "text", "text": NO_STORED_RESULT}], "isError": True}
-        return stored
+        return cast("dict[str, Any]", stored)
     return {}
 
 

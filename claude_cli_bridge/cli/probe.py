@@ -30,7 +30,7 @@ import json
 import secrets
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,9 @@ class _Context:
     timeout: float
 
     @contextlib.asynccontextmanager
-    async def upstream(self, name: str, script: Callable[[dict[str, Any]], Reply]):
+    async def upstream(
+        self, name: str, script: Callable[[dict[str, Any]], Reply]
+    ) -> AsyncIterator[tuple[StandIn, Launcher]]:
         """A stand-in upstream and a launcher pointed at it, for one probe."""
         async with StandIn(script) as stand_in:
             env = {k: v for k, v in process_env().items() if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_OAUTH"))}

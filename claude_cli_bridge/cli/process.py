@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from ..core.limits import CliEvent
-from ..core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
+from ..core.messages import Block, Message, TextBlock, ThinkingBlock, ToolUseBlock, canonical_json
 from ..core.turn import TextDelta, ToolCall, TurnDone, Usage
 from ..errors import CliCrashed, InvalidRequest, TurnTimeout
 from .profile import Profile
@@ -49,14 +49,16 @@ class CliProcess:
         self.private_dir = private_dir  # removed with the process (cli.launch)
         self.spoiled = False
         self._proc: asyncio.subprocess.Process | None = None
-        self._lines: asyncio.Queue = asyncio.Queue()
+        self._lines: asyncio.Queue[object] = asyncio.Queue()
         self._stderr_tail = bytearray()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._request_ids = itertools.count(1)
         self._parser = TurnParser()
         self._turn_open = False  # a turn began and its result line was not read
         self._ended_in_tool_call = False
         self.started = False  # it printed a JSON line: the launch worked
+        self.turns = 0  # turns answered to the end (the dashboard, /health)
+        self._stdout_closed = False  # its stdout ended: it is exiting, whatever returncode says yet
         self._config_dir = Path.home() / ".claude"
 
     @property
@@ -110,11 +112,14 @@ class CliProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        """Running and still talking: a process whose stdout closed is dying even before it
+        is reaped (SIGKILL closes the pipes first), and must never be handed out."""
+        return self._proc is not None and self._proc.returncode is None and not self._stdout_closed
 
     @property
-    def busy(self) -> bool:
-        return self._turn_open
+    def exit_code(self) -> int | None:
+        """None while running; negative: killed by that signal."""
+        return self._proc.returncode if self._proc is not None else None
 
     @property
     def reusable(self) -> bool:
@@ -193,6 +198,7 @@ class CliProcess:
         except (ValueError, asyncio.LimitOverrunError) as exc:  # pragma: no cover - a line over the limit
             log.error("CLI %s printed an over-long line: %s", self.id, exc)
         finally:
+            self._stdout_closed = True
             self._lines.put_nowait(_EOF)
 
     async def _drain_stderr(self) -> None:
@@ -285,6 +291,7 @@ class CliProcess:
                         _kill_group(self.pid)
                     elif isinstance(event, TurnDone):
                         completed = True
+                        self.turns += 1
                         self._ended_in_tool_call = bool(tool_calls)
                         asked = (message,) if message is not None else ()
                         answered = _answer_message(answer, tool_calls, parser.thinking_blocks)
@@ -306,6 +313,7 @@ class CliProcess:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._returncode()  # the pool tells a crash from a kill by it
         return CliCrashed(f"The Claude CLI exited before the turn started. {self.stderr_tail()}".strip())
 
     async def _next_line(self, deadline: float, silence_timeout: float, turn_timeout: float) -> object:
@@ -352,7 +360,7 @@ class CliProcess:
 def _answer_message(texts: list[str], tool_calls: list[ToolCall], thinking: list[ThinkingBlock]) -> Message:
     """The assistant message a completed turn adds to the process's history. Its signed
     thinking is kept when it called tools: the continuation after the calls needs it."""
-    blocks: list = list(thinking) if tool_calls else []
+    blocks: list[Block] = list(thinking) if tool_calls else []
     if texts:
         blocks.append(TextBlock("".join(texts)))
     blocks.extend(ToolUseBlock(call.id, call.name, canonical_json(call.arguments)) for call in tool_calls)

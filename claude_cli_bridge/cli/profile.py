@@ -8,13 +8,22 @@ turns a profile into files, argv and environment.)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from .client_tools import ToolNames
+from ..core.messages import canonical_json
+from ..core.turn import ToolSpec, TurnRequest
+from ..errors import InvalidRequest
+from .client_tools import ToolNames, upstream_tool_choice
 
-# Variables that keep the CLI from reading or injecting host context, from CLI_NOTES.md.
+MAX_SCHEMA_BYTES = 64 * 1024  # --json-schema travels in argv (at most 128 KiB per argument; docs/cli.md)
+
+# Variables that keep the CLI from reading or injecting host context (docs/cli.md "Environment and
+# system prompt").
 QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1",
     "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
@@ -28,7 +37,7 @@ QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_ATTACHMENTS": "1",
 }
 
-# Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (CLI_NOTES.md); the
+# Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (docs/cli.md); the
 # bridge's own keys are none of the CLI's business.
 DROPPED_ENV = ("CLAUDE_CODE_SIMPLE", "BRIDGE_API_KEY")
 
@@ -70,13 +79,47 @@ class Profile:
         return env
 
     @staticmethod
-    def schema_json(schema: dict | None) -> str | None:
+    def schema_json(schema: dict[str, Any] | None) -> str | None:
         return None if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
     @staticmethod
-    def tools_of(tools) -> str | None:
+    def tools_of(tools: Iterable[ToolSpec]) -> str | None:
         """Canonical JSON of ToolSpecs (None for no tools), so equal tool sets share spares."""
-        if not tools:
-            return None
         specs = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in tools]
-        return json.dumps(specs, sort_keys=True, separators=(",", ":"))
+        return json.dumps(specs, sort_keys=True, separators=(",", ":")) if specs else None
+
+
+def profile_for(request: TurnRequest, model: str, default_effort: str | None) -> Profile:
+    """The profile a request's process is launched with; ``model`` is already resolved."""
+    tools_json = Profile.tools_of(request.tools)
+    profile = Profile(
+        model=model,
+        system=request.system,
+        max_tokens=request.max_tokens,
+        json_schema=Profile.schema_json(request.json_schema),
+        tools_json=tools_json,
+        tools_offered=request.tool_choice != "none",
+        effort=request.effort or default_effort,
+    )
+    choice = upstream_tool_choice(request, profile.tool_names.to_cli if tools_json else {})
+    return dataclasses.replace(
+        profile,
+        # The upstream refuses a forced tool choice while the model thinks.
+        thinking_off=request.thinking is False or request.tool_choice == "required",
+        tool_choice_json=canonical_json(choice) if choice is not None else None,
+    )
+
+
+def check_schema_size(schema: dict[str, Any]) -> None:
+    """A structured-output schema must fit in the CLI's argv (``--json-schema``)."""
+    if len(Profile.schema_json(schema) or "") > MAX_SCHEMA_BYTES:
+        raise InvalidRequest(
+            f"The response format's JSON schema is larger than {MAX_SCHEMA_BYTES} bytes.", param="response_format"
+        )
+
+
+def cli_retries(max_retries: int, fallback_model: str | None) -> int:
+    """CLAUDE_CODE_MAX_RETRIES for CLI_MAX_RETRIES: the CLI falls back to ``--fallback-model``
+    only after three overloaded answers in a row (docs/cli.md "Fallback model"), so with a
+    fallback it needs at least two retries to get there."""
+    return max(max_retries, 2) if fallback_model else max_retries

@@ -4,7 +4,7 @@ Output (``--output-format stream-json --verbose --include-partial-messages``): `
 ``stream_event`` lines wrapping the upstream's raw SSE events, ``assistant`` messages,
 ``control_response`` lines, and a ``result`` line closing each turn. Input
 (``--input-format stream-json``): ``user`` lines and ``control_request`` lines.
-See ../shared/CLI_NOTES.md for what was observed.
+What the CLI was seen to do is in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.limits import CliEvent, RateLimitInfo
+from ..core.limits import CliEvent, RateLimitInfo, WindowReading
 from ..core.messages import Message, ThinkingBlock, ToolUseBlock
 from ..core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, Usage
-from ..errors import CliCrashed, UpstreamError, status_in_text, upstream_error
+from ..errors import CliCrashed, UpstreamError
 from .client_tools import is_client_call
 from .mcp_tools import NO_STORED_RESULT
+from .result import status_in_text, upstream_error
 
 # Tool-result texts that mean the caller's result never reached the model.
 MISSING_RESULT_MARKERS = (NO_STORED_RESULT, "Tool result missing due to internal error")
@@ -33,7 +34,7 @@ def user_line(message: Message) -> str:
 
     ``client_composed`` tells the CLI the text was not typed at its prompt: it is delivered
     as written, with no ``@path`` expansion and no slash-command dispatch (the SDK message
-    schema documents the field; CLI_NOTES.md "Caller text"). Without it, a caller's
+    schema documents the field; docs/cli.md "Caller text"). Without it, a caller's
     ``@/etc/passwd`` would be read from the host and ``/init`` handled locally.
     """
     return json.dumps({"type": "user", "message": message.to_anthropic(), "client_composed": True}) + "\n"
@@ -93,7 +94,7 @@ def write_transcript(messages: list[Message], path: Path, deferred: ToolUseBlock
             record["id"] = f"msg_bridge_{uuid.uuid4().hex[:24]}"
         signed_by = next((block.model for block in message.content if isinstance(block, ThinkingBlock)), "")
         if signed_by:
-            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (CLI_NOTES)
+            record["model"] = signed_by  # the CLI keeps thinking only of the model it runs (docs/cli.md "History")
         add({"type": message.role, "message": record})
     if deferred is not None:
         add(
@@ -135,7 +136,7 @@ class TurnParser:
     # The upstream message being streamed: whether it ended properly and whether any of its
     # text was passed on. The CLI retries a broken stream (and finally falls back to a
     # non-streaming request), which would repeat text the caller already has.
-    _streamed_ids: set = field(default_factory=set)
+    _streamed_ids: set[Any] = field(default_factory=set)
     _open_broken_risk: bool = False
     #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
     thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
@@ -150,7 +151,7 @@ class TurnParser:
             info = line.get("rate_limit_info")
             if not isinstance(info, dict):
                 return []
-            self.rate_limit = RateLimitInfo.from_cli(info)
+            self.rate_limit = rate_limit_info(info)
             return [self.rate_limit]
         if kind == "stream_event":
             return self._stream_event(line.get("event") or {})
@@ -315,3 +316,50 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def rate_limit_info(info: dict[str, Any]) -> RateLimitInfo:
+    """Parse a ``rate_limit_event``'s ``rate_limit_info`` (docs/cli.md "Rate limits"): with a
+    subscription login the CLI reads the upstream's ``anthropic-ratelimit-unified-*`` headers
+    and reports ``status`` (allowed, allowed_warning, rejected), ``rateLimitType`` and
+    ``resetsAt`` of the window that limits, and per window in ``unifiedWindows`` its
+    ``utilization`` (fraction used) and ``resetsAt`` (epoch seconds). With an API key no such
+    line is printed. Fields of the wrong type are dropped, never guessed."""
+    windows = []
+    unified = info.get("unifiedWindows")
+    for name, raw in (unified if isinstance(unified, dict) else {}).items():
+        if not isinstance(raw, dict):
+            continue
+        windows.append(
+            WindowReading(
+                name=str(name),
+                utilization=_number(raw.get("utilization")),
+                resets_at=_epoch(raw.get("resetsAt", raw.get("resets_at"))),
+                status=_text(raw.get("status")),
+            )
+        )
+    return RateLimitInfo(
+        status=_text(info.get("status")) or "unknown",
+        window=_text(info.get("rateLimitType")),
+        resets_at=_epoch(info.get("resetsAt")),
+        utilization=_number(info.get("utilization")),
+        using_overage=info.get("isUsingOverage") is True,
+        windows=tuple(windows),
+        overage_status=_text(info.get("overageStatus")),
+        overage_resets_at=_epoch(info.get("overageResetsAt")),
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _epoch(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number > 0 else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

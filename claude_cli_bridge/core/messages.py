@@ -1,6 +1,6 @@
 """Messages and content blocks, in the shape the Anthropic Messages API gives them.
 
-Both APIs translate their requests into these; the CLI driver writes them to the CLI as
+Every API translates its requests into these; the CLI driver writes them to the CLI as
 Anthropic blocks. Blocks are frozen so a history can be compared and hashed: conversation
 tracking relies on that to know whether a held CLI process holds exactly a request's history.
 """
@@ -84,7 +84,8 @@ class ToolUseBlock:
 
     @property
     def input(self) -> dict[str, Any]:
-        return json.loads(self.input_json)
+        value: dict[str, Any] = json.loads(self.input_json)  # canonical JSON of an object
+        return value
 
     def to_anthropic(self) -> dict[str, Any]:
         return {"type": "tool_use", "id": self.id, "name": self.name, "input": self.input}
@@ -129,7 +130,7 @@ class Message:
     def to_anthropic(self) -> dict[str, Any]:
         return {"role": self.role, "content": [block.to_anthropic() for block in self.content]}
 
-    def match_key(self) -> tuple:
+    def match_key(self) -> tuple[Any, ...]:
         """What must be equal for two messages to count as the same turn.
 
         Clients echo an assistant answer back with its text joined, sometimes trimmed, and the

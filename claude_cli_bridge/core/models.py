@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ModelNotFound
+from ..errors import InvalidRequest, ModelNotFound
 
 ALIASES = ("opus", "sonnet", "haiku")
+MAX_MODEL_NAME = 256  # longer than any model id or alias; a name goes onto the CLI's argv
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,34 @@ def family_of(model: str) -> str:
     return "claude"
 
 
+def check_model_name(requested: str | None) -> None:
+    """Refuse a model name before anything else touches it: at most ``MAX_MODEL_NAME``
+    characters, printable (no NUL, no control characters). Every surface resolves its model
+    through ``resolve_model``, so none can put such a name on argv or into a path. The
+    message names the parameter and never repeats the name (it may be huge or unprintable)."""
+    if requested is None:
+        return
+    if not isinstance(requested, str):
+        raise InvalidRequest("The model name must be a string.", param="model")
+    if len(requested) > MAX_MODEL_NAME:
+        raise InvalidRequest(
+            f"The model name is {len(requested)} characters long; at most {MAX_MODEL_NAME} are allowed.",
+            param="model",
+        )
+    if not requested.isprintable():
+        raise InvalidRequest(
+            "The model name contains a control character (NUL, newline, tab or another unprintable one).",
+            param="model",
+        )
+
+
 def resolve_model(
     requested: str | None, default: str, legacy: dict[str, str], aliases: dict[str, str] | None = None
 ) -> str:
-    """The ``--model`` value for a requested name; raises ModelNotFound for names that are
-    neither Claude's nor in ``aliases`` (lower-case name -> a served name)."""
+    """The ``--model`` value for a requested name; raises InvalidRequest for a name that is
+    not a plausible model name at all (``check_model_name``) and ModelNotFound for names that
+    are neither Claude's nor in ``aliases`` (lower-case name -> a served name)."""
+    check_model_name(requested)
     name = strip_tag(requested or "") or default
     lowered = name.lower()
     if aliases and lowered in aliases:

@@ -1,4 +1,4 @@
-"""Reasoning requests of both APIs, mapped onto what the CLI can do.
+"""Reasoning requests of every API, mapped onto what the CLI can do.
 
 The CLI asks the upstream for adaptive thinking and an effort level (``output_config.effort``;
 ``medium`` with 2.1.332, ``high`` with 2.1.277, unless ``--effort`` says otherwise); models that take no

@@ -36,8 +36,11 @@ class RequestRecord:
     stop_reason: str = ""
     status: int = 0  # HTTP status; for an error after the first byte, the error's status
     in_band_error: bool = False  # the failure was reported inside a 200 stream
-    error: str = ""  # error code or kind and message
+    error: str = ""  # the error's code and kind (never its message: observe.engine.loggable)
     client_gone: bool = False
+    # The id under which the bridge holds the conversation after this turn (the client's
+    # X-Conversation-Id, or one the pool chose): returned as a header, never logged.
+    conversation_id: str = ""
 
     @property
     def day(self) -> str:
@@ -60,7 +63,7 @@ class RequestRecord:
         """JSON-ready, with the time as ISO 8601 and the usage flattened."""
         # Shallow on purpose: every field is a scalar but usage (flattened below), and
         # dataclasses.asdict's deep copies cost more than the rest of a request's bookkeeping.
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "started_mono"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _UNLOGGED}
         usage = self.usage or Usage()
         data["usage"] = None
         data.update(
@@ -76,6 +79,8 @@ class RequestRecord:
                 data[key] = round(data[key], 4)
         return data
 
+
+_UNLOGGED = frozenset({"started_mono", "conversation_id"})
 
 # The record of the request being served (set by observe.middleware for each API request;
 # the tasks that stream its answer inherit it).

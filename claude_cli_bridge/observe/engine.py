@@ -2,7 +2,8 @@
 
 ``ObservedEngine`` wraps the real engine (or a test double) and, for each turn, notes in the
 request's ``RequestRecord`` the model, the time to the first event, the TurnDone's tokens and
-how the CLI process was found, and a failure with whether it happened after the first byte.
+how the CLI process was found, and a failure (its code and kind, never its message: see
+``loggable``) with whether it happened after the first byte.
 Everything else is passed through unchanged.
 """
 
@@ -26,9 +27,6 @@ class ObservedEngine:
     def resolve_model(self, requested: str | None) -> str:
         return self.inner.resolve_model(requested)
 
-    def models(self) -> list[str]:
-        return self.inner.models()
-
     def status(self) -> dict[str, Any]:
         return self.inner.status()
 
@@ -49,7 +47,7 @@ class ObservedEngine:
         try:
             record.model = self.inner.resolve_model(request.model)
         except BridgeError:
-            record.model = request.model or ""
+            record.model = ""  # a name nobody serves is the caller's text, not a model
         try:
             async for event in events:
                 record.mark_first()
@@ -57,7 +55,7 @@ class ObservedEngine:
                     _note_done(record, event)
                 yield event
         except BridgeError as error:
-            record.error = f"{error.code or error.kind}: {error.message}"
+            record.error = loggable(error)
             if record.first_token_s is not None:  # reported in-band, inside a 200
                 record.in_band_error, record.status = True, error.status
             raise
@@ -73,10 +71,17 @@ class ObservedEngine:
                 await aclose()
 
 
+def loggable(error: BridgeError) -> str:
+    """The log copy of an error: its code and kind, never its message. Messages quote what the
+    caller sent (tool names, model names, values) to help the caller; the log carries nothing
+    a caller sent unless LOG_CONTENT is on. ``metrics`` reads the code before the colon."""
+    return f"{error.code}: {error.kind}" if error.code else error.kind
+
+
 def _note_done(record: RequestRecord, done: TurnDone) -> None:
     record.usage = done.usage
     record.stop_reason = done.stop_reason
     record.upstream_model = done.model
-    record.how = done.how
+    record.how = done.how or record.how  # the engine notes it at the lease already
     if "load_ns" in done.timings:
         record.wait_s = done.timings["load_ns"] / 1e9

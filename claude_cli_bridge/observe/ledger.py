@@ -4,6 +4,9 @@
 A usage line: time, API, route, model (and the upstream's model id), key label (never the
 key), stream, how the CLI process was found, wait, time to first token, duration, tokens in /
 out / cache read / cache write as the upstream reported them, stop reason, status and error.
+Only a turn that was served (it answered, or failed after its first output) is usage: a
+request refused before that (an unknown model, a bad tool history, a busy pool) spent no
+model and goes to the errors file only, counted per route (``errors_by_route``).
 Files older than ``USAGE_RETENTION_DAYS`` are deleted (at start and when the day changes).
 ``summarise`` gives requests and tokens per day and model, for ``claude-cli-bridge usage`` and
 the dashboard.
@@ -30,7 +33,13 @@ USAGE_FIELDS = (
     "time", "api", "route", "model", "upstream_model", "key_label", "stream", "how", "wait_s",
     "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone", "error",
 )  # fmt: skip
-ERROR_FIELDS = ("time", "api", "method", "path", "model", "key_label", "status", "in_band_error", "error")
+ERROR_FIELDS = ("time", "api", "method", "path", "route", "model", "key_label", "status", "in_band_error", "error")
+ErrorTotals = dict[str, dict[tuple[str, str], dict[int, int]]]  # day -> (api, route) -> status -> count
+
+
+def served(record: RequestRecord) -> bool:
+    """Whether a model answered any of the request (usage), rather than it being refused."""
+    return record.turn and (record.status < 400 or record.usage is not None or record.first_token_s is not None)
 
 
 def _today(clock=time.time) -> str:
@@ -48,9 +57,13 @@ class Ledger:
         # day -> model -> totals, for the dashboard (loaded once, then kept up to date)
         self._summary: dict[str, dict[str, dict[str, int]]] = {}
         self._summary_days = summary_days
+        # day -> (api, route) -> status -> count, for the dashboard's errors by route
+        self._errors: ErrorTotals = {}
         self._rotate()
         for row in read_usage(self.dir, summary_days, clock):
             _add(self._summary, row)
+        for row in read_rows(self.dir, "errors", summary_days, clock):
+            _add_error(self._errors, row)
 
     def append(self, record: RequestRecord) -> None:
         """Write the record's lines (a model request to usage, a failure to errors)."""
@@ -58,16 +71,28 @@ class Ledger:
             return
         self._rotate()
         data = record.as_dict()
-        if record.turn:
+        if served(record):
             row = {name: data.get(name) for name in USAGE_FIELDS}
             self._write(f"usage-{record.day}.jsonl", row)
             _add(self._summary, row, record.day)
         if record.failed:
-            self._write(f"errors-{record.day}.jsonl", {name: data.get(name) for name in ERROR_FIELDS})
+            error_row = {name: data.get(name) for name in ERROR_FIELDS}
+            self._write(f"errors-{record.day}.jsonl", error_row)
+            _add_error(self._errors, error_row, record.day)
 
     def summary(self, days: int = 14) -> list[dict[str, Any]]:
         first = (datetime.fromtimestamp(self._clock(), UTC).date() - timedelta(days=days - 1)).isoformat()
         return _rows(self._summary, first)
+
+    def errors_by_route(self, days: int = 14) -> list[dict[str, Any]]:
+        """Failed requests per day, API and route, with their statuses ("404": 2, ...)."""
+        first = (datetime.fromtimestamp(self._clock(), UTC).date() - timedelta(days=days - 1)).isoformat()
+        return [
+            {"day": day, "api": api, "route": route, "errors": sum(statuses.values()),
+             "statuses": {str(status): n for status, n in sorted(statuses.items())}}
+            for day in sorted(self._errors) if day >= first
+            for (api, route), statuses in sorted(self._errors[day].items())
+        ]  # fmt: skip
 
     def _write(self, name: str, row: dict[str, Any]) -> None:
         if not self._writable:
@@ -113,11 +138,16 @@ def prune(data_dir: Path, retention_days: int, clock=time.time) -> list[Path]:
 
 def read_usage(data_dir: Path, days: int, clock=time.time) -> list[dict[str, Any]]:
     """Every usage row of the last ``days`` days (today included), oldest first."""
+    return read_rows(data_dir, "usage", days, clock)
+
+
+def read_rows(data_dir: Path, kind: str, days: int, clock=time.time) -> list[dict[str, Any]]:
+    """Every row of the ``kind`` files (usage, errors) of the last ``days`` days, oldest first."""
     if not data_dir.is_dir():
         return []
     first = datetime.fromtimestamp(clock(), UTC).date() - timedelta(days=days - 1)
     rows = []
-    for path in sorted(data_dir.glob("usage-*.jsonl")):
+    for path in sorted(data_dir.glob(f"{kind}-*.jsonl")):
         match = FILE.match(path.name)
         if not match or date.fromisoformat(match[2]) < first:
             continue
@@ -151,6 +181,16 @@ def _add(totals: dict[str, dict[str, dict[str, int]]], row: dict[str, Any], day:
     for name in TOKEN_FIELDS:
         value = row.get(name)
         entry[name] += value if isinstance(value, int) else 0
+
+
+def _add_error(
+    totals: dict[str, dict[tuple[str, str], dict[int, int]]], row: dict[str, Any], day: str | None = None
+) -> None:
+    day = day or row.get("_day") or str(row.get("time", ""))[:10]
+    route = str(row.get("route") or row.get("path") or "?")
+    statuses = totals.setdefault(day, {}).setdefault((str(row.get("api") or "?"), route), defaultdict(int))
+    status = row.get("status")
+    statuses[status if isinstance(status, int) else 0] += 1
 
 
 def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str) -> list[dict[str, Any]]:

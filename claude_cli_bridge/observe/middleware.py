@@ -14,7 +14,16 @@ from typing import Any
 from ..api import auth
 from ..core.record import RequestRecord, current_record
 
-UNOBSERVED_PREFIXES = ("/health", "/metrics", "/dashboard", "/docs", "/openapi.json", "/redoc", "/favicon.ico")
+UNOBSERVED_PREFIXES = (
+    "/health",
+    "/ready",
+    "/metrics",
+    "/dashboard",
+    "/docs",
+    "/openapi.json",
+    "/redoc",
+    "/favicon.ico",
+)
 
 
 def observed(method: str, path: str) -> bool:
@@ -36,6 +45,24 @@ def key_label(presented: str | None, keys: list[str]) -> str:
     if presented is None or not auth.key_is_valid(presented, keys):
         return "invalid"
     return "key-" + hashlib.sha256(presented.encode()).hexdigest()[:8]
+
+
+def router_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    """What a router or client in front needs to pin a conversation's later turns to this
+    bridge: ``x-conversation-id`` (send it back to continue the held process) and how the
+    CLI process was found (``x-bridge-process``: held, spare, cold, with " queued")."""
+    headers = []
+    if record.conversation_id and _header_safe(record.conversation_id):
+        headers.append((b"x-conversation-id", record.conversation_id.encode("ascii")))
+    if record.how:
+        headers.append((b"x-bridge-process", record.how.encode("latin-1")))
+    return headers
+
+
+def _header_safe(value: str) -> bool:
+    """A client's id (an `id` in the body may hold anything) is echoed only as printable
+    ASCII of a sane length: never a line break into the response's headers."""
+    return len(value) <= 256 and value.isascii() and value.isprintable() and value == value.strip()
 
 
 class ObserveMiddleware:
@@ -60,6 +87,7 @@ class ObserveMiddleware:
         async def observing_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                message = {**message, "headers": [*(message.get("headers") or []), *router_headers(record)]}
                 content_type = dict(message.get("headers") or []).get(b"content-type", b"")
                 if record.stream is None and record.turn and message["status"] == 200:
                     record.stream = content_type.startswith((b"text/event-stream", b"application/x-ndjson"))

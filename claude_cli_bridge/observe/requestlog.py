@@ -3,7 +3,10 @@
 Text: ``openai POST /v1/chat/completions model=sonnet stream=yes process=spare wait=0.002s
 first=0.412s total=1.203s tokens in=11 out=4 cache-read=0 cache-write=0 status=200``.
 JSON: one object per line with the record's fields (see ``core.record``). Never prompt text:
-the record holds none (``LOG_CONTENT`` logs content separately, from the engine).
+the record holds none (``LOG_CONTENT`` logs content separately, from the engine). Nothing else a
+caller sent either: the path is the route's template (``/v1/responses/{response_id}``, not the
+id the caller sent), a path no route serves is ``(no route)``, and an error is its code and
+kind, never its message.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ from ..core.record import RequestRecord
 log = logging.getLogger("claude_cli_bridge.requests")
 
 
+def logged_path(record: RequestRecord) -> str:
+    """The path as logged: the route's template, never ids or names from the caller's URL."""
+    return record.route or "(no route)"
+
+
 def text_line(record: RequestRecord) -> str:
-    parts = [record.api, record.method, record.path]
+    parts = [record.api, record.method, logged_path(record)]
     if record.model:
         parts.append(f"model={record.model}")
     if record.turn:
@@ -65,7 +73,7 @@ class JsonFormatter(logging.Formatter):
         }
         request = getattr(record, "request", None)
         if isinstance(request, RequestRecord):
-            request = request.as_dict()
+            request = {**request.as_dict(), "path": logged_path(request)}
         if isinstance(request, dict):
             data.update(event="request", **request)
         else:

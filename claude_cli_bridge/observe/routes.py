@@ -44,7 +44,7 @@ async def dashboard_asset(name: str) -> Response:
 @router.get("/dashboard/data")
 async def dashboard_data(request: Request) -> dict[str, Any]:
     """Everything the page shows, in one poll: the same numbers as /health, the latest
-    requests, and usage per model per day from the ledger."""
+    requests, usage per model per day and failed requests per route from the ledger."""
     observer = request.app.state.observer
     status = request.app.state.engine.status()
     pool = status.get("pool") or {}
@@ -53,6 +53,7 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
     return {
         "version": __version__,
         "status": status.get("status"),
+        "degraded": status.get("degraded") or [],
         "cli_version": status.get("cli_version"),
         "cli_path": status.get("cli_path"),
         "features": status.get("features") or {},
@@ -61,6 +62,7 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
         "subscription": status.get("subscription") or {},
         "recent": recent[:50],
         "usage": observer.ledger.summary(14),
+        "errors": observer.ledger.errors_by_route(14),
     }
 
 

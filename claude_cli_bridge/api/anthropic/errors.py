@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import BridgeError, PoolBusy
+from ...errors import BridgeError, Draining, PoolBusy
 
 OVERLOADED = 529
 TYPES_BY_STATUS = {
@@ -26,12 +26,16 @@ TYPES_BY_STATUS = {
 
 
 def error_status(error: BridgeError) -> int:
+    if isinstance(error, Draining):
+        return 503  # not 529: a router in front (nginx's proxy_next_upstream) retries a 503 elsewhere
     if isinstance(error, PoolBusy) or error.kind == "overloaded_error":
         return OVERLOADED
     return error.status
 
 
 def error_type(error: BridgeError) -> str:
+    if isinstance(error, Draining):
+        return "overloaded_error"
     return TYPES_BY_STATUS.get(error_status(error), "api_error")
 
 

@@ -22,7 +22,6 @@ which puts the thinking back itself when a tool loop goes on (``thinking_memory`
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +35,9 @@ from ...core.messages import (
     Message,
     TextBlock,
     ToolResultBlock,
-    ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
+from ...core.tools import check_tool_choice
 from ...core.turn import (
     EFFORT_LEVELS,
     TextDelta,
@@ -52,6 +50,7 @@ from ...core.turn import (
     Usage,
 )
 from ...errors import BridgeError, CliCrashed, InvalidRequest, RequestTooLarge
+from ..parts import MediaLimits, join_system, new_id, tool_use
 from . import protocol as p
 from .errors import error_body
 
@@ -75,7 +74,7 @@ def from_messages_request(
     blocks map one to one, consecutive same-role turns are merged."""
     messages: list[Message] = []
     system_parts = [_system(request.system)]
-    limits = (max_image_bytes, max_document_bytes or max_image_bytes)
+    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
     for index, message in enumerate(request.messages):
         where = f"messages[{index}]"
         if message.role == "system":
@@ -94,13 +93,13 @@ def from_messages_request(
             param="messages",
         )
     tools = tuple(_tool_spec(tool, n) for n, tool in enumerate(request.tools or []))
-    _check_tool_choice(request.tool_choice, tools)
+    _check_tool_choice(request.tool_choice)
     choice = request.tool_choice
     forced = choice is not None and choice.type in ("any", "tool")
-    return TurnRequest(
+    turn = TurnRequest(
         model=request.model,
         messages=messages,
-        system="\n\n".join(part for part in system_parts if part) or None,
+        system=join_system(system_parts),
         max_tokens=request.max_tokens,
         stop=tuple(stop for stop in request.stop_sequences or [] if stop),
         json_schema=_json_schema(request),
@@ -112,6 +111,8 @@ def from_messages_request(
         effort=_effort(request.output_config),
         thinking=False if thinking_mode(request) == "disabled" else None,
     )
+    check_tool_choice(turn)
+    return turn
 
 
 def thinking_mode(request: p.MessagesRequest) -> str | None:
@@ -148,7 +149,7 @@ def _system(system: str | list[p.SystemBlock] | None) -> str | None:
         if block.type != "text":
             raise InvalidRequest(f"system[{number}]: only text blocks are supported.", param=f"system[{number}]")
         texts.append(block.text)
-    return "\n\n".join(text for text in texts if text) or None
+    return join_system(texts)
 
 
 def _system_message_text(message: p.MessageParam, where: str) -> str:
@@ -161,11 +162,10 @@ def _system_message_text(message: p.MessageParam, where: str) -> str:
             block_where = f"{where}.content[{number}]"
             raise InvalidRequest(f"{block_where}: a system message holds only text blocks.", param=block_where)
         texts.append(block.text)
-    return "\n\n".join(text for text in texts if text)
+    return join_system(texts) or ""
 
 
-def _blocks(message: p.MessageParam, where: str, limits: tuple[int, int]) -> tuple[Block, ...]:
-    max_image_bytes, max_document_bytes = limits
+def _blocks(message: p.MessageParam, where: str, limits: MediaLimits) -> tuple[Block, ...]:
     if isinstance(message.content, str):
         return (TextBlock(message.content),) if message.content else ()
     blocks: list[Block] = []
@@ -175,19 +175,19 @@ def _blocks(message: p.MessageParam, where: str, limits: tuple[int, int]) -> tup
             if block.text:
                 blocks.append(TextBlock(block.text))
         elif isinstance(block, p.ImageBlock):
-            blocks.append(_image(block, block_where, max_image_bytes))
+            blocks.append(_image(block, block_where, limits.image_bytes))
         elif isinstance(block, p.ToolUseBlock):
             if message.role != "assistant":
                 raise InvalidRequest(f"{block_where}: tool_use blocks belong in assistant messages.", param=block_where)
-            blocks.append(ToolUseBlock(block.id, block.name, canonical_json(block.input)))
+            blocks.append(tool_use(block.id, block.name, block.input))
         elif isinstance(block, p.ToolResultBlock):
             if message.role != "user":
                 raise InvalidRequest(f"{block_where}: tool_result blocks belong in user messages.", param=block_where)
-            blocks.append(_tool_result(block, block_where, max_image_bytes))
+            blocks.append(_tool_result(block, block_where, limits.image_bytes))
         elif message.role == "assistant" and block.type in DROPPED_HISTORY_BLOCKS:
             continue
         elif block.type == "document" and message.role == "user":
-            blocks.append(_document(block, block_where, max_document_bytes))
+            blocks.append(_document(block, block_where, limits.document_bytes))
         else:
             raise _unsupported(block, block_where)
     return tuple(blocks)
@@ -270,13 +270,11 @@ def _tool_spec(tool: p.ToolParam, number: int) -> ToolSpec:
     return ToolSpec(tool.name, tool.description or "", tool.input_schema)
 
 
-def _check_tool_choice(choice: p.ToolChoice | None, tools: tuple[ToolSpec, ...]) -> None:
-    if choice is None or choice.type != "tool":
-        return
-    if not choice.name:
+def _check_tool_choice(choice: p.ToolChoice | None) -> None:
+    """A named choice needs its name; whether the tool is among the tools is core's check
+    (``core.tools.check_tool_choice``)."""
+    if choice is not None and choice.type == "tool" and not choice.name:
         raise InvalidRequest('tool_choice of type "tool" needs a name.', param="tool_choice.name")
-    if choice.name not in {tool.name for tool in tools}:
-        raise InvalidRequest(f"tool_choice names '{choice.name}', which is not in tools.", param="tool_choice.name")
 
 
 def _json_schema(request: p.MessagesRequest) -> dict[str, Any] | None:
@@ -295,7 +293,7 @@ def _json_schema(request: p.MessagesRequest) -> dict[str, Any] | None:
 
 # -- responses ---------------------------------------------------------------------------
 def new_message_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+    return new_id("msg_")
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:
@@ -333,7 +331,7 @@ def to_message(
         elif isinstance(event, TurnDone):
             done = event
     if done is None:
-        raise CliCrashed("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     return {
         "id": message_id,
         "type": "message",

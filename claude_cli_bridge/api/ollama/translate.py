@@ -26,12 +26,13 @@ from ...core.messages import (
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
 from ...core.models import CATALOG, ModelInfo, family_of, strip_tag
-from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest
-from ...errors import BridgeError, InvalidRequest
+from ...core.served import served_models
+from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
+from ...errors import BridgeError, CliCrashed, InvalidRequest
+from ..parts import MediaLimits, join_system, tool_input, tool_spec, tool_use
 from .protocol import ChatMessage, ChatRequest, GenerateRequest, Options, ToolCallIn
 
 Kind = Literal["chat", "generate"]
@@ -65,7 +66,7 @@ def from_chat_request(
                 raise InvalidRequest(f"{where}: a system message cannot carry images.", param=where)
             system.append(text)
         elif message.role == "user":
-            attached = _attachments(message.images, where, max_image_bytes, max_document_bytes or max_image_bytes)
+            attached = _attachments(message.images, where, MediaLimits.of(max_image_bytes, max_document_bytes))
             messages.append(Message("user", attached + _texts(text)))
         elif message.role == "assistant":
             uses = tuple(calls.issue(call, index, n, where) for n, call in enumerate(message.tool_calls or []))
@@ -82,13 +83,12 @@ def from_chat_request(
     return TurnRequest(
         model=strip_tag(chat.model or ""),
         messages=_conversation(messages),
-        system="\n\n".join(part for part in system if part) or None,
+        system=join_system(system),
         max_tokens=_max_tokens(chat.options),
         stop=_stops(chat.options),
         json_schema=json_schema_for(chat.format),
         tools=tuple(
-            ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
-            for t in chat.tools or []
+            tool_spec(t.function.name, t.function.description, t.function.parameters) for t in chat.tools or []
         ),
         conversation_key=conversation_key or chat.id,  # `user` names a person, not a conversation
         effort=think.effort,
@@ -119,7 +119,7 @@ def from_generate_request(
     text = prompt
     if generate.suffix and not generate.raw:
         text, system = fill_in_the_middle(prompt, generate.suffix, system)
-    attached = _attachments(generate.images, "images", max_image_bytes, max_document_bytes or max_image_bytes)
+    attached = _attachments(generate.images, "images", MediaLimits.of(max_image_bytes, max_document_bytes))
     blocks = attached + _texts(text)
     think = reasoning.from_ollama(generate.think)
     return TurnRequest(
@@ -176,16 +176,14 @@ def _texts(text: str) -> tuple[Block, ...]:
     return (TextBlock(text),) if text else ()
 
 
-def _attachments(
-    images: list[str] | None, where: str, max_image_bytes: int, max_document_bytes: int
-) -> tuple[Block, ...]:
+def _attachments(images: list[str] | None, where: str, limits: MediaLimits) -> tuple[Block, ...]:
     """A user turn's ``images``: images, and PDFs as documents (Ollama has no field of its own
     for them, and ollama-python sends any file there as base64)."""
     blocks: list[Block] = []
     for n, data in enumerate(images or []):
         part = f"{where}.images[{n}]"
-        document = pdf_from_base64(data, max_document_bytes, part)
-        blocks.append(document if document is not None else image_from_base64(data, max_image_bytes, part))
+        document = pdf_from_base64(data, limits.document_bytes, part)
+        blocks.append(document if document is not None else image_from_base64(data, limits.image_bytes, part))
     return tuple(blocks)
 
 
@@ -227,7 +225,7 @@ class _PendingCalls:
         # from request to request.
         call_id = call.id or f"call_{index}_{n}"
         self.pending.append((call_id, call.function.name))
-        return ToolUseBlock(call_id, call.function.name, canonical_json(_arguments(call, f"{where}.tool_calls[{n}]")))
+        return tool_use(call_id, call.function.name, _arguments(call, f"{where}.tool_calls[{n}]"))
 
     def answer(self, call_id: str | None, name: str | None, where: str) -> str:
         for match in (
@@ -250,7 +248,7 @@ def _arguments(call: ToolCallIn, where: str) -> dict[str, Any]:
         return {}
     if isinstance(arguments, str):
         arguments = safe_json.loads(arguments, f"{where}.function.arguments")
-    return arguments if isinstance(arguments, dict) else {"value": arguments}
+    return tool_input(arguments)
 
 
 # -- responses ---------------------------------------------------------------------------
@@ -372,7 +370,7 @@ class FrameWriter:
             else:
                 self.on_event(event, now_ns)
         if done is None:
-            raise BridgeError("The Claude CLI ended the turn without a result.")
+            raise CliCrashed.without_result()
         frame = self.final(done, now_ns, "".join(self.text))
         if self.thinking:
             if self.kind == "chat":
@@ -459,10 +457,8 @@ def _entry(name: str, info: ModelInfo | None, modified: int) -> dict[str, Any]:
 def tags_body(embedding_names: Iterable[str] = (), aliases: dict[str, str] | None = None) -> dict[str, Any]:
     """``/api/tags``: every served model, named with a tag (Open WebUI appends ``:latest``);
     ``aliases`` (MODEL_ALIASES: name -> served model) are listed as the model they name."""
-    models = [_entry(info.id, info, info.created) for info in CATALOG]
-    models += [_entry(name, model_info(target), CATALOG[0].created) for name, target in (aliases or {}).items()]
-    models += [_entry(name, None, CATALOG[0].created) for name in embedding_names]
-    return {"models": models}
+    models = served_models(aliases or {}, embedding_names)
+    return {"models": [_entry(m.id, m.info or (model_info(m.target) if m.target else None), m.created) for m in models]}
 
 
 def show_body(name: str, *, embedding: bool = False) -> dict[str, Any]:

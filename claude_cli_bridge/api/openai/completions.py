@@ -10,7 +10,6 @@ objects; stream chunks have the same shape with text deltas, then ``data: [DONE]
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,9 @@ from ...core.fim import fill_in_the_middle
 from ...core.messages import Message, TextBlock
 from ...core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
 from ...errors import BridgeError, CliCrashed, InvalidRequest
+from ..parts import new_id
 from .translate import DONE, error_body, finish_reason
+from .translate import usage_dict as chat_usage_dict
 
 Frame = dict[str, Any] | str
 
@@ -100,15 +101,14 @@ def _prompt(prompt: str | list[Any] | None) -> str:
 
 
 def new_completion_id() -> str:
-    return "cmpl-" + uuid.uuid4().hex[:24]
+    return new_id("cmpl-")
 
 
-def usage_dict(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.prompt_tokens + usage.output_tokens,
-    }
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """Chat's usage without ``prompt_tokens_details``, which ``text_completion`` objects lack."""
+    body = chat_usage_dict(usage)
+    del body["prompt_tokens_details"]
+    return body
 
 
 def _object(completion_id: str, created: int, model: str, text: str, finish: str | None) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def to_completion(events: list[TurnEvent], *, model: str, completion_id: str, cr
     text = "".join(event.text for event in events if isinstance(event, TextDelta))
     done = next((event for event in events if isinstance(event, TurnDone)), None)
     if done is None:
-        raise CliCrashed("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     body = _object(completion_id, created, model, text, finish_reason(done.stop_reason))
     body["usage"] = usage_dict(done.usage)
     return body

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,11 +30,11 @@ from ...core.messages import (
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
-from ...errors import BridgeError, InvalidRequest, UpstreamError
+from ...errors import BridgeError, CliCrashed, InvalidRequest, UpstreamError
+from ..parts import MediaLimits, join_system, new_id, tool_spec, tool_use
 from .protocol import ChatCompletionRequest, ChatMessage, FilePart, FunctionDef, ImagePart, TextPart
 
 FINISH_REASONS = {
@@ -68,7 +67,7 @@ def from_chat_request(
     ``file`` parts become documents (``max_document_bytes`` each, default: the image limit)."""
     if request.n is not None and request.n > 1:
         raise InvalidRequest("n > 1 is not supported: the Claude CLI gives one answer per request.", param="n")
-    limits = _Limits(max_image_bytes, max_document_bytes or max_image_bytes)
+    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
     system_parts: list[str] = []
     messages: list[Message] = []
     legacy_calls: dict[str, list[str]] = {}  # function name -> ids of its unanswered calls
@@ -95,7 +94,7 @@ def from_chat_request(
     return TurnRequest(
         model=request.model or "",
         messages=messages,
-        system="\n\n".join(part for part in system_parts if part) or None,
+        system=join_system(system_parts),
         max_tokens=request.max_completion_tokens or request.max_tokens,
         stop=tuple(stop),
         json_schema=_json_schema(request),
@@ -110,12 +109,6 @@ def from_chat_request(
     )
 
 
-@dataclass(frozen=True)
-class _Limits:
-    image_bytes: int
-    document_bytes: int
-
-
 def is_legacy(request: ChatCompletionRequest) -> bool:
     """Whether the request uses the deprecated ``functions`` (answered with ``function_call``)."""
     return bool(request.functions) and not request.tools
@@ -128,7 +121,7 @@ def _functions(request: ChatCompletionRequest) -> list[FunctionDef]:
 
 
 def _tool_spec(function: FunctionDef) -> ToolSpec:
-    return ToolSpec(function.name, function.description or "", function.parameters or {"type": "object"})
+    return tool_spec(function.name, function.description, function.parameters)
 
 
 def tool_choice_of(request: ChatCompletionRequest) -> tuple[Literal["auto", "none", "required"], str | None]:
@@ -189,7 +182,7 @@ def _plain_text(message: ChatMessage, where: str) -> str:
     return "\n".join(texts)
 
 
-def _blocks(message: ChatMessage, where: str, limits: _Limits, documents: bool = False) -> tuple[Block, ...]:
+def _blocks(message: ChatMessage, where: str, limits: MediaLimits, documents: bool = False) -> tuple[Block, ...]:
     if message.content is None:
         return ()
     if isinstance(message.content, str):
@@ -247,23 +240,20 @@ def _assistant_blocks(
     for number, call in enumerate(message.tool_calls or []):
         arguments = call.function.arguments or "{}"
         parsed = safe_json.loads(arguments, f"{where}.tool_calls[{number}].function.arguments")
-        if not isinstance(parsed, dict):
-            parsed = {"value": parsed}
-        blocks.append(ToolUseBlock(call.id, call.function.name, canonical_json(parsed)))
+        blocks.append(tool_use(call.id, call.function.name, parsed))
     if message.function_call is not None and not message.tool_calls:
         # The functions API gives calls no id: one derived from the position keeps a history's
         # ids stable from request to request.
         call_id = f"call_{index}_0"
         given = safe_json.loads(message.function_call.arguments or "{}", f"{where}.function_call.arguments")
         legacy_calls.setdefault(message.function_call.name, []).append(call_id)
-        input_ = given if isinstance(given, dict) else {"value": given}
-        blocks.append(ToolUseBlock(call_id, message.function_call.name, canonical_json(input_)))
+        blocks.append(tool_use(call_id, message.function_call.name, given))
     return tuple(blocks)
 
 
 # -- responses ---------------------------------------------------------------------------
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    return new_id("chatcmpl-")
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -300,6 +290,24 @@ def one_call_only(count: int) -> UpstreamError:
 def legacy_finish(stop_reason: str, legacy: bool) -> str:
     reason = finish_reason(stop_reason)
     return "function_call" if legacy and reason == "tool_calls" else reason
+
+
+def to_completion_from_events(events: list[TurnEvent], *, model: str, legacy: bool = False) -> dict[str, Any]:
+    """The non-streaming response from a whole turn's events (``common.collect_turn``: the
+    last is its TurnDone)."""
+    done = events[-1]
+    if not isinstance(done, TurnDone):
+        raise CliCrashed.without_result()
+    return to_completion(
+        "".join(e.text for e in events if isinstance(e, TextDelta)),
+        [e for e in events if isinstance(e, ToolCall)],
+        done,
+        model=model,
+        completion_id=new_completion_id(),
+        created=int(time.time()),
+        reasoning="".join(e.text for e in events if isinstance(e, ThinkingDelta)),
+        legacy=legacy,
+    )
 
 
 def to_completion(

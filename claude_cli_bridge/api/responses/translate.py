@@ -25,11 +25,12 @@ from ...core.messages import (
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
-    canonical_json,
     merge_consecutive,
 )
+from ...core.tools import check_tool_choice
 from ...core.turn import ToolSpec, TurnRequest
 from ...errors import InvalidRequest
+from ..parts import MediaLimits, join_system, tool_use
 from .protocol import ResponsesRequest
 
 # Input items of the model's own reasoning: the bridge never returned any, and earlier reasoning
@@ -75,7 +76,8 @@ def from_responses_request(
         items = [{"role": "user", "content": request.input}]
     else:
         items = request.input
-    system_inputs, messages = from_input_items(items, max_image_bytes, max_document_bytes or max_image_bytes)
+    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
+    system_inputs, messages = from_input_items(items, limits.image_bytes, limits.document_bytes)
     earlier = previous.system_inputs if previous else ()
     history = list(previous.messages) if previous else []
     merged = [m for m in merge_consecutive(history + messages) if m.content]
@@ -85,14 +87,14 @@ def from_responses_request(
             param="input",
         )
     tools, namespaces, dropped = tool_specs(request.tools or [])
-    tool_choice, forced = check_tool_choice(request.tool_choice, tools)
-    system = "\n\n".join(part for part in (request.instructions or "", *earlier, *system_inputs) if part)
+    tool_choice, forced = tool_choice_of(request.tool_choice)
+    system = join_system((request.instructions, *earlier, *system_inputs))
     asked = request.reasoning
     think = reasoning.from_openai(asked.effort if asked else None)
     turn = TurnRequest(
         model=request.model or default_model,
         messages=merged,
-        system=system or None,
+        system=system,
         max_tokens=request.max_output_tokens,
         json_schema=_json_schema(request),
         tools=tools,
@@ -103,6 +105,7 @@ def from_responses_request(
         effort=think.effort,
         thinking=think.thinking,
     )
+    check_tool_choice(turn)
     show = asked is not None and asked.summary is not None and think.thinking is not False
     return Translated(turn, namespaces, (*earlier, *system_inputs), dropped, show_reasoning=show)
 
@@ -139,7 +142,7 @@ def from_input_items(
             if role in ("system", "developer"):
                 system.append(_plain_text(item.get("content"), where))
             elif role in ("user", "assistant"):
-                limits = (max_image_bytes, max_document_bytes or max_image_bytes)
+                limits = MediaLimits.of(max_image_bytes, max_document_bytes)
                 messages.append(Message(role, _content(item.get("content"), role, where, limits)))
             else:
                 raise InvalidRequest(
@@ -183,8 +186,8 @@ def _text_of(part: dict[str, Any], where: str) -> str:
     return text
 
 
-def _content(content: Any, role: str, where: str, limits: tuple[int, int]) -> tuple[Block, ...]:
-    max_image_bytes, max_document_bytes = limits
+def _content(content: Any, role: str, where: str, limits: MediaLimits) -> tuple[Block, ...]:
+    max_image_bytes, max_document_bytes = limits.image_bytes, limits.document_bytes
     if content is None or isinstance(content, str):
         return (TextBlock(content),) if content else ()
     if not isinstance(content, list):
@@ -245,10 +248,7 @@ def _function_call(item: dict[str, Any], where: str) -> ToolUseBlock:
     arguments = item.get("arguments") or "{}"
     if not isinstance(arguments, str):
         raise InvalidRequest(f"{where}.arguments must be a JSON string.", param=f"{where}.arguments")
-    parsed = safe_json.loads(arguments, f"{where}.arguments")
-    if not isinstance(parsed, dict):
-        parsed = {"value": parsed}
-    return ToolUseBlock(call_id, name, canonical_json(parsed))
+    return tool_use(call_id, name, safe_json.loads(arguments, f"{where}.arguments"))
 
 
 def _function_call_output(item: dict[str, Any], where: str, max_image_bytes: int) -> ToolResultBlock:
@@ -260,7 +260,7 @@ def _function_call_output(item: dict[str, Any], where: str, max_image_bytes: int
     if isinstance(output, str) or output is None:
         content = (TextBlock(output),) if output else ()
     else:
-        content = _content(output, "user", f"{where}.output", (max_image_bytes, max_image_bytes))
+        content = _content(output, "user", f"{where}.output", MediaLimits(max_image_bytes, max_image_bytes))
     return ToolResultBlock(call_id, content)  # type: ignore[arg-type]
 
 
@@ -311,9 +311,7 @@ def _custom_tool(tool: Any, where: str) -> InvalidRequest:
     )
 
 
-def check_tool_choice(
-    choice: str | dict[str, Any] | None, tools: tuple[ToolSpec, ...]
-) -> tuple[Literal["auto", "none", "required"], str | None]:
+def tool_choice_of(choice: str | dict[str, Any] | None) -> tuple[Literal["auto", "none", "required"], str | None]:
     """The neutral tool choice and the forced tool's name: ``"none"`` hides the tools;
     ``required`` and a named function force a call, as for chat completions. Forcing a hosted
     tool is a 400."""
@@ -325,11 +323,10 @@ def check_tool_choice(
         kind = choice.get("type")
         if kind == "function":
             name = choice.get("name")
-            if name not in {tool.name for tool in tools}:
-                raise InvalidRequest(
-                    f"tool_choice names function {name!r}, which is not in tools.", param="tool_choice"
-                )
-            return "required", str(name)
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest('tool_choice of type "function" needs a name.', param="tool_choice")
+            # Whether it is among the tools is core's check (core.tools.check_tool_choice).
+            return "required", name
         if kind == "allowed_tools":
             raise InvalidRequest(
                 "tool_choice allowed_tools is not supported; send only the allowed tools.", param="tool_choice"

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...core.messages import Block, Message, TextBlock, ToolUseBlock, canonical_json
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, TurnDone, TurnEvent, Usage
-from ...errors import BridgeError
+from ...errors import BridgeError, CliCrashed
 from .protocol import ResponsesRequest
 
 Frame = tuple[str, dict[str, Any]]  # (SSE event name, data)
@@ -137,16 +137,9 @@ class ResponseWriter:
             "role": "assistant",
             "content": [],
         }
-        self.output.append(item)
         self._message = item
-        index = len(self.output) - 1
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        return [
-            self._event("response.output_item.added", output_index=index, item=_copy(item)),
-            self._event(
-                "response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part
-            ),
-        ]
+        return self._opened(item, "response.content_part.added", "content_index", part)
 
     def _close_message(self, status: str = "completed", announce: bool = True) -> list[Frame]:
         """Finish the open message item; ``announce`` sends its done events (not for a failure,
@@ -154,71 +147,50 @@ class ResponseWriter:
         item, self._message = self._message, None
         if item is None:
             return []
-        index = self.output.index(item)
-        text = item.pop("_text", "")
-        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        part = {"type": "output_text", "text": item.pop("_text", ""), "annotations": [], "logprobs": []}
         item["content"] = [part]
         item["status"] = status
         if not announce:
             return []
-        return [
-            self._event(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            ),
-            self._event(
-                "response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part
-            ),
-            self._event("response.output_item.done", output_index=index, item=_copy(item)),
-        ]
+        done = ("response.output_text.done", "response.content_part.done")
+        return self._closed(item, done, "content_index", part, logprobs=[])
 
     def _open_reasoning(self) -> list[Frame]:
         item = {"type": "reasoning", "id": "rs_" + uuid.uuid4().hex, "summary": []}
-        self.output.append(item)
         self._reasoning = item
-        index = len(self.output) - 1
         part = {"type": "summary_text", "text": ""}
-        return [
-            self._event("response.output_item.added", output_index=index, item=_copy(item)),
-            self._event(
-                "response.reasoning_summary_part.added",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                part=part,
-            ),
-        ]
+        return self._opened(item, "response.reasoning_summary_part.added", "summary_index", part)
 
     def _close_reasoning(self, announce: bool = True) -> list[Frame]:
         item, self._reasoning = self._reasoning, None
         if item is None:
             return []
-        index = self.output.index(item)
-        text = item.pop("_text", "")
-        part = {"type": "summary_text", "text": text}
+        part = {"type": "summary_text", "text": item.pop("_text", "")}
         item["summary"] = [part]
         if not announce:
             return []
+        done = ("response.reasoning_summary_text.done", "response.reasoning_summary_part.done")
+        return self._closed(item, done, "summary_index", part)
+
+    def _opened(self, item: dict[str, Any], part_added: str, slot: str, part: dict[str, Any]) -> list[Frame]:
+        """A new output item (a message or a reasoning item) and its first part, announced."""
+        self.output.append(item)
+        index = len(self.output) - 1
         return [
-            self._event(
-                "response.reasoning_summary_text.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                text=text,
-            ),
-            self._event(
-                "response.reasoning_summary_part.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                part=part,
-            ),
-            self._event("response.output_item.done", output_index=index, item=_copy(item)),
+            self._event("response.output_item.added", output_index=index, item=_copy(item)),
+            self._event(part_added, item_id=item["id"], output_index=index, **{slot: 0}, part=part),
+        ]
+
+    def _closed(
+        self, item: dict[str, Any], done: tuple[str, str], slot: str, part: dict[str, Any], **extra: Any
+    ) -> list[Frame]:
+        """The done events of a finished item: its text's, its part's, then the item's."""
+        text_done, part_done = done
+        where = {"item_id": item["id"], "output_index": self.output.index(item), slot: 0}
+        return [
+            self._event(text_done, **where, text=part["text"], **extra),
+            self._event(part_done, **where, part=part),
+            self._event("response.output_item.done", output_index=where["output_index"], item=_copy(item)),
         ]
 
     def on_event(self, event: TurnEvent) -> list[Frame]:
@@ -229,17 +201,9 @@ class ResponseWriter:
             if self._reasoning is None:
                 frames += self._close_message()
                 frames += self._open_reasoning()
-            item = self._reasoning
-            assert item is not None
-            item["_text"] = item.get("_text", "") + event.text
+            where = self._grow(self._reasoning, event.text)
             frames.append(
-                self._event(
-                    "response.reasoning_summary_text.delta",
-                    item_id=item["id"],
-                    output_index=self.output.index(item),
-                    summary_index=0,
-                    delta=event.text,
-                )
+                self._event("response.reasoning_summary_text.delta", **where, summary_index=0, delta=event.text)
             )
             return frames
         frames += self._close_reasoning()
@@ -248,19 +212,10 @@ class ResponseWriter:
                 return frames
             if self._message is None:
                 frames += self._open_message()
-            item = self._message
-            assert item is not None
-            item["_text"] = item.get("_text", "") + event.text
+            where = self._grow(self._message, event.text)
             self.texts.append(event.text)
             frames.append(
-                self._event(
-                    "response.output_text.delta",
-                    item_id=item["id"],
-                    output_index=self.output.index(item),
-                    content_index=0,
-                    delta=event.text,
-                    logprobs=[],
-                )
+                self._event("response.output_text.delta", **where, content_index=0, delta=event.text, logprobs=[])
             )
         elif isinstance(event, ToolCall):
             frames += self._close_message()
@@ -278,6 +233,12 @@ class ResponseWriter:
                 self.final = self.response("completed", usage=usage_dict(event.usage))
                 frames.append(self._event("response.completed", response=self.final))
         return frames
+
+    def _grow(self, item: dict[str, Any] | None, text: str) -> dict[str, Any]:
+        """Add ``text`` to an open output item; the fields that name it in a delta event."""
+        assert item is not None
+        item["_text"] = item.get("_text", "") + text
+        return {"item_id": item["id"], "output_index": self.output.index(item)}
 
     def _function_call(self, call: ToolCall) -> list[Frame]:
         self.calls.append(call)
@@ -347,5 +308,5 @@ def to_response(writer: ResponseWriter, events: list[TurnEvent]) -> dict[str, An
     for event in events:
         writer.on_event(event)
     if writer.final is None:
-        raise BridgeError("The Claude CLI ended the turn without a result.")
+        raise CliCrashed.without_result()
     return writer.final

@@ -40,13 +40,25 @@ function row(cells, className = "") {
   return tr;
 }
 
+// A table body's rows, or one row saying the table is empty (headers alone say nothing).
+function fillTable(id, rows, emptyText) {
+  const columns = $(id).tHead.rows[0].cells.length;
+  $(id).tBodies[0].replaceChildren(...(rows.length ? rows
+    : [el("tr", { class: "empty" }, el("td", { colspan: columns, class: "empty", id: `${id}-empty` }, emptyText))]));
+}
+
+// A window's state now: its reading's status, or "reset_passed" once the reset is behind us
+// (the server decides; "passed" reads the same in the gauges, the overall line and the badge).
+const stateText = (state) => (state === "reset_passed" ? "reset passed, no newer reading" : state || "");
+
 function gauge(name, window) {
   // A half-circle gauge: the arc's length is the fraction used.
   const fraction = Math.max(0, Math.min(1, window.utilization ?? 0));
   const r = 60, cx = 80, cy = 75;
   const angle = Math.PI * (1 - fraction);
   const x = cx + r * Math.cos(angle), y = cy - r * Math.sin(angle);
-  const color = window.status === "rejected" ? "#c0392b" : fraction >= 0.8 ? "#b7791f" : "#2f7d4f";
+  const state = window.state ?? window.status;
+  const color = state === "rejected" ? "#c0392b" : state === "reset_passed" ? "#7a7a74" : fraction >= 0.8 ? "#b7791f" : "#2f7d4f";
   const svg = el("svg", { width: 160, height: 90, viewBox: "0 0 160 90" },
     el("path", { d: `M ${cx - r} ${cy} A ${r} ${r} 0 0 1 ${cx + r} ${cy}`, stroke: "#e2e1dc", "stroke-width": 14, fill: "none" }),
     el("path", { d: `M ${cx - r} ${cy} A ${r} ${r} 0 0 1 ${x.toFixed(2)} ${y.toFixed(2)}`, stroke: color, "stroke-width": 14, fill: "none" }),
@@ -56,11 +68,11 @@ function gauge(name, window) {
   if (window.resets_at_iso) {
     reset = window.reset_passed ? `reset at ${window.resets_at_iso} (passed)` : `resets ${window.resets_at_iso} (in ${duration(window.resets_in_seconds)})`;
   }
-  return el("div", { class: `gauge ${window.status || ""}`, id: `window-${name}` },
+  return el("div", { class: `gauge ${state || ""}`, id: `window-${name}` },
     svg,
     el("div", { class: "label" }, window.label),
     el("div", { class: "reset", id: `window-${name}-reset` }, reset),
-    el("div", { class: "reset", id: `window-${name}-status` }, window.status || ""));
+    el("div", { class: "reset", id: `window-${name}-status` }, stateText(state)));
 }
 
 function drawWindows(subscription) {
@@ -69,22 +81,25 @@ function drawWindows(subscription) {
   if (!names.length) return;
   $("windows").replaceChildren(...names.map((name) => gauge(name, windows[name])));
   const age = subscription.age_seconds;
-  $("windows-note").textContent = `overall: ${subscription.status || "?"}` +
-    (subscription.limiting ? `, limited by the ${windows[subscription.limiting]?.label || subscription.limiting} window` : "") +
+  const state = subscription.state ?? subscription.status;
+  const limited = state === "rejected" || state === "allowed_warning";
+  $("windows-note").textContent = `overall: ${stateText(state) || "?"}` +
+    (subscription.limiting && limited ? `, limited by the ${windows[subscription.limiting]?.label || subscription.limiting} window` : "") +
     (age !== null && age !== undefined ? ` · last reading ${duration(age)} ago` : "");
 }
 
 function drawPool(pool, processes) {
   for (const key of ["spare", "held", "busy", "starting", "waiting"]) setText(`pool-${key}`, pool[key] ?? 0);
   setText("pool-memory", pool.memory_mb ?? 0);
-  $("processes").tBodies[0].replaceChildren(...processes.map((p) =>
-    row([p.pid, p.state, p.model, [p.turns, "num"], [`${p.rss_mb} MB`, "num"], [p.age_s === null ? "–" : duration(Math.round(p.age_s)), "num"]])));
+  fillTable("processes", processes.map((p) =>
+    row([p.pid, p.state, p.model, [p.turns, "num"], [`${p.rss_mb} MB`, "num"], [p.age_s === null ? "–" : duration(Math.round(p.age_s)), "num"]])),
+  "No CLI process is running.");
 }
 
 function drawUsage(usage) {
-  $("usage").tBodies[0].replaceChildren(...usage.map((u) =>
+  fillTable("usage", usage.map((u) =>
     row([u.day, u.model, [num(u.requests), "num"], [num(u.errors), "num"], [num(u.input_tokens), "num"], [num(u.output_tokens), "num"],
-      [num(u.cache_read_tokens), "num"], [num(u.cache_write_tokens), "num"]])));
+      [num(u.cache_read_tokens), "num"], [num(u.cache_write_tokens), "num"]])), "No usage recorded in the last 14 days.");
   const days = [...new Set(usage.map((u) => u.day))].sort();
   const models = [...new Set(usage.map((u) => u.model))].sort();
   if (!days.length) { $("chart").replaceChildren(el("p", { class: "empty" }, "No usage recorded yet.")); return; }
@@ -118,11 +133,19 @@ function drawUsage(usage) {
 
 function drawRecent(recent) {
   setText("recent-count", `(${recent.length} shown, newest first)`);
-  $("recent").tBodies[0].replaceChildren(...recent.map((r) =>
+  fillTable("recent", recent.map((r) =>
     row([r.time.slice(11, 19), r.api, `${r.method} ${r.path}`, r.model || "–", r.stream === null ? "–" : r.stream ? "yes" : "no",
       r.how || "–", [secs(r.wait_s), "num"], [secs(r.first_token_s), "num"], [secs(r.duration_s), "num"],
       [r.has_usage ? num(r.input_tokens) : "–", "num"], [r.has_usage ? num(r.output_tokens) : "–", "num"],
-      r.in_band_error ? `${r.status} (in-band)` : String(r.status)], r.status >= 400 || r.in_band_error ? "failed" : "")));
+      r.in_band_error ? `${r.status} (in-band)` : String(r.status)], r.status >= 400 || r.in_band_error ? "failed" : "")),
+  "No requests yet.");
+}
+
+function drawErrors(errors) {
+  // Refused and failed requests, per route: a request for a model nobody serves is not usage.
+  fillTable("errors", errors.map((e) =>
+    row([e.day, e.api, e.route, [num(e.errors), "num"], Object.entries(e.statuses).map(([s, n]) => `${s} × ${n}`).join(", ")])),
+  "No failed requests in the last 14 days.");
 }
 
 function drawFeatures(features) {
@@ -143,10 +166,12 @@ async function refresh() {
     const badge = $("status");
     badge.textContent = data.status || "?";
     badge.className = `badge ${data.status || ""}`;
+    setText("degraded", (data.degraded || []).join("; "));  // why, when degraded
     drawWindows(data.subscription || {});
     drawPool(data.pool || {}, data.processes || []);
     drawUsage(data.usage || []);
     drawRecent(data.recent || []);
+    drawErrors(data.errors || []);
     drawFeatures(data.features || {});
     setText("updated", new Date().toLocaleTimeString());
     setText("error", "");

@@ -1,0 +1,43 @@
+"""Typed access to what ``create_app`` keeps on ``app.state``: the one place that knows the
+attribute names, so handlers read ``state.settings(request)`` instead of an ``Any``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from fastapi import Request
+
+from ..core.turn import Engine
+
+if TYPE_CHECKING:  # types only: api/ does not depend on the wiring at run time
+    from ..embeddings import EmbeddingEngine
+    from ..settings import Settings
+    from .pipeline import TurnCheck
+
+
+def settings(request: Request) -> Settings:
+    return cast("Settings", request.app.state.settings)
+
+
+def engine(request: Request) -> Engine:
+    return cast(Engine, request.app.state.engine)
+
+
+def embeddings(request: Request) -> EmbeddingEngine | None:
+    """The embedding engine, or None when this server has none."""
+    return cast("EmbeddingEngine | None", getattr(request.app.state, "embeddings", None))
+
+
+def turn_checks(request: Request) -> list[TurnCheck]:
+    """The per-request checks every turn passes before the engine is called (``pipeline``);
+    empty unless something installed some (``app.state.turn_checks``)."""
+    return cast("list[TurnCheck]", getattr(request.app.state, "turn_checks", []))
+
+
+def get(request: Request, name: str) -> Any:
+    """Another value kept on app state (a surface's own, such as the Responses store); None if unset."""
+    return getattr(request.app.state, name, None)
+
+
+def put(request: Request, name: str, value: Any) -> None:
+    setattr(request.app.state, name, value)
