@@ -42,6 +42,7 @@ from .observe.middleware import ObserveMiddleware
 from .observe.routes import router as observe_router
 from .readiness import readiness
 from .settings import Settings
+from .tap.routes import router as tap_router
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def create_app(
     app.include_router(ollama_router)
     app.include_router(ollama_embeddings_router)
     app.include_router(observe_router)
+    app.include_router(tap_router)  # what the model saw (LOG_CONTENT only)
 
     @app.middleware("http")
     async def identify_caller(request: Request, call_next):

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, 
 from .errors import BridgeError, CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
 from .pool import Pool, PoolLimits
 from .settings import Settings
+from .tap import tap_for
+from .tap.headers import rate_limit_from_headers
 from .thinking_memory import ThinkingMemory
 from .windows import SubscriptionWindows
 
@@ -81,6 +83,10 @@ class BridgeEngine:
                 for account in self.accounts.accounts
             },
         )
+        # The upstream tap (tap/): every CLI process sends its upstream requests through it.
+        self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
+        self.launcher.tap = self.tap
+        self.launcher.warm_spares = settings.warm_spares
         self.pool = Pool(self.launcher, pool_limits(settings))
         self.thinking = ThinkingMemory()
         # Per account: its subscription windows (from the CLI's rate_limit_event lines, OAuth
@@ -95,6 +101,8 @@ class BridgeEngine:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        if self.tap is not None:
+            await self.tap.start()
         self.launcher.prepare()
         model = self.resolve_model(self.settings.default_model)
         default = Profile(model=model, effort=self.settings.default_effort or None, account=self.accounts.names[0])
@@ -103,6 +111,14 @@ class BridgeEngine:
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)
         self.launcher.cleanup()
+        if self.tap is not None:
+            await self.tap.close()
+
+    def _upstream_headers(self, label: str, status: int, headers: Mapping[str, str]) -> None:
+        """The tap saw an upstream response of ``label``'s login: its windows, if it has any."""
+        info = rate_limit_from_headers(headers)
+        if info is not None and label in self.book.states:
+            self.book.read(label, info)
 
     # -- what the APIs call --------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -123,6 +139,7 @@ class BridgeEngine:
             "subscription": self.windows.snapshot(),
             "accounts": self.book.status(),
             "failovers": self.book.failovers,
+            "upstream_tap": self.tap.status() if self.tap is not None else None,
         }
 
     def resolve_model(self, requested: str | None) -> str:

@@ -53,6 +53,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
+from .cli.launch import SPARE_LAUNCH
 from .cli.profile import Profile
 from .core.messages import Message, history_fingerprint
 from .errors import BridgeError, CliCrashed, CliUnavailable, PoolBusy
@@ -792,6 +793,7 @@ class Pool(Generic[P]):
         self._entries[entry.id] = entry
 
         async def launch() -> None:
+            SPARE_LAUNCH.set(request is None)  # this task's own context: the launcher may warm it
             try:
                 process = await self._launch(profile, history)
             except asyncio.CancelledError:

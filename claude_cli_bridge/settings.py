@@ -134,6 +134,26 @@ class Settings(BaseSettings):
         ),
     )
 
+    upstream_tap: bool = Field(
+        True,
+        description=(
+            "Relay the CLI's upstream requests through the bridge's loopback tap (windows from every "
+            "response, the CLI's environment note kept from the model); off: the CLI connects directly."
+        ),
+    )
+    keep_cli_environment_note: bool = Field(
+        False,
+        description="Forward the CLI's '# Environment' note (working directory, OS, shell) to the model (tap on).",
+    )
+
+    warm_spares: bool = Field(
+        True,
+        description=(
+            "Spares run one warm-up turn at launch, answered by the tap (no quota), so a new "
+            "conversation's first turn is as fast as a follow-up (needs UPSTREAM_TAP)."
+        ),
+    )
+
     # --- models ----------------------------------------------------------------------
     default_model: str = Field("sonnet", description="Model used when a request names none.")
     task_model: str = Field("haiku", description="Model for Open WebUI background tasks (titles, tags, follow-ups).")

@@ -75,6 +75,17 @@ class Reply:
 
 
 @dataclass
+class RawRequest:
+    """Any request exactly as it arrived: method, path, query, header pairs, body bytes."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass
 class Received:
     """What one POST /v1/messages carried, and how its stream ended."""
 
@@ -195,6 +206,9 @@ class FakeAnthropic:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.raw: list[RawRequest] = []  # every request on every path, byte for byte
+        #: Answers for paths other than /v1/messages: path -> (status, headers, body).
+        self.other_replies: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self._queue: list[Reply] = []
         # Replies for one login only (accounts: each account's token), before the common queue.
         self._by_token: dict[str, list[Reply]] = {}
@@ -208,7 +222,7 @@ class FakeAnthropic:
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
-                Route("/{path:path}", self._other, methods=["GET", "POST", "HEAD"]),
+                Route("/{path:path}", self._other, methods=["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE"]),
             ]
         )
 
@@ -227,6 +241,8 @@ class FakeAnthropic:
             self._queue.clear()
             self._by_token.clear()
             self.received.clear()
+            self.raw.clear()
+            self.other_replies.clear()
             self.handler = None
 
     def model_calls(self) -> list[Received]:
@@ -256,14 +272,26 @@ class FakeAnthropic:
             return self.default_reply
 
     # -- routes -------------------------------------------------------------------
+    async def _record_raw(self, request: Request) -> bytes:
+        body = await request.body()
+        raw = RawRequest(request.method, request.url.path, request.scope["query_string"], request.headers.raw, body)
+        with self._lock:
+            self.raw.append(raw)
+        return body
+
     async def _other(self, request: Request) -> Response:
+        await self._record_raw(request)
+        if request.url.path in self.other_replies:
+            status, headers, content = self.other_replies[request.url.path]
+            return Response(content, status_code=status, headers=headers)
         return JSONResponse({})
 
     async def _count_tokens(self, request: Request) -> Response:
+        await self._record_raw(request)
         return JSONResponse({"input_tokens": 11})
 
     async def _messages(self, request: Request) -> Response:
-        body = json.loads(await request.body())
+        body = json.loads(await self._record_raw(request))
         record = Received(body=body, headers=dict(request.headers), started=time.monotonic())
         with self._lock:
             self.received.append(record)
@@ -435,7 +463,7 @@ class FakeAnthropic:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeAnthropic:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accepted ones
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]

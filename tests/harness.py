@@ -53,6 +53,18 @@ def cli_default_effort() -> str | None:
     return OBSERVED_DEFAULT_EFFORT.get(version)
 
 
+# Whether the CLI sends its "# Environment" note upstream at all (2.1.277 sends none).
+OBSERVED_ENVIRONMENT_NOTE = {"2.1.277": False, "2.1.332": True}
+
+
+def cli_sends_environment_note() -> bool:
+    """Whether the test CLI sends an environment note (True for a version not observed)."""
+    from claude_cli_bridge.cli.locate import cli_version
+
+    version = (cli_version(find_test_cli()) or "").split(" ")[0]
+    return OBSERVED_ENVIRONMENT_NOTE.get(version, True)
+
+
 class BridgeServer:
     """One running server. ``env`` entries are added to the test environment."""
 

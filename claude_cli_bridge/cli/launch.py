@@ -28,20 +28,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
+import logging
 import os
 import shutil
 import stat
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.messages import Message, ToolResultBlock
+from ..core.messages import Message, TextBlock, ToolResultBlock
 from .client_tools import hook_settings, split_continuation, with_cli_names, write_config
 from .process import CliProcess
 from .profile import Profile
 from .wire import write_transcript
+
+if TYPE_CHECKING:
+    from ..tap import Tap
+
+log = logging.getLogger(__name__)
+
+#: Set by the pool around a spare's launch (a process launched ahead of demand, with no
+#: history): only those run the warm-up turn; a request waiting for its process does not.
+SPARE_LAUNCH: contextvars.ContextVar[bool] = contextvars.ContextVar("SPARE_LAUNCH", default=False)
+WARMUP_TIMEOUT_SECONDS = 60
 
 # Defence in depth: the CLI runs with no built-in tools (--tools ""), but features that read
 # or run something internally consult these rules too (the @-mention reader checks the Read
@@ -149,6 +162,12 @@ class Launcher:
     max_retries: int = 1
     fallback_model: str = ""
     account_envs: dict[str, dict[str, str]] | None = None
+    #: The upstream tap the CLI sends its requests to; None: the CLI connects to the upstream
+    #: directly (UPSTREAM_TAP=off, and the probes). A process's URL names its account.
+    tap: Tap | None = None
+    #: Spares run the warm-up turn the tap answers (tap.warmup), so their first real turn
+    #: costs what a later one does.
+    warm_spares: bool = True
     _envs: dict[str, dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -187,15 +206,50 @@ class Launcher:
         prepare_work_dir(self.work_dir)
 
     async def __call__(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+        tap = self.tap
+        if tap is None:
+            return await self._start(profile, history, None)
+        if not (SPARE_LAUNCH.get() and self.warm_spares and not history and _warmable(profile)):
+            return await self._start(profile, history, tap.base_url(profile.account))
+        url, token = tap.warm_url(profile.account)
+        process = await self._start(profile, history, url)
+        weakref.finalize(process, tap.forget, token)
+        try:
+            await self._warm_up(process, tap.warmup_text)
+        except Exception as exc:  # a spare unwarmed is still a spare: start a plain one instead
+            log.warning("warming a spare failed (%s); launching it without the warm-up", exc)
+            await process.stop()
+            return await self._start(profile, history, tap.base_url(profile.account))
+        return process
+
+    async def _start(self, profile: Profile, history: tuple[Message, ...], url: str | None) -> CliProcess:
         private = self.state_dir / f"p-{uuid.uuid4().hex[:16]}"
         try:
             argv, env = await asyncio.to_thread(self._write_files, private, profile, history)
+            if url is not None:
+                env.update(tap_env(env, url))
             return await CliProcess.start(
                 argv, env, cwd=self.work_dir, private_dir=private, profile=profile, history=history
             )
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, private, True)
             raise
+
+    @staticmethod
+    async def _warm_up(process: CliProcess, text: str) -> None:
+        """Run the warm-up turn (answered by the tap, never forwarded) and leave the process
+        holding no history as far as the bridge is concerned: the tap removes the exchange
+        from every later request."""
+        turn = process.turn(
+            Message("user", (TextBlock(text),)),
+            silence_timeout=WARMUP_TIMEOUT_SECONDS,
+            turn_timeout=WARMUP_TIMEOUT_SECONDS,
+        )
+        async for _ in turn:
+            pass
+        if not process.reusable:
+            raise RuntimeError("the warm-up turn did not complete")
+        process.history = ()
 
     def _write_files(
         self, private: Path, profile: Profile, history: tuple[Message, ...]
@@ -235,8 +289,26 @@ class Launcher:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+def _warmable(profile: Profile) -> bool:
+    """Profiles whose first turn a plain text reply can stand for: not a structured-output
+    one (the CLI insists on its StructuredOutput tool) nor a forced tool choice."""
+    return profile.json_schema is None and profile.tool_choice_json is None
+
+
 def _ends_with_tool_results(messages: list[Message]) -> bool:
     return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
+
+
+def tap_env(env: dict[str, str], url: str) -> dict[str, str]:
+    """What points a CLI at the tap: ANTHROPIC_BASE_URL, and loopback kept off any proxy the
+    environment names (the tap itself applies the proxy on the upstream side)."""
+    out = {"ANTHROPIC_BASE_URL": url}
+    for name in ("NO_PROXY", "no_proxy"):
+        current = env.get(name, "")
+        if name == "NO_PROXY" or current:
+            hosts = [h for h in current.split(",") if h.strip()]
+            out[name] = ",".join([*hosts, "127.0.0.1"]) if "127.0.0.1" not in hosts else current
+    return out
 
 
 def process_env() -> dict[str, str]:

@@ -1,0 +1,302 @@
+"""The upstream tap's benchmarks (issue 21), each a ratio within one run.
+
+1. Relay cost: the real CLI read directly (no server), its upstream the fake directly or the
+   tap (in a process of its own, in front of the fake): time to first token of follow-up
+   turns (p50, the difference is what the tap adds) and request to last byte of a 3000-chunk
+   answer (direct / tap, the relay's share). The same at the HTTP level, with no CLI.
+2. New conversations through the server (warm spares) against follow-ups and a cold
+   ``claude -p``: TTFT medians; then 8 new conversations at once with a spare for each
+   against 8 concurrent follow-ups, p95 TTFT; also with WARM_SPARES=off (before).
+3. Memory: the server with and without the tap, a warmed spare against an unwarmed one.
+
+    python bench/bench_tap.py            # about 5 minutes on 2 cores
+    python bench/bench_tap.py tap URL    # (internal) a tap in front of URL; prints its base URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from common import (
+    TAG_VAR,
+    DirectCli,
+    FakeProcess,
+    astream_chat,
+    direct_launcher,
+    marker,
+    median,
+    memory,
+    percentile,
+    stream_chat,
+)
+from harness import BridgeServer, find_test_cli
+
+from claude_cli_bridge.cli.profile import Profile
+
+N_TTFT = 15
+N_RELAY = 5
+LONG = 3000
+SHORT = marker(3)
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- a tap in a process of its own --------------------------------------------------------
+def _tap_main(upstream: str) -> None:
+    from claude_cli_bridge.tap import Tap, TapSettings
+
+    async def serve() -> None:
+        tap = Tap(TapSettings(upstream=upstream), {})
+        await tap.start()
+        print(tap.base_url(), flush=True)
+        await asyncio.to_thread(sys.stdin.read)  # until the benchmark closes our stdin
+        await tap.close()
+
+    asyncio.run(serve())
+
+
+class TapProcess(FakeProcess):
+    def __init__(self, upstream: str, env: dict[str, str]):
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "tap", upstream],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.base_url = self.proc.stdout.readline().strip()
+
+
+# -- 1. relay cost ------------------------------------------------------------------------
+def http_level(fake_url: str, tap_url: str) -> dict[str, Any]:
+    """TTFB of a short streamed answer and request to last byte of a long one, no CLI."""
+
+    # TCP_NODELAY as the CLI's Node client has it: the request's headers and body go out at once.
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    clients = {
+        base: httpx.Client(timeout=60, transport=httpx.HTTPTransport(socket_options=nodelay))
+        for base in (fake_url, tap_url)
+    }
+
+    def one(base: str, chunks: int) -> tuple[float, float]:
+        body = {
+            "model": "m",
+            "max_tokens": 10,
+            "stream": True,
+            "messages": [{"role": "user", "content": marker(chunks)}],
+        }
+        started = time.perf_counter()
+        first = None
+        with clients[base].stream("POST", base + "/v1/messages", json=body) as r:
+            for _ in r.iter_raw():
+                first = first or time.perf_counter()
+        return (first or started) - started, time.perf_counter() - started
+
+    out: dict[str, Any] = {}
+    for base in (fake_url, tap_url):  # connections and caches warm
+        one(base, 3)
+    ttfb = {"direct": [], "tap": []}
+    last = {"direct": [], "tap": []}
+    for _ in range(30):
+        for name, base in (("direct", fake_url), ("tap", tap_url)):
+            ttfb[name].append(one(base, 3)[0])
+    for _ in range(N_RELAY):
+        for name, base in (("direct", fake_url), ("tap", tap_url)):
+            last[name].append(one(base, LONG)[1])
+    out["ttfb_p50_ms"] = {k: round(median(v) * 1000, 2) for k, v in ttfb.items()}
+    out["ttfb_added_ms"] = round((median(ttfb["tap"]) - median(ttfb["direct"])) * 1000, 2)
+    out["last_byte_median_ms"] = {k: round(median(v) * 1000, 1) for k, v in last.items()}
+    out["relay_share"] = round(median(last["direct"]) / median(last["tap"]), 3)
+    for client in clients.values():
+        client.close()
+    return out
+
+
+def cli_level(launcher, tap_url: str, fake_url: str) -> dict[str, Any]:
+    """The real CLI, upstream direct or through the tap: follow-up TTFT and the long relay."""
+    profile = Profile(model="sonnet")
+    procs = {
+        "direct": DirectCli(launcher, profile, extra_env={"ANTHROPIC_BASE_URL": fake_url}),
+        "tap": DirectCli(launcher, profile, extra_env={"ANTHROPIC_BASE_URL": tap_url}),
+    }
+    try:
+        for proc in procs.values():
+            proc.turn(f"{SHORT} first turn")
+        ttft = {"direct": [], "tap": []}
+        last = {"direct": [], "tap": []}
+        for i in range(N_TTFT):
+            for name, proc in procs.items():
+                ttft[name].append(proc.turn(f"{SHORT} follow-up {i}")["ttft"])
+        for i in range(N_RELAY):
+            for name, proc in procs.items():
+                last[name].append(proc.turn(f"{marker(LONG)} long {i}")["last"])
+    finally:
+        for proc in procs.values():
+            proc.stop()
+    return {
+        "follow_up_ttft_p50_ms": {k: round(median(v) * 1000, 1) for k, v in ttft.items()},
+        "ttft_added_ms": round((median(ttft["tap"]) - median(ttft["direct"])) * 1000, 2),
+        "last_byte_median_ms": {k: round(median(v) * 1000, 1) for k, v in last.items()},
+        "relay_share": round(median(last["direct"]) / median(last["tap"]), 3),
+    }
+
+
+# -- 2. new conversations through the server -----------------------------------------------
+def wait_spares(server: BridgeServer, n: int, timeout: float = 90) -> int:
+    deadline = time.monotonic() + timeout
+    pool = server.health()["pool"]
+    while time.monotonic() < deadline:
+        pool = server.health()["pool"]
+        if pool["spare"] >= n and pool["starting"] == 0 and pool["busy"] == 0:
+            break
+        time.sleep(0.1)
+    return pool["spare"]
+
+
+def server_ttft(server: BridgeServer, launcher, tag: str) -> dict[str, Any]:
+    client = httpx.Client(timeout=120)
+    new, follow, cold = [], [], []
+    try:
+        for i in range(N_TTFT):
+            wait_spares(server, 1)
+            messages = [{"role": "user", "content": f"{SHORT} new {tag} {i}"}]
+            first = stream_chat(client, server.openai_url, messages, key=f"{tag}-{i}")
+            new.append(first["ttft"])
+            messages += [{"role": "assistant", "content": first["text"]}, {"role": "user", "content": f"{SHORT} more"}]
+            follow.append(stream_chat(client, server.openai_url, messages, key=f"{tag}-{i}")["ttft"])
+        for i in range(5):
+            run = DirectCli(launcher, Profile(model="sonnet"), prompt=f"{SHORT} cold {i}")
+            try:
+                cold.append(run.read_turn(run.started)["ttft"])
+            finally:
+                run.stop()
+    finally:
+        client.close()
+    new_p50, follow_p50, cold_p50 = median(new), median(follow), median(cold)
+    return {
+        "new_p50_ms": round(new_p50 * 1000, 1),
+        "follow_up_p50_ms": round(follow_p50 * 1000, 1),
+        "cold_p50_ms": round(cold_p50 * 1000, 1),
+        "new_over_follow_up": round(new_p50 / follow_p50, 2),
+        "new_over_cold": round(new_p50 / cold_p50, 3),
+    }
+
+
+def bursts(server: BridgeServer, tag: str, rounds: int = 3) -> dict[str, Any]:
+    """8 new conversations at once (8 spares ready) against 8 concurrent follow-ups."""
+
+    async def run(batch: list[tuple[list[dict[str, Any]], str]]) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=180) as client:
+            return await asyncio.gather(*(astream_chat(client, server.openai_url, m, key=k) for m, k in batch))
+
+    new_ttft, follow_ttft, served_by_spare = [], [], []
+    asyncio.run(run([([{"role": "user", "content": f"{SHORT} prime {tag} {i}"}], f"p{tag}{i}") for i in range(8)]))
+    for r in range(rounds):
+        spares = wait_spares(server, 8)
+        served_by_spare.append(spares)
+        batch = [([{"role": "user", "content": f"{SHORT} burst {tag} {r} {i}"}], f"b{tag}{r}-{i}") for i in range(8)]
+        results = asyncio.run(run(batch))
+        new_ttft += [x["ttft"] for x in results if x["ttft"] is not None]
+        server.wait_idle(30)
+        follow = [
+            (
+                [*m, {"role": "assistant", "content": x["text"]}, {"role": "user", "content": f"{SHORT} more"}],
+                k,
+            )
+            for (m, k), x in zip(batch, results, strict=True)
+        ]
+        follow_ttft += [x["ttft"] for x in asyncio.run(run(follow)) if x["ttft"] is not None]
+        server.wait_idle(30)
+    new_p95, follow_p95 = percentile(new_ttft, 95), percentile(follow_ttft, 95)
+    return {
+        "spares_ready_before_each_burst": served_by_spare,
+        "new_p95_ms": round(new_p95 * 1000, 1),
+        "follow_up_p95_ms": round(follow_p95 * 1000, 1),
+        "new_over_follow_up": round(new_p95 / follow_p95, 2),
+    }
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "tap":
+        _tap_main(sys.argv[2])
+        return 0
+    tag = f"bench-tap-{os.getpid()}"
+    env = dict(os.environ, **{TAG_VAR: tag})
+    fake = FakeProcess(env)
+    tap = TapProcess(fake.base_url, env)
+    results: dict[str, Any] = {"cli": find_test_cli(), "date": time.strftime("%Y-%m-%d")}
+    servers: list[BridgeServer] = []
+    try:
+
+        def server(**settings: str) -> BridgeServer:
+            started = BridgeServer(fake.base_url, LOG_LEVEL="warning", **{TAG_VAR: tag}, **settings).start()
+            servers.append(started)
+            return started
+
+        log("1. relay cost, HTTP level")
+        results["http"] = http_level(fake.base_url, tap.base_url)
+        log(json.dumps(results["http"]))
+        plain = server(UPSTREAM_TAP="off")
+        launcher = direct_launcher(find_test_cli(), plain.env, plain.home / "direct")
+        log("1. relay cost, the real CLI")
+        results["cli"] = cli_level(launcher, tap.base_url, fake.base_url)
+        log(json.dumps(results["cli"]))
+        plain.wait_idle()
+        plain_rss = memory(plain.proc.pid)
+        log("2. new conversations vs follow-ups, warm spares (default)")
+        warm = server()
+        wait_spares(warm, 1)
+        time.sleep(5)  # a spare's start-up work ends after its first output: measure it settled
+        spare_warmed = [memory(pid) for pid in warm.health()["pool"]["pids"]]  # spares only, yet
+        results["ttft_warm"] = server_ttft(warm, launcher, "w")
+        log(json.dumps(results["ttft_warm"]))
+        results["memory"] = {
+            "server_tap_off": plain_rss,
+            "server_tap_on": memory(warm.proc.pid),
+            "spare_warmed": spare_warmed,
+        }
+        plain.stop()
+        warm.stop()
+        log("2. the same with WARM_SPARES=off")
+        cold = server(WARM_SPARES="off")
+        wait_spares(cold, 1)
+        time.sleep(5)
+        results["memory"]["spare_unwarmed"] = [memory(pid) for pid in cold.health()["pool"]["pids"]]
+        results["ttft_unwarmed"] = server_ttft(cold, launcher, "c")
+        log(json.dumps(results["ttft_unwarmed"]))
+        cold.stop()
+        log("2. 8 new conversations at once vs 8 follow-ups (a spare for each)")
+        burst_settings = {"MAX_SPARES_PER_PROFILE": "8", "MAX_PROCESSES": "20", "MAX_CONVERSATIONS": "12"}
+        burst = server(**burst_settings)
+        results["burst_warm"] = bursts(burst, "w")
+        log(json.dumps(results["burst_warm"]))
+        burst.stop()
+        unwarmed = server(WARM_SPARES="off", **burst_settings)
+        results["burst_unwarmed"] = bursts(unwarmed, "c")
+        log(json.dumps(results["burst_unwarmed"]))
+        unwarmed.stop()
+    finally:
+        for s in servers:
+            s.stop()
+        tap.stop()
+        fake.stop()
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The upstream tap: the bridge on the CLI's upstream side.
+
+Every CLI process gets ``ANTHROPIC_BASE_URL`` = a loopback listener of the bridge
+(``server.Tap``), which forwards each request to the real upstream unchanged but for what
+``rewrite`` removes (the CLI's environment note), streams the answer back as it arrives, and
+hands each response's headers to a callback (the subscription windows, ``core.limits``).
+``UPSTREAM_TAP=off`` gives the CLI the upstream's address directly instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..settings import Settings
+from .server import HeadersCallback, Tap, TapSettings, upstream_base_url
+
+__all__ = ["Tap", "TapSettings", "tap_for", "upstream_base_url"]
+
+RECORDED_REQUESTS = 20  # what the model saw, for the dashboard (LOG_CONTENT=on only)
+
+
+def tap_for(settings: Settings, env: Mapping[str, str], on_headers: HeadersCallback) -> Tap | None:
+    """The bridge's tap for these settings (None with UPSTREAM_TAP=off)."""
+    if not settings.upstream_tap:
+        return None
+    tap_settings = TapSettings(
+        upstream=upstream_base_url(env),
+        keep_environment_note=settings.keep_cli_environment_note,
+        record=RECORDED_REQUESTS if settings.log_content else 0,
+    )
+    return Tap(tap_settings, env, on_headers)

@@ -1,0 +1,409 @@
+"""The tap's listener: a loopback HTTP server inside the bridge's event loop that relays the
+CLI's upstream requests.
+
+Contract:
+
+- It listens on 127.0.0.1, on a port chosen when it is built; every path starts with a
+  random per-run prefix (``/<prefix>/<label>/...``), so nothing else on the machine can use
+  it as an open relay to the user's account. ``label`` names the account whose credentials
+  the requesting CLI carries (today always ``default``).
+- Method, path (after the label), query, headers and body reach the upstream unchanged, but
+  for the hop-by-hop headers (``Host``, ``Connection``, ``Content-Length`` are the
+  connection's own) and what ``rewrite`` removes from a Messages body (the CLI's environment
+  note, unless ``keep_environment_note``). The response comes back as it arrives: status,
+  headers and each chunk of the raw body (still compressed if it was) passed on at once.
+- ``on_headers(label, status, headers)`` sees every upstream response's headers (the
+  subscription windows are read from them).
+- A request the CLI drops (an interrupt, a stopped process) is dropped upstream at once.
+- Credentials (``Authorization``, ``x-api-key``) pass through untouched and are never stored
+  or logged; log lines name method, path and status only.
+- Proxies (``HTTPS_PROXY``, ``NO_PROXY``...) and CA bundles (``SSL_CERT_FILE``,
+  ``NODE_EXTRA_CA_CERTS``) of the bridge's environment apply to the upstream side, as the
+  CLI would have applied them itself.
+
+The listener is uvicorn serving a bare ASGI callable (no framework: the relay adds well under
+a millisecond, bench/bench_tap.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import certifi
+import httpx
+import uvicorn
+
+from .rewrite import encode, strip_environment_note
+from .warmup import WarmupMismatch, is_warmup_request, strip_warmup, warmup_response, warmup_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+DEFAULT_LABEL = "default"
+# Headers that describe one connection, not the request (RFC 9110 section 7.6.1), plus the
+# ones the relay recomputes for its own connection.
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    }
+)  # fmt: skip
+RESPONSE_DROPPED = HOP_BY_HOP - {"content-length"}  # the raw body is relayed, so its length holds
+LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+HeadersCallback = Callable[[str, int, Mapping[str, str]], None]
+
+
+def upstream_base_url(env: Mapping[str, str]) -> str:
+    """Where the CLI would have sent its requests: the bridge's own ANTHROPIC_BASE_URL, else
+    the Anthropic API."""
+    return (env.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM).rstrip("/")
+
+
+@dataclass(frozen=True)
+class TapSettings:
+    upstream: str = DEFAULT_UPSTREAM
+    keep_environment_note: bool = False
+    #: How many forwarded requests to keep for the dashboard (LOG_CONTENT only; 0: none).
+    record: int = 0
+    record_max_bytes: int = 32 * 1024 * 1024
+
+
+def ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    """The CAs the CLI would trust: ``SSL_CERT_FILE`` if set, else the Mozilla bundle (as
+    Node's own), plus ``NODE_EXTRA_CA_CERTS``."""
+    context = ssl.create_default_context(cafile=env.get("SSL_CERT_FILE") or certifi.where())
+    extra = env.get("NODE_EXTRA_CA_CERTS")
+    if extra:
+        context.load_verify_locations(cafile=extra)
+    return context
+
+
+class _NoRelayLines(logging.Filter):
+    """Keeps httpx's INFO line per request ("HTTP Request: POST <url>") out of the bridge's
+    log for the tap's own requests: one per model call, and the request log says it all."""
+
+    def __init__(self, upstream: str):
+        super().__init__()
+        self.upstream = upstream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) > 1 and str(args[1]).startswith(self.upstream))
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handling: the bridge's own server owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class Tap:
+    def __init__(self, settings: TapSettings, env: Mapping[str, str], on_headers: HeadersCallback | None = None):
+        self.settings = settings
+        self._env = dict(env)
+        self._on_headers = on_headers
+        self.prefix = secrets.token_hex(16)
+        # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on every accepted connection (it
+        # checks the protocol number, 0 for a bare SOCK_STREAM socket): with Nagle on, each
+        # answer's first chunk waited for the CLI's delayed ACK of the headers, 40 ms.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self._server: _QuietServer | None = None
+        self._task: asyncio.Task | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.seen: deque[dict[str, Any]] = deque()  # what the model saw (LOG_CONTENT only)
+        self._seen_bytes = 0
+        self.counters = {
+            "requests": 0,
+            "notes_removed": 0,
+            "dropped": 0,
+            "upstream_errors": 0,
+            "warmups_answered": 0,
+            "warmups_removed": 0,
+            "refused": 0,
+        }
+        # Spares' warm-up (tap.warmup): the per-run marker and each warmed process's state.
+        self.warmup_text = warmup_text(secrets.token_hex(16))
+        self._warmed: dict[str, bool] = {}  # token -> the warm-up was answered
+
+    def warm_url(self, label: str = DEFAULT_LABEL) -> tuple[str, str]:
+        """(ANTHROPIC_BASE_URL, token) for a process that will run the warm-up turn first;
+        ``forget(token)`` when the process is gone."""
+        token = secrets.token_hex(8)
+        self._warmed[token] = False
+        return f"{self.base_url(label)}/_w{token}", token
+
+    def forget(self, token: str) -> None:
+        self._warmed.pop(token, None)
+
+    def base_url(self, label: str = DEFAULT_LABEL) -> str:
+        """The ANTHROPIC_BASE_URL of a CLI process whose login is ``label``'s."""
+        return f"http://127.0.0.1:{self.port}/{self.prefix}/{quote(label, safe='')}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._quiet = _NoRelayLines(self.settings.upstream)
+        logging.getLogger("httpx").addFilter(self._quiet)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            verify=ssl_context(self._env),
+            trust_env=True,  # HTTPS_PROXY, ALL_PROXY, NO_PROXY of the bridge's environment
+            follow_redirects=False,
+        )
+        # log_level None: uvicorn would otherwise set its loggers' level for the whole process
+        # (the bridge's own server logs through them).
+        config = uvicorn.Config(
+            self, log_level=None, lifespan="off", access_log=False, log_config=None, timeout_keep_alive=600
+        )
+        self._server = _QuietServer(config)
+        self._sock.listen(512)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        while not self._server.started and not self._task.done():  # noqa: ASYNC110 - uvicorn has no event
+            await asyncio.sleep(0.005)
+        if self._task.done():
+            self._task.result()  # raises what stopped it
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 5)
+        if self._client is not None:
+            await self._client.aclose()
+            logging.getLogger("httpx").removeFilter(self._quiet)
+        self._sock.close()
+
+    def status(self) -> dict[str, Any]:
+        """For /health: the port, the upstream's origin (never a path or user info) and counters."""
+        parts = urlsplit(self.settings.upstream)
+        origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return {"port": self.port, "upstream": origin, **self.counters}
+
+    # -- the relay -----------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        label, token, path = self._route(scope.get("raw_path") or scope["path"].encode())
+        if label is None:
+            await _reply(send, 404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found."}})
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        self.counters["requests"] += 1
+        try:
+            rewritten = self._rewrite(scope["method"], path, scope["headers"], bytes(body), token)
+        except WarmupMismatch as exc:
+            self.counters["refused"] += 1
+            log.warning("tap: refused a warmed process's request: %s", exc)
+            message = f"The bridge's upstream tap refused this request (not what the warmed CLI should send: {exc})."
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            return
+        if isinstance(rewritten, tuple):  # the warm-up: answered here, never forwarded
+            content_type, data = rewritten
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+            await send({"type": "http.response.body", "body": data})
+            return
+        answered = asyncio.Event()  # the whole response was sent (uvicorn then reports a disconnect too)
+        forward = asyncio.create_task(self._forward(scope, label, path, rewritten, send, answered))
+        watch = asyncio.create_task(_disconnected(receive))
+        try:
+            done, _ = await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if forward not in done and not answered.is_set():
+                # The CLI dropped the request: drop the upstream's at once.
+                self.counters["dropped"] += 1
+                forward.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forward
+        finally:
+            watch.cancel()
+            forward.cancel()
+
+    def _route(self, raw_path: bytes) -> tuple[str | None, str | None, bytes]:
+        """(label, warm-up token, upstream path) of ``/<prefix>/<label>[/_w<token>]/<path>``;
+        label None when it is not ours (or the token is unknown)."""
+        parts = raw_path.split(b"/", 3)
+        if len(parts) < 3 or parts[0] != b"" or not secrets.compare_digest(parts[1], self.prefix.encode()):
+            return None, None, b""
+        label = parts[2].decode("latin-1")
+        if not label or not set(label) <= LABEL_CHARS:
+            return None, None, b""
+        path = b"/" + (parts[3] if len(parts) > 3 else b"")
+        token = None
+        if path.startswith(b"/_w"):
+            head, _, tail = path[3:].partition(b"/")
+            token = head.decode("latin-1")
+            if token not in self._warmed:
+                return None, None, b""
+            path = b"/" + tail
+        return label, token, path
+
+    async def _forward(  # noqa: PLR0917 - one call site, each argument is the request's
+        self, scope: dict[str, Any], label: str, path: bytes, body: bytes, send: Callable, answered: asyncio.Event
+    ) -> None:
+        assert self._client is not None
+        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        url = self.settings.upstream + path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        request = self._client.build_request(scope["method"], url, headers=headers, content=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            self.counters["upstream_errors"] += 1
+            log.warning("tap: %s %s: upstream unreachable: %s", scope["method"], path.decode(), type(exc).__name__)
+            message = f"The bridge could not reach the upstream {self.status()['upstream']}: {type(exc).__name__}."
+            answered.set()
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            return
+        try:
+            self._note(label, path, body, response)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in RESPONSE_DROPPED
+                    ],
+                }
+            )
+            await _relay(response, send)
+            answered.set()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    def _rewrite(
+        self, method: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, token: str | None
+    ) -> bytes | tuple[bytes, bytes]:
+        """The body to forward: a Messages request without the warm-up exchange (warmed
+        processes) and without the CLI's environment note. For the warm-up request itself,
+        (content type, body) of the tap's own answer. Raises WarmupMismatch for a warmed
+        process's request that cannot be made what a fresh process would send."""
+        messages_path = path.rstrip(b"/").endswith((b"/messages", b"/messages/count_tokens"))
+        if method != "POST" or not messages_path:
+            return body
+        if any(k.lower() == b"content-encoding" for k, _ in headers):
+            if token is not None:
+                raise WarmupMismatch("a compressed body cannot be checked")
+            return body  # not JSON we can read; the CLI does not compress its requests
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            if token is not None:
+                raise WarmupMismatch("the body is not JSON") from None
+            return body
+        if not isinstance(parsed, dict):
+            return body
+        changed = False
+        if token is not None:
+            if not self._warmed[token] and is_warmup_request(parsed, self.warmup_text):
+                self._warmed[token] = True
+                self.counters["warmups_answered"] += 1
+                return warmup_response(parsed)
+            if self._warmed[token]:
+                strip_warmup(parsed, self.warmup_text)
+                self.counters["warmups_removed"] += 1
+                changed = True
+            elif self.warmup_text in body.decode("utf-8", errors="replace"):
+                raise WarmupMismatch("the warm-up marker in an unexpected request")
+        if not self.settings.keep_environment_note and strip_environment_note(parsed):
+            self.counters["notes_removed"] += 1
+            changed = True
+        return encode(parsed) if changed else body
+
+    def _note(self, label: str, path: bytes, body: bytes, response: httpx.Response) -> None:
+        """Hand the response headers on (windows) and, with LOG_CONTENT, keep what was sent."""
+        if self._on_headers is not None:
+            try:
+                self._on_headers(label, response.status_code, response.headers)
+            except Exception:  # the relay never fails for its observers
+                log.exception("tap: reading the response headers failed")
+        if self.settings.record <= 0:
+            return
+        entry = {
+            "at": time.time(),
+            "label": label,
+            "path": path.decode("latin-1"),
+            "status": response.status_code,
+            "request_body": body.decode("utf-8", errors="replace"),
+            "response_headers": {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"},
+        }
+        entry["size"] = len(body)
+        self.seen.append(entry)
+        self._seen_bytes += len(body)
+        limits = self.settings
+        while self.seen and (len(self.seen) > limits.record or self._seen_bytes > limits.record_max_bytes):
+            self._seen_bytes -= self.seen.popleft()["size"]
+
+
+async def _relay(response: httpx.Response, send: Callable) -> None:
+    """Pass the raw body on as it arrives. Reading and writing run apart: whatever arrived
+    while the last write was being made goes out as one write (nothing waits for more; under
+    load fewer, larger writes)."""
+    pending: list[bytes] = []
+    arrived = asyncio.Event()
+    ended = False
+
+    async def read() -> None:
+        nonlocal ended
+        try:
+            async for chunk in response.aiter_raw():
+                pending.append(chunk)
+                arrived.set()
+        finally:
+            ended = True
+            arrived.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            if not pending and not ended:
+                await arrived.wait()
+                arrived.clear()
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            elif ended:
+                break
+        await reader  # raises what ended the read early
+    finally:
+        reader.cancel()
+
+
+async def _disconnected(receive: Callable) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _reply(send: Callable, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
