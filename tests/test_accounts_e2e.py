@@ -221,3 +221,29 @@ def test_the_dashboard_shows_each_account_its_failovers_and_usage_by_account_and
     assert by_account["b"][1] == "1"
     assert [row[0] for row in page.rows["usage-key"][1:]] == ["(none)"]  # no keys: the anonymous caller
     assert TOKEN_A not in dump_dom(url)
+
+
+def test_an_api_key_account_gets_its_windows_from_the_tap_and_fails_over_on_its_429(start_bridge, tmp_path, fake):
+    # A Console key login: the CLI emits no rate-limit events, the upstream tap reads the
+    # anthropic-ratelimit-unified-* headers of every response for the account instead.
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        '[accounts.console]\napi_key_env = "CONSOLE_KEY"\n[accounts.b]\noauth_token_env = "TOKEN_B"\n',
+    )
+    server = start_bridge(
+        ACCOUNTS_FILE=path, CONSOLE_KEY="sk-ant-api-SECRET-C", TOKEN_B=TOKEN_B, ANTHROPIC_API_KEY=None
+    )
+    now = int(time.time())
+    fake.enqueue_for(
+        "sk-ant-api-SECRET-C", Reply(headers=unified_headers(five_hour=(0.6, now + 3600), claim="five_hour"))
+    )
+    response = chat(server, [{"role": "user", "content": "hello"}])
+    assert response.status_code == 200 and response.headers["x-bridge-account"] == "console"
+    five = server.health()["accounts"]["console"]["subscription"]["windows"]["five_hour"]
+    assert (five["percent"], five["resets_at"]) == (60.0, now + 3600)
+    # With a key login the CLI retries a 429 once (CLAUDE_CODE_MAX_RETRIES=1): refuse both tries.
+    fake.enqueue_for("sk-ant-api-SECRET-C", refused(now + 1800), refused(now + 1800))
+    response = chat(server, [{"role": "user", "content": "again"}])
+    assert response.status_code == 200 and response.headers["x-bridge-account"] == "b"
+    assert server.health()["accounts"]["console"]["state"] == "refused"
+    assert "sk-ant-api-SECRET-C" not in server.log()
