@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.caller import Caller
 from ..cli.result import window_exhausted
+from ..core.caller import Caller
 from ..core.limits import RateLimitInfo
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, UpstreamError
 from ..windows import SubscriptionWindows
