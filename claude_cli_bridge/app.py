@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -31,7 +31,6 @@ from .api.ollama.router import router as ollama_router
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
-from .core.record import note
 from .core.turn import Engine
 from .drain import Drain, DrainMiddleware
 from .embeddings import EmbeddingEngine
@@ -161,22 +160,20 @@ def create_app(
     app.include_router(observe_router)
     app.include_router(tap_router)  # what the model saw (LOG_CONTENT only)
 
-    @app.middleware("http")
-    async def identify_caller(request: Request, call_next):
-        caller = keyring.identify(auth.presented_key(dict(request.headers)))
-        request.state.caller = caller or keyring.anonymous
-        if keyring.required:
-            note(key_label=caller.label if caller is not None else "invalid")
-        if caller is None and auth.needs_key(request.method, request.url.path):
-            response = render_error(
-                request,
-                Unauthorized("Missing or invalid API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."),
-            )
-            if request.url.path.startswith("/dashboard"):
-                # A browser asks for the key (as the password; any user name) itself.
-                response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
-            return response
-        return await call_next(request)
+    def refuse_key(request: Request) -> Response:
+        response = render_error(
+            request,
+            Unauthorized("Missing or invalid API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."),
+        )
+        if request.url.path.startswith("/dashboard"):
+            # A browser asks for the key (as the password; any user name) itself.
+            response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
+        return response
+
+    # A plain ASGI middleware, not @app.middleware("http"): Starlette's BaseHTTPMiddleware
+    # hides a client's disconnect from the handlers below it (a non-streaming turn whose
+    # client left would run to its end).
+    app.add_middleware(auth.CallerMiddleware, keyring=keyring, refuse=refuse_key)
 
     origins = settings.cors_origin_list()
     if origins:

@@ -55,7 +55,9 @@ def check_binding(settings: Settings) -> None:
 def bind(host: str, port: int, setting: str = "PORT", what: str = "OpenAI") -> socket.socket:
     """A listening socket; StartupError with one line naming the port and the setting to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for sockets
+    # made with it, and without it a response's first chunk can wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

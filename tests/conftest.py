@@ -35,6 +35,7 @@ def bridge(fake):
     server = BridgeServer(fake.base_url).start()
     yield server
     server.stop()
+    server.remove()
 
 
 @pytest.fixture
@@ -50,3 +51,4 @@ def start_bridge(fake):
     yield start
     for server in servers:
         server.stop()
+        server.remove()  # nothing left behind in /tmp

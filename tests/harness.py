@@ -170,6 +170,10 @@ class BridgeServer:
             time.sleep(0.05)
         return status
 
+    def remove(self) -> None:
+        """Remove the server's home (log, state, data) once nothing reads it any more."""
+        shutil.rmtree(self.home, ignore_errors=True)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None:
             return None

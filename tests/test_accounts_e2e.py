@@ -247,3 +247,14 @@ def test_an_api_key_account_gets_its_windows_from_the_tap_and_fails_over_on_its_
     assert response.status_code == 200 and response.headers["x-bridge-account"] == "b"
     assert server.health()["accounts"]["console"]["state"] == "refused"
     assert "sk-ant-api-SECRET-C" not in server.log()
+
+
+def test_an_account_whose_login_fails_at_run_time_fails_over_and_shows_as_failing(two_accounts, fake):
+    revoked = Reply(status=401, error_type="authentication_error", error_message="OAuth token has been revoked")
+    fake.enqueue_for(TOKEN_A, *[revoked] * 3)  # however often the CLI tries it
+    response = chat(two_accounts, [{"role": "user", "content": "hello"}])
+    assert response.status_code == 200, response.text
+    assert response.headers["x-bridge-account"] == "b"
+    account = two_accounts.health()["accounts"]["a"]
+    assert account["state"] == "failing" and "login" in account["failure"]
+    assert TOKEN_A not in json.dumps(two_accounts.health())

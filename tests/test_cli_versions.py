@@ -124,7 +124,9 @@ def test_without_probes_a_crashing_cli_backs_off_and_requests_fail_fast(tmp_path
         client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0, timeout=10)
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
-        assert caught.value.status_code == 502 and "unknown option" in caught.value.message
+        # 503 with the CLI's own words and Retry-After: the CLI cannot start now (issue 23).
+        assert caught.value.status_code == 503 and "unknown option" in caught.value.message
+        assert caught.value.response.headers.get("retry-after")
         assert not fake.received
     finally:
         server.stop()

@@ -55,3 +55,39 @@ def test_the_readme_table_of_settings_is_generated_from_the_settings_class():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert settings_table() in readme, "run: scripts/settings-docs"
+
+
+def test_keys_add_prints_a_new_key_once_and_the_entry_with_its_hash(capsys):
+    import hashlib
+    import tomllib
+
+    assert main(["keys", "add", "alice"]) == 0
+    out = capsys.readouterr().out
+    key = next(line.strip() for line in out.splitlines() if line.strip().startswith("ccb-"))
+    entry = tomllib.loads(out[out.index("[keys.alice]") :])
+    assert entry["keys"]["alice"]["key_sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    assert main(["keys", "add", "not a name"]) == 2
+
+
+def test_accounts_lists_each_account_and_usage_groups_by_key_or_account(tmp_path, monkeypatch, capsys):
+    import json
+
+    (tmp_path / "accounts.toml").write_text('[accounts.work]\noauth_token_env = "WORK_TOKEN"\n')
+    monkeypatch.setenv("WORK_TOKEN", "sk-ant-oat01-SECRET")
+    assert main(["accounts", "--accounts-file", str(tmp_path / "accounts.toml"), "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "work: OAuth token from $WORK_TOKEN" in out and "SECRET" not in out
+    monkeypatch.delenv("WORK_TOKEN")
+    assert main(["accounts", "--accounts-file", str(tmp_path / "accounts.toml")]) == 2
+    assert "WORK_TOKEN" in capsys.readouterr().out
+    row = {"time": "2026-12-01T10:00:00Z", "model": "sonnet", "key_label": "alice", "account": "work",
+           "status": 200, "input_tokens": 5, "output_tokens": 2}  # fmt: skip
+    from datetime import UTC, datetime
+
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    row["time"] = f"{day}T10:00:00Z"
+    (tmp_path / f"usage-{day}.jsonl").write_text(json.dumps(row) + "\n")
+    for by, name in (("key", "alice"), ("account", "work"), ("model", "sonnet")):
+        assert main(["usage", "--by", by, "--json", "--data-dir", str(tmp_path)]) == 0
+        [summary] = json.loads(capsys.readouterr().out)
+        assert summary[by] == name and summary["requests"] == 1 and summary["input_tokens"] == 5

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -98,13 +100,17 @@ def test_a_dropped_streaming_client_drops_the_upstream_request(start_bridge, fak
 def test_a_dropped_non_streaming_client_drops_the_upstream_request(start_bridge, fake):
     server = start_bridge(SPARE_PROFILES="0")
     fake.enqueue(Reply(chunks=["tick "] * 200, delay=0.05))
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{server.openai_url}/chat/completions",
-            json={"model": "sonnet", "messages": [{"role": "user", "content": "long"}]},
-            timeout=1.0,
+    body = json.dumps({"model": "sonnet", "messages": [{"role": "user", "content": "long"}]}).encode()
+    # A raw connection, closed once the upstream has the request (however long the cold
+    # launch took): the client leaves while the answer is being made, not before.
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
+        connection.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
-    assert wait_for(lambda: fake.received and fake.received[-1].ended_at is not None, timeout=5)
+        fake.wait_for_calls(1, timeout=60)
+    assert wait_for(lambda: fake.received[-1].ended_at is not None, timeout=5)
     assert fake.received[-1].disconnected
 
 

@@ -372,11 +372,9 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     status = h.pool.status()
     assert status["backoff"]["sonnet"]["failures"] == 1
     assert "unknown option" in status["backoff"]["sonnet"]["last_error"]
-    started = asyncio.get_running_loop().time()
     with pytest.raises(CliUnavailable, match="unknown option") as refused:
-        await h.take()
+        await h.take()  # the CLI's own error at once (a wait for the queue would end in PoolBusy)
     assert refused.value.status == 503 and refused.value.retry_after is not None
-    assert asyncio.get_running_loop().time() - started < 1  # failed fast, did not wait for the queue
     assert len(h.spawned) == 0 and h.pool.counters["launch_failures"] == 1  # no relaunch during backoff
 
 

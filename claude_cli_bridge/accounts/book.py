@@ -12,6 +12,10 @@ The windows decide:
 - a refused turn marks its account refused until its reset (a failing login: for
   ``LOGIN_RETRY_SECONDS``), and the engine runs the turn on the next account that allows;
 - when none allows, ``refusal`` is a 429 whose Retry-After is the earliest moment one may.
+
+With a single account only a used-up window (the windows' own reading, until its reset)
+stops turns before they start: any other refusal (a plain 429, a failing login) is the
+upstream's answer to that turn, and the next request tries again, as before accounts existed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cli.result import window_exhausted
 from ..core.caller import Caller
 from ..core.limits import RateLimitInfo
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, UpstreamError
@@ -98,6 +103,10 @@ class AccountBook:
     def refusal(self, caller: Caller) -> BridgeError:
         """The 429 when none of the caller's accounts allows: Retry-After at the earliest."""
         now = self._clock()
+        if len(caller.accounts) == 1:
+            rejection = self.states[caller.accounts[0]].windows.rejection()
+            if rejection is not None:  # the window's own words: which one, and when it resets
+                return window_exhausted(rejection[0], rejection[1], "", now)
         moments = [self.until(name) for name in caller.accounts if name in self.states]
         earliest = min((m for m in moments if m > now), default=now + DEFAULT_REFUSAL_SECONDS)
         wait = max(1, math.ceil(earliest - now))
@@ -124,7 +133,10 @@ class AccountBook:
         """The account refused a turn: mark it until its reset (or for a while)."""
         state = self.states[name]
         now = self._clock()
-        if isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403)):
+        login = isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403))
+        if len(self.states) == 1:
+            return  # nowhere else to go: each request asks the upstream itself (windows aside)
+        if login:
             state.failing_until = now + LOGIN_RETRY_SECONDS
             state.failure = "the login is refused (not logged in, or the token was revoked)"
         else:

@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..core.caller import Caller
+from ..core.record import note
 
 OPEN_PATHS = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready", "/")}
 
@@ -31,3 +39,40 @@ def presented_key(headers: dict[str, str]) -> str | None:
 
 def needs_key(method: str, path: str) -> bool:
     return (method, path) not in OPEN_PATHS and method != "OPTIONS"
+
+
+class Identifies(Protocol):
+    """What identifies callers (``accounts.keys.KeyRing``)."""
+
+    anonymous: Caller
+
+    @property
+    def required(self) -> bool: ...
+
+    def identify(self, presented: str | None) -> Caller | None: ...
+
+
+class CallerMiddleware:
+    """Finds each request's caller once, from its key, and keeps it in the request's state
+    (``request.state.caller``, read by the turn pipeline); with keys configured, notes the
+    key's name for the request record and refuses a request without a valid key on every
+    route that needs one (``refuse`` renders the 401 in the path's API shape)."""
+
+    def __init__(self, app: Any, keyring: Identifies, refuse: Callable[[Request], Response]) -> None:
+        self.app = app
+        self.keyring = keyring
+        self.refuse = refuse
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        caller = self.keyring.identify(presented_key(headers))
+        scope.setdefault("state", {})["caller"] = caller or self.keyring.anonymous
+        if self.keyring.required:
+            note(key_label=caller.label if caller is not None else "invalid")
+        if caller is None and needs_key(scope["method"], scope["path"]):
+            await self.refuse(Request(scope, receive))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

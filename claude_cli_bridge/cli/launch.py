@@ -250,6 +250,7 @@ class Launcher:
         if not process.reusable:
             raise RuntimeError("the warm-up turn did not complete")
         process.history = ()
+        process.turns = 0  # the warm-up answered nobody: a spare has served no turn
 
     def _write_files(
         self, private: Path, profile: Profile, history: tuple[Message, ...]

@@ -55,7 +55,7 @@ def window_exhausted(window: str | None, resets_at: int, message: str, now: floa
     when = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     error = UpstreamError(
         f"The subscription's {window_label(window)} limit is reached: requests are refused until it resets at "
-        f"{when} (in {_duration(wait)}). CLI said: {message.strip()}",
+        f"{when} (in {_duration(wait)})." + (f" CLI said: {message.strip()}" if message.strip() else ""),
         status=429,
         retry=wait <= 60,
         retry_after=wait,
