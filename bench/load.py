@@ -6,8 +6,8 @@
 Phase 1 (*concurrency*): N clients at once against a pool of MAX_PROCESSES=4, half through
 the OpenAI API and half through the Ollama API, streaming and not. Every fake answer carries
 the request's own token, so an answer is checked to be exactly the one for its request (no
-cross-talk). Each request ends one way: answered correctly, told to retry (429 for OpenAI,
-503 for Ollama, with Retry-After), wrong, an error, lost (connection dropped, stream cut
+cross-talk). Each request ends one way: answered correctly, told to retry (503 with
+Retry-After), wrong, an error, lost (connection dropped, stream cut
 without its end) or hung (no answer within the per-request timeout).
 
 Phase 2 (*disconnects*): M requests, a bounded number at a time, about half of whose clients
@@ -286,8 +286,9 @@ def request_body(api: str, stream: bool, token: str) -> tuple[str, dict[str, Any
 
 
 def refusal(api: str, response: httpx.Response) -> tuple[str, str]:
-    """A non-200 answer: 'retry' if it is the API's busy status with Retry-After, else 'error'."""
-    busy = 429 if api == "openai" else 503
+    """A non-200 answer: 'retry' if it is the busy status (503, a full queue, on both APIs:
+    429 is a refused account) with Retry-After, else 'error'."""
+    busy = 503
     detail = response.text[:200]
     if response.status_code == busy:
         if response.headers.get("retry-after", "").isdigit():
@@ -586,7 +587,7 @@ def tally(outcomes: list[Outcome]) -> dict[str, Any]:
         "bad": [asdict(o) for o in outcomes if o.kind in BAD][:20],
         # Counted from the responses themselves (the server's access log is off at INFO).
         "statuses": dict(Counter(str(o.status) for o in outcomes if o.status is not None)),
-        # 5xx other than Ollama's 503 "busy, retry" (counted under retry).
+        # 5xx other than the 503 "busy, retry" (counted under retry).
         "status_5xx": sum(1 for o in outcomes if o.status is not None and o.status >= 500 and o.kind != "retry"),
     }
 
