@@ -1,9 +1,10 @@
 """Readiness: can this bridge take a turn now? For a router's health check (``GET /ready``).
 
 Read from the state the bridge already keeps, so it spends no quota and starts no process:
-not draining, the CLI launching (no profile in launch backoff), the account allowed (the
-subscription's last reading is not a rejection whose reset is still ahead) and room in the
-queue. Not ready carries a ``Retry-After``: the longest of the reasons' waits.
+not draining, the CLI launching (no profile in launch backoff), an account allowed (with
+accounts: one whose state is ``ok``; else the subscription's last reading is not a rejection
+whose reset is still ahead) and room in the queue. Not ready carries a ``Retry-After``: the
+longest of the reasons' waits.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def readiness(status: dict[str, Any], *, queue_size: int, draining: bool, drain_
     if any(left > 0 for left in backoff):
         waits["cli_failing"] = max(1, int(max(backoff) + 0.999))
     subscription = status.get("subscription") or {}
-    if subscription.get("status") == "rejected":
+    accounts = status.get("accounts") or {}
+    if accounts:
+        if not any(account.get("state") == "ok" for account in accounts.values()):
+            waits["account_refused"] = max(1, min(int(a.get("available_in_s") or 1) for a in accounts.values()))
+    elif subscription.get("status") == "rejected":
         window = (subscription.get("windows") or {}).get(subscription.get("limiting") or "") or {}
         left = window.get("resets_in_seconds")
         if left and not window.get("reset_passed"):

@@ -141,6 +141,21 @@ class StatusEngine(LeasingEngine):
             "600",
         ),
         ({"subscription": {"status": "allowed", "limiting": "five_hour", "windows": {}}}, [], None),
+        (
+            {"accounts": {"a": {"state": "refused", "available_in_s": 900}, "b": {"state": "ok"}}},
+            [],
+            None,
+        ),
+        (
+            {
+                "accounts": {
+                    "a": {"state": "refused", "available_in_s": 900},
+                    "b": {"state": "failing", "available_in_s": 60},
+                }
+            },
+            ["account_refused"],
+            "60",
+        ),
     ],
 )
 async def test_ready_says_whether_a_turn_would_be_taken_now(status, reasons, retry_after):
