@@ -277,6 +277,14 @@ def _is_bridge(host: str, port: int) -> bool:
 def check_keys(settings: Settings) -> list[Check]:
     keys = settings.api_keys()
     try:
+        file_keys = len(from_settings(settings.accounts_file).keys)
+    except AccountsFileError:
+        file_keys = 0  # the accounts file check says what is wrong with it
+    if file_keys and not keys:
+        return [
+            Check("keys and binding", True, f"{file_keys} key(s) from the accounts file required on {settings.host}")
+        ]
+    try:
         check_binding(settings)
     except StartupError as exc:
         return [Check("keys and binding", False, str(exc).split(":")[0], fix="set BRIDGE_API_KEY or bind 127.0.0.1")]

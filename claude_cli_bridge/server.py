@@ -36,9 +36,10 @@ class StartupError(RuntimeError):
     """A problem that stops the server from starting; the message says how to fix it."""
 
 
-def check_binding(settings: Settings) -> None:
-    """Refuse a non-loopback address without keys unless explicitly allowed."""
-    if settings.api_keys() or settings.allow_public_bind:
+def check_binding(settings: Settings, file_keys: int = 0) -> None:
+    """Refuse a non-loopback address without keys (BRIDGE_API_KEY or ``file_keys`` keys of the
+    accounts file) unless explicitly allowed."""
+    if settings.api_keys() or file_keys or settings.allow_public_bind:
         return
     host = settings.host
     try:
@@ -47,7 +48,7 @@ def check_binding(settings: Settings) -> None:
         loopback = False
     if not loopback:
         raise StartupError(
-            f"Refusing to bind {host} without BRIDGE_API_KEY: anyone who can reach the port could use "
+            f"Refusing to bind {host} without keys: anyone who can reach the port could use "
             "your Claude subscription. Set BRIDGE_API_KEY, bind 127.0.0.1, or set ALLOW_PUBLIC_BIND=true."
         )
 
@@ -116,7 +117,8 @@ def probe_cli(settings: Settings, path: str, version: str) -> ProbeReport:
 def run(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
-        check_binding(settings)
+        accounts = accounts_config.from_settings(settings.accounts_file)
+        check_binding(settings, len(accounts.keys))
         # Ports first: a port in use is the commonest start-up failure, and says so in one line.
         sockets = [bind(settings.host, settings.port)]
         if settings.ollama_port:
@@ -124,7 +126,6 @@ def run(settings: Settings) -> int:
         prepare_work_dir(settings.cli_work_dir)
         path, version = find_checked_cli(settings)
         log.info("using the Claude CLI %s at %s", version, path)
-        accounts = accounts_config.from_settings(settings.accounts_file)
         features = probe_cli(settings, path, version)
     except (StartupError, WorkDirUnusable, accounts_config.AccountsFileError) as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)

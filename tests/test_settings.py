@@ -87,3 +87,12 @@ def test_pool_limits_defaults_are_the_settings_defaults():
     from claude_cli_bridge.pool import PoolLimits
 
     assert pool_limits(Settings(_env_file=None)) == PoolLimits()
+
+
+def test_keys_of_the_accounts_file_allow_a_public_bind():
+    from claude_cli_bridge.server import StartupError, check_binding
+
+    settings = Settings(_env_file=None, host="0.0.0.0")
+    with pytest.raises(StartupError, match="without keys"):
+        check_binding(settings)
+    check_binding(settings, file_keys=2)
