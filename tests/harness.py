@@ -25,6 +25,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def find_test_cli() -> str:
     """The CLI the tests drive: CLAUDE_CLI_PATH, the one scripts/test installs, or PATH."""
     configured = os.environ.get("CLAUDE_CLI_PATH")

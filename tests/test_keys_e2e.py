@@ -4,13 +4,12 @@ anthropic and ollama SDKs, and two keys sending the same history never share a p
 
 from __future__ import annotations
 
-import time
-
 import anthropic
 import httpx
 import ollama
 import openai
 import pytest
+from harness import wait_for
 from test_accounts_e2e import TOKEN_A, TOKEN_B
 
 from claude_cli_bridge.accounts.keys import sha256_hex
@@ -55,9 +54,7 @@ def test_each_key_reaches_the_upstream_with_its_own_accounts_token_only(keyed, f
         assert raw.parse().choices[0].message.content == "Hello from the fake."
         assert raw.headers["x-bridge-account"] == ("a" if token == TOKEN_A else "b")
         assert {call.token for call in fake.received} == {token}
-    deadline = time.monotonic() + 10  # the request's log line follows its last byte
-    while "key=bob" not in keyed.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: "key=bob" in keyed.log())  # the request's log line follows its last byte
     log = keyed.log()
     assert "key=alice" in log and "key=bob" in log
     assert ALICE not in log and BOB not in log and sha256_hex(ALICE) not in log

@@ -15,20 +15,12 @@ import openai
 import psutil
 import pytest
 from fake_upstream import Reply
+from harness import wait_for
 
 
 def chat(server, content="hi", **extra):
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
     return client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": content}], **extra)
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def test_a_second_request_with_the_same_profile_is_served_by_a_ready_spare(start_bridge, fake):

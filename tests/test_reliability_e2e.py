@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 from fake_upstream import Reply
-from harness import find_test_cli
+from harness import find_test_cli, wait_for
 
 
 def client(server) -> openai.OpenAI:
@@ -38,19 +38,10 @@ def kill_every_cli(server) -> set[int]:
     return pids
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 def test_every_cli_killed_while_idle_then_five_requests_in_a_row_all_answer(start_bridge, fake):
     server = start_bridge()
     assert ask(server, "warm up").choices[0].message.content == "Hello from the fake."
-    assert wait_for(lambda: server.health()["pool"]["spares"] >= 1)
+    assert wait_for(lambda: server.health()["pool"]["spares"] >= 1, timeout=20)
     assert kill_every_cli(server)
     for n in range(5):
         answer = ask(server, f"question {n}")
@@ -146,7 +137,7 @@ def test_a_cli_that_breaks_while_serving_backs_off_answers_503_and_recovers(star
     assert ask(server, "before").choices[0].message.content == "Hello from the fake."
     flag.touch()
     kill_every_cli(server)  # the upgrade replaced the binary under the running processes
-    assert wait_for(lambda: not server.cli_pids())
+    assert wait_for(lambda: not server.cli_pids(), timeout=20)
     counted = len(starts.read_text().splitlines())
     refusals = []
     for n in range(16):  # about 8 s of a client asking twice a second

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 from fake_upstream import Received, Reply, unified_headers
+from harness import wait_for
 from routing_cluster import (
     BRIDGE_KEY,
     MASTER_KEY,
@@ -32,15 +33,6 @@ from routing_cluster import (
 
 pytestmark = pytest.mark.timeout(600)
 BRIDGE_OF = {"bridge-a-sonnet": "a", "bridge-b-sonnet": "b"}
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +186,7 @@ def test_sigterm_drains_a_bridge_under_traffic_without_losing_or_repeating_a_req
     in_flight = [threading.Thread(target=run, args=(c, 1)) for c in on_b[:2]]
     for thread in in_flight:
         thread.start()
-    assert wait_for(lambda: sum(1 for call in slow.model_calls() if "turn 1" in str(call.body)) == 2)
+    assert wait_for(lambda: sum(1 for call in slow.model_calls() if "turn 1" in str(call.body)) == 2, timeout=30)
     server = bridges["b"].server
     server.proc.send_signal(signal.SIGTERM)
     health = httpx.get(f"{server.base_url}/health", timeout=5)
@@ -274,7 +266,7 @@ def test_a_draining_bridge_answers_503_while_its_turn_finishes_then_exits(start_
 
     thread = threading.Thread(target=long_turn)
     thread.start()
-    assert wait_for(lambda: len(fake.received) >= 1)
+    assert wait_for(lambda: len(fake.received) >= 1, timeout=30)
     server.proc.send_signal(signal.SIGTERM)
     health = httpx.get(f"{server.base_url}/health", timeout=5)
     refused = httpx.post(
