@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class AccountState:
     failure: str = ""  # the last login failure, for /health and `accounts` (no secret)
     turns: int = 0
     failovers_from: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
 
 
 def windows_file(name: str) -> str:

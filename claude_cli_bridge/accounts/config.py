@@ -107,9 +107,6 @@ class AccountsConfig:
     def names(self) -> tuple[str, ...]:
         return tuple(account.name for account in self.accounts)
 
-    def account(self, name: str) -> Account:
-        return next(account for account in self.accounts if account.name == name)
-
     @property
     def secret_variables(self) -> tuple[str, ...]:
         """Every variable any account reads its secret from (kept from every other account)."""

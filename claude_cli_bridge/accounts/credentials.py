@@ -43,7 +43,3 @@ def account_env(
     env["CLAUDE_CODE_OAUTH_TOKEN" if account.kind == "oauth_token" else "ANTHROPIC_API_KEY"] = secret
     env["CLAUDE_CONFIG_DIR"] = str(private_config_dir(state_dir, account))
     return env
-
-
-def uses_private_config(env: Mapping[str, str], state_dir: Path) -> bool:
-    return env.get("CLAUDE_CONFIG_DIR", "").startswith(str(state_dir / "cli-config"))
