@@ -28,11 +28,12 @@ most recent profiles), within free room.
 A process that exited (or whose pipes closed) is never leased: its watcher reports the exit
 at once, and ``alive`` is checked again at the moment of granting. A process that dies by
 itself before its first turn (before it printed anything, soon after launch) puts its
-profile into exponential backoff (1 s doubling to ``backoff_max_seconds``): meanwhile at most
-one launch for it is in flight, no spares are relaunched, and requests that need a new
+account into exponential backoff (1 s doubling to ``backoff_max_seconds``; every profile of
+the account at once, since the binary and the login are what fails): meanwhile at most one
+launch for the account is in flight, no spares are relaunched, and requests that need a new
 process get a 503 (``CliUnavailable``) with the CLI's own words and Retry-After. A process
 killed from outside (SIGKILL, SIGTERM: the OOM killer, ``pkill``) is no failure of the CLI.
-The first process of the profile that speaks again ends the backoff: serving resumes
+The first process of the account that speaks again ends the backoff: serving resumes
 without a restart. ``status()["degraded"]`` says why while it lasts.
 
 The launch function is injected, so the mechanics are tested with a stand-in process.
@@ -255,7 +256,9 @@ class Pool(Generic[P]):
         self._recent: OrderedDict[Profile, float] = OrderedDict()  # profiles by last use
         self._new_in_flight: dict[Profile, int] = {}
         self._demand: deque[tuple[float, Profile, int]] = deque()
-        self._backoff: dict[Profile, _Backoff] = {}
+        # Keyed by account: a CLI that exits at once (a broken binary, an unreadable
+        # configuration) fails every profile of that login alike, so one pause covers them all.
+        self._backoff: dict[str, _Backoff] = {}
         self._memory_bytes = 0
         self._tasks: set[asyncio.Task] = set()  # launches and stops
         self._watchers: set[asyncio.Task] = set()  # one per live process, until it exits
@@ -362,12 +365,12 @@ class Pool(Generic[P]):
             "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
             "models": sorted({e.profile.model for e in self._entries.values() if e.state != "stopping"}),
             "backoff": {
-                p.model: {
+                account: {
                     "failures": b.failures,
                     "seconds_left": round(max(0.0, b.until - self._clock()), 1),
                     "last_error": b.last_error,
                 }
-                for p, b in self._backoff.items()
+                for account, b in self._backoff.items()
                 if b.failures
             },
             "counters": dict(self.counters),
@@ -387,13 +390,13 @@ class Pool(Generic[P]):
 
     def degraded(self) -> list[str]:
         """Why the pool cannot launch processes right now (empty when it can): one line per
-        profile in backoff, with the CLI's own words."""
+        account in backoff, with the CLI's own words."""
         reasons = []
-        for profile, backoff in self._backoff.items():
+        for account, backoff in self._backoff.items():
             if backoff.failures:
                 left = max(0.0, backoff.until - self._clock())
                 reasons.append(
-                    f"new CLI processes for {profile.model} exit before their first turn "
+                    f"new CLI processes of account {account} exit before their first turn "
                     f"({backoff.failures} in a row; next attempt in {left:.0f} s): {backoff.last_error or 'no output'}"
                 )
         return reasons
@@ -516,9 +519,9 @@ class Pool(Generic[P]):
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        backoff = self._backoff.get(entry.profile)
+        backoff = self._backoff.get(entry.profile.account)
         if backoff is not None and entry.launch_began >= backoff.noted_at:
-            del self._backoff[entry.profile]  # launched since the last failure, and it served: the CLI works
+            del self._backoff[entry.profile.account]  # launched since the last failure, and it served: the CLI works
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -771,7 +774,7 @@ class Pool(Generic[P]):
             if self._backoff_error(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
-            if self._backoff.get(profile) is not None:
+            if self._backoff.get(profile.account) is not None:
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
@@ -855,7 +858,7 @@ class Pool(Generic[P]):
     def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
         """Count a failed launch. Launches that began before the last failure was seen are
         the same attempt (a burst of spares started together): they do not lengthen the pause."""
-        backoff = self._backoff.setdefault(profile, _Backoff())
+        backoff = self._backoff.setdefault(profile.account, _Backoff())
         backoff.last_error = detail.strip()[-500:]
         if backoff.failures and launch_began < backoff.noted_at:
             return
@@ -870,7 +873,7 @@ class Pool(Generic[P]):
         asyncio.get_running_loop().call_later(delay, self._post, _Tick())
 
     def _backoff_error(self, profile: Profile) -> BridgeError | None:
-        backoff = self._backoff.get(profile)
+        backoff = self._backoff.get(profile.account)
         if backoff is None or not backoff.failures:
             return None
         left = backoff.until - self._clock()
@@ -887,14 +890,15 @@ class Pool(Generic[P]):
         works again (a fixed binary), so serving resumes without waiting for a turn."""
         for entry in self._entries.values():
             process = entry.process
-            backoff = self._backoff.get(entry.profile)
+            backoff = self._backoff.get(entry.profile.account)
             if backoff is None or process is None or entry.launch_began < backoff.noted_at:
                 continue  # launched before the last failure: it says nothing about the CLI now
             if process.started and process.alive:
-                del self._backoff[entry.profile]
+                del self._backoff[entry.profile.account]
 
     def _count_launching(self, profile: Profile) -> int:
-        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile)
+        """Launches in flight for the profile's account (the unit of the backoff)."""
+        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile.account == profile.account)
 
     def _refuse(self, request: _Request, error: BaseException) -> None:
         if not request.future.done():

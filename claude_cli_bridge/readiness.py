@@ -1,7 +1,7 @@
 """Readiness: can this bridge take a turn now? For a router's health check (``GET /ready``).
 
 Read from the state the bridge already keeps, so it spends no quota and starts no process:
-not draining, the CLI launching (no profile in launch backoff), an account allowed (with
+not draining, the CLI launching (no account in launch backoff), an account allowed (with
 accounts: one whose state is ``ok``; else the subscription's last reading is not a rejection
 whose reset is still ahead) and room in the queue. Not ready carries a ``Retry-After``: the
 longest of the reasons' waits.

@@ -120,7 +120,7 @@ def test_without_probes_a_crashing_cli_backs_off_and_requests_fail_fast(tmp_path
             if backoff:
                 break
             time.sleep(0.1)
-        assert backoff["sonnet"]["failures"] >= 1 and "unknown option" in backoff["sonnet"]["last_error"]
+        assert backoff["default"]["failures"] >= 1 and "unknown option" in backoff["default"]["last_error"]
         client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0, timeout=10)
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import random
 
@@ -370,12 +371,26 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     await asyncio.sleep(0.01)
     await h.pool.settled()
     status = h.pool.status()
-    assert status["backoff"]["sonnet"]["failures"] == 1
-    assert "unknown option" in status["backoff"]["sonnet"]["last_error"]
+    assert status["backoff"]["default"]["failures"] == 1
+    assert "unknown option" in status["backoff"]["default"]["last_error"]
     with pytest.raises(CliUnavailable, match="unknown option") as refused:
         await h.take()  # the CLI's own error at once (a wait for the queue would end in PoolBusy)
     assert refused.value.status == 503 and refused.value.retry_after is not None
     assert len(h.spawned) == 0 and h.pool.counters["launch_failures"] == 1  # no relaunch during backoff
+
+
+async def test_a_failed_launch_backs_off_every_profile_of_its_account_and_no_other(harness):
+    h = harness(queue_timeout_seconds=5)
+    h.launch_error = CliCrashed("libbroken.so.1")
+    with pytest.raises(CliCrashed):
+        await h.take(P)
+    with pytest.raises(CliUnavailable, match="libbroken"):
+        await h.take(TASK)  # another model of the same login: the same binary fails
+    h.launch_error = None
+    other = dataclasses.replace(P, account="second")
+    _, manager = await h.take(other)  # another account is not paused
+    await h.give(manager)
+    assert list(h.pool.status()["backoff"]) == ["default"]
 
 
 async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harness):
@@ -384,7 +399,7 @@ async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harn
     h.spawned[0].die()
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    assert h.pool.status()["backoff"]["sonnet"]["failures"] == 1
+    assert h.pool.status()["backoff"]["default"]["failures"] == 1
     with pytest.raises(CliUnavailable, match="stand-in died"):
         await h.take()
 
@@ -521,7 +536,7 @@ async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_tha
         await h.pool.settled()
         assert sum(1 for p in h.spawned if p.alive) <= 1
     status = h.pool.status()
-    assert status["backoff"]["sonnet"]["failures"] >= 2 and "stand-in died" in status["degraded"][0]
+    assert status["backoff"]["default"]["failures"] >= 2 and "stand-in died" in status["degraded"][0]
     await asyncio.sleep(0.06)
     await h.pool.settled()
     fixed = h.live()[-1]

@@ -154,7 +154,7 @@ def test_a_cli_that_breaks_while_serving_backs_off_answers_503_and_recovers(star
         error = response.json()["error"]
         assert error["code"] == "cli_unavailable" and "libbroken.so.1" in error["message"]
     attempts = len(starts.read_text().splitlines()) - counted
-    assert 1 <= attempts <= 8, f"{attempts} starts while broken: a spawn loop"  # 16 requests, backoff 1-2-4-4 s
+    assert 1 <= attempts <= 6, f"{attempts} starts while broken: a spawn loop"  # 16 requests, backoff 1-2-4-4 s
     health = server.health()
     assert health["status"] == "degraded" and any("libbroken.so.1" in why for why in health["degraded"])
     flag.unlink()  # the binary fixed: serving resumes without a restart

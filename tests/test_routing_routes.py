@@ -128,7 +128,7 @@ class StatusEngine(LeasingEngine):
     [
         ({}, [], None),
         ({"pool": {"waiting": 32}}, ["queue_full"], "2"),
-        ({"pool": {"waiting": 3, "backoff": {"sonnet": {"seconds_left": 7.2}}}}, ["cli_failing"], "8"),
+        ({"pool": {"waiting": 3, "backoff": {"default": {"seconds_left": 7.2}}}}, ["cli_failing"], "8"),
         (
             {
                 "subscription": {

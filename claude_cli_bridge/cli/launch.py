@@ -217,6 +217,10 @@ class Launcher:
         try:
             await self._warm_up(process, tap.warmup_text)
         except Exception as exc:  # a spare unwarmed is still a spare: start a plain one instead
+            if not process.alive:
+                # It died (a CLI that exits at once): hand the dead process back, so the pool
+                # sees the early death and backs off, instead of a second start right away.
+                return process
             log.warning("warming a spare failed (%s); launching it without the warm-up", exc)
             await process.stop()
             return await self._start(profile, history, tap.base_url(profile.account))
