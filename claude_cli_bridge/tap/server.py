@@ -21,8 +21,9 @@ Contract:
   ``NODE_EXTRA_CA_CERTS``) of the bridge's environment apply to the upstream side, as the
   CLI would have applied them itself.
 
-The listener is uvicorn serving a bare ASGI callable (no framework: the relay adds well under
-a millisecond, bench/bench_tap.py).
+The listener is uvicorn serving a bare ASGI callable (no framework); the upstream side is the
+tap's own HTTP/1.1 client (``upstream``), which hands on the body per network read rather
+than per HTTP chunk (the relay adds well under a millisecond, bench/bench_tap.py).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import certifi
-import httpx
 import uvicorn
 
 from .rewrite import encode, strip_environment_note
+from .upstream import UpstreamClient, UpstreamResponse
 from .warmup import WarmupMismatch, is_warmup_request, strip_warmup, warmup_response, warmup_text
 
 log = logging.getLogger(__name__)
@@ -91,19 +92,6 @@ def ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     return context
 
 
-class _NoRelayLines(logging.Filter):
-    """Keeps httpx's INFO line per request ("HTTP Request: POST <url>") out of the bridge's
-    log for the tap's own requests: one per model call, and the request log says it all."""
-
-    def __init__(self, upstream: str):
-        super().__init__()
-        self.upstream = upstream
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not (len(args) > 1 and str(args[1]).startswith(self.upstream))
-
-
 class _QuietServer(uvicorn.Server):
     """uvicorn without its signal handling: the bridge's own server owns SIGINT/SIGTERM."""
 
@@ -127,7 +115,7 @@ class Tap:
         self.port: int = self._sock.getsockname()[1]
         self._server: _QuietServer | None = None
         self._task: asyncio.Task | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
         self.seen: deque[dict[str, Any]] = deque()  # what the model saw (LOG_CONTENT only)
         self._seen_bytes = 0
         self.counters = {
@@ -159,15 +147,8 @@ class Tap:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._quiet = _NoRelayLines(self.settings.upstream)
-        logging.getLogger("httpx").addFilter(self._quiet)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            verify=ssl_context(self._env),
-            trust_env=True,  # HTTPS_PROXY, ALL_PROXY, NO_PROXY of the bridge's environment
-            follow_redirects=False,
-        )
+        # HTTPS_PROXY, ALL_PROXY, NO_PROXY and the CA bundles of the bridge's environment.
+        self._client = UpstreamClient(self.settings.upstream, self._env, ssl_context(self._env))
         # log_level None: uvicorn would otherwise set its loggers' level for the whole process
         # (the bridge's own server logs through them).
         config = uvicorn.Config(
@@ -190,7 +171,6 @@ class Tap:
                 await asyncio.wait_for(self._task, 5)
         if self._client is not None:
             await self._client.aclose()
-            logging.getLogger("httpx").removeFilter(self._quiet)
         self._sock.close()
 
     def status(self) -> dict[str, Any]:
@@ -268,13 +248,10 @@ class Tap:
     ) -> None:
         assert self._client is not None
         headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
-        url = self.settings.upstream + path.decode("latin-1")
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        request = self._client.build_request(scope["method"], url, headers=headers, content=body)
+        target = path + (b"?" + scope["query_string"] if scope.get("query_string") else b"")
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._client.send(scope["method"], target, headers, body)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self.counters["upstream_errors"] += 1
             log.warning("tap: %s %s: upstream unreachable: %s", scope["method"], path.decode(), type(exc).__name__)
             message = f"The bridge could not reach the upstream {self.status()['upstream']}: {type(exc).__name__}."
@@ -286,9 +263,9 @@ class Tap:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": response.status,
                     "headers": [
-                        (k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in RESPONSE_DROPPED
+                        (k, v) for k, v in response.headers if k.decode("latin-1").lower() not in RESPONSE_DROPPED
                     ],
                 }
             )
@@ -296,7 +273,7 @@ class Tap:
             answered.set()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await response.aclose()
+            response.close()
 
     def _rewrite(
         self, method: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, token: str | None
@@ -337,11 +314,12 @@ class Tap:
             changed = True
         return encode(parsed) if changed else body
 
-    def _note(self, label: str, path: bytes, body: bytes, response: httpx.Response) -> None:
+    def _note(self, label: str, path: bytes, body: bytes, response: UpstreamResponse) -> None:
         """Hand the response headers on (windows) and, with LOG_CONTENT, keep what was sent."""
+        headers = _header_map(response.headers)
         if self._on_headers is not None:
             try:
-                self._on_headers(label, response.status_code, response.headers)
+                self._on_headers(label, response.status, headers)
             except Exception:  # the relay never fails for its observers
                 log.exception("tap: reading the response headers failed")
         if self.settings.record <= 0:
@@ -350,9 +328,9 @@ class Tap:
             "at": time.time(),
             "label": label,
             "path": path.decode("latin-1"),
-            "status": response.status_code,
+            "status": response.status,
             "request_body": body.decode("utf-8", errors="replace"),
-            "response_headers": {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"},
+            "response_headers": {k: v for k, v in headers.items() if k != "set-cookie"},
         }
         entry["size"] = len(body)
         self.seen.append(entry)
@@ -362,7 +340,16 @@ class Tap:
             self._seen_bytes -= self.seen.popleft()["size"]
 
 
-async def _relay(response: httpx.Response, send: Callable) -> None:
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names lowercased, repeated headers joined with ", " (RFC 9110 section 5.3)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+async def _relay(response: UpstreamResponse, send: Callable) -> None:
     """Pass the raw body on as it arrives. Reading and writing run apart: whatever arrived
     while the last write was being made goes out as one write (nothing waits for more; under
     load fewer, larger writes)."""
@@ -373,7 +360,7 @@ async def _relay(response: httpx.Response, send: Callable) -> None:
     async def read() -> None:
         nonlocal ended
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.reads():
                 pending.append(chunk)
                 arrived.set()
         finally:
