@@ -321,6 +321,7 @@ class BridgeEngine:
             )
             try:
                 async for event in turn:
+                    lease.first_output()  # spares held back for this turn may launch (pool._fill_spares)
                     if isinstance(event, TextDelta):
                         text = stops.feed(event.text)
                         if text:

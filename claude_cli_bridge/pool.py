@@ -106,6 +106,11 @@ class PooledProcess(Protocol):
 
 
 P = TypeVar("P", bound=PooledProcess)
+
+#: How long spare launches wait for a new process's first turn to produce its first output
+#: (bench/bench_tap.py: a launch beside a warmed spare's first turn made its time to first
+#: token 1.5x a follow-up's on an idle machine).
+SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS = 1.0
 Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
 
 
@@ -144,6 +149,14 @@ class Lease(Generic[P]):
     queued: bool = False
     key: str | None = None
     conversation_id: str | None = None
+    _spoke: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def first_output(self) -> None:
+        """Tell the pool the turn's first output arrived (spares it held back may launch now);
+        later calls do nothing."""
+        spoke, self._spoke = self._spoke, None
+        if spoke is not None:
+            spoke()
 
 
 _ids = itertools.count(1)
@@ -165,6 +178,9 @@ class _Entry:
     served: bool = False  # completed a turn: a later death is not a failure to launch
     tenant: str = ""  # whose conversation it holds (a client key's name): never another's
     failure_noted: bool = False  # its early death already counted towards the backoff
+    # A new process's first turn runs until its first output (or this time): spare launches
+    # wait for it (_fill_spares).
+    first_output_due: float = 0.0
 
 
 @dataclass(eq=False)
@@ -226,6 +242,13 @@ class _Stopped:
     """A retired process has exited and its leftovers are removed."""
 
     entry: _Entry
+
+
+@dataclass
+class _Spoke:
+    """A leased process's turn produced its first output."""
+
+    process: object
 
 
 @dataclass
@@ -467,6 +490,10 @@ class Pool(Generic[P]):
                 self._forget(message.entry)
             elif isinstance(message, _Tick):
                 self._on_tick(message)
+            elif isinstance(message, _Spoke):
+                entry = self._by_process.get(id(message.process))
+                if entry is not None:
+                    entry.first_output_due = 0.0
             elif isinstance(message, _Close):
                 self._on_close(message)
         except Exception:
@@ -691,6 +718,13 @@ class Pool(Generic[P]):
         assert entry.process is not None and not request.future.done()
         public = key[len(request.tenant) + 1 :] if request.tenant else key
         lease = Lease(entry.process, how, self._clock() - request.submitted, request.queued, key, public)
+        if how != "held":
+            # The first turn of a process that never answered (a spare's, a cold start's) is
+            # the one a launch beside it slows most: spares wait until it speaks (bounded).
+            entry.first_output_due = self._clock() + SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS
+            process = entry.process
+            lease._spoke = lambda: self._post(_Spoke(process))
+            asyncio.get_running_loop().call_later(SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS, self._post, _Tick())
         request.future.set_result(lease)
 
     def _make_held(self, entry: _Entry, key: str | None) -> None:
@@ -765,9 +799,14 @@ class Pool(Generic[P]):
         While turns run, only a profile with no spare at all gets one: a launch costs about as
         much CPU as a first turn, and on few cores replacements launched during a burst slow
         the burst's own turns (bench/bench_pool.py: p95 2.6 s against 1.5 s for 8 new
-        conversations). The rest follow as soon as no turn runs."""
+        conversations). The rest follow as soon as no turn runs. And none launches while the
+        first turn of a process that never answered (a spare taken, a cold start) has not
+        produced its first output yet, for at most SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS."""
         if self._closing:
             return
+        now = self._clock()
+        if any(e.state == "busy" and e.first_output_due > now for e in self._entries.values()):
+            return  # a new process's first turn has not spoken yet (see _grant)
         turns_running = any(entry.state == "busy" for entry in self._entries.values())
         recent = list(reversed(self._recent))
         for profile, wanted in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):

@@ -130,7 +130,25 @@ async def test_a_new_conversation_takes_a_spare_and_a_replacement_starts(harness
     lease, held = await h.take()
     assert lease.how == "spare" and lease.process is h.spawned[0]
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 1 and len(h.spawned) == 2
+    assert h.pool.status()["spare"] == 0 and len(h.spawned) == 1  # not beside its first turn...
+    lease.first_output()
+    await h.pool.settled()
+    assert h.pool.status()["spare"] == 1 and len(h.spawned) == 2  # ...once it has spoken
+    await h.give(held)
+
+
+async def test_spares_wait_for_a_first_turn_that_never_speaks_a_second_at_most(harness):
+    h = harness(warm=[P], spare_profiles=1)
+    await h.pool.settled()
+    _, held = await h.take()
+    await asyncio.sleep(0.5)
+    await h.pool.settled()
+    assert len(h.spawned) == 1
+    for _ in range(100):  # launched once the second has passed
+        await asyncio.sleep(0.05)
+        if len(h.spawned) == 2:
+            break
+    assert len(h.spawned) == 2
     await h.give(held)
 
 
@@ -495,6 +513,8 @@ async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
     await h.pool.settled()
     assert h.pool.status()["spare"] == 3
     burst = await asyncio.gather(*(h.take(TASK) for _ in range(3)))  # all three spares taken
+    for lease, _ in burst:
+        lease.first_output()
     await h.pool.settled()
     assert h.pool.status()["spare"] == 1  # one replacement at once, not three, while turns run
     for n, (lease, manager) in enumerate(burst):
