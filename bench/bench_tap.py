@@ -44,7 +44,7 @@ from harness import BridgeServer, find_test_cli
 from claude_cli_bridge.cli.profile import Profile
 
 N_TTFT = 15
-N_RELAY = 5
+N_RELAY = 15
 LONG = 3000
 SHORT = marker(3)
 

@@ -64,6 +64,23 @@ async def test_a_messages_body_without_an_environment_note_is_forwarded_unchange
     assert fake.raw[0].body == body
 
 
+async def test_a_lone_surrogate_survives_the_notes_removal(tap, fake):
+    note = "# Environment\\nYou have been invoked in the following environment: \\n - Platform: linux"
+    body = (
+        '{"model":"m","messages":[{"role":"system","content":"' + note + '"},'
+        '{"role":"user","content":"half \\ud83d an emoji, a whole \\ud83d\\ude00"}],"stream":false}'
+    ).encode()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(tap.base_url() + "/v1/messages", content=body)
+    assert response.status_code == 200
+    forwarded = fake.raw[0].body
+    assert b"Environment" not in forwarded
+    assert (
+        forwarded
+        == '{"model":"m","messages":[{"role":"user","content":"half \\ud83d an emoji, a whole \U0001f600"}],"stream":false}'.encode()
+    )
+
+
 async def test_a_slow_stream_arrives_chunk_by_chunk(tap, fake):
     fake.enqueue(Reply(chunks=["one", "two", "three", "four"], delay=0.3))
     body = {"model": "m", "max_tokens": 10, "stream": True, "messages": [{"role": "user", "content": "hi"}]}

@@ -13,6 +13,7 @@ and the billing header stay as the CLI sent them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 ENV_HEADING = "# Environment\n"
@@ -109,6 +110,17 @@ def _cut_blocks(blocks: list[Any], injected: bool) -> tuple[list[Any], bool]:
     return out, cut
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def encode(body: dict[str, Any]) -> bytes:
-    """JSON the way the CLI writes it (compact, UTF-8 unescaped, as JavaScript's JSON.stringify)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """JSON the way the CLI writes it (compact, UTF-8 unescaped, as JavaScript's JSON.stringify).
+
+    A lone surrogate (half an emoji a client cut, which JSON.stringify writes as ``\\udXXX``)
+    is written as that escape too: UTF-8 cannot hold it. Pairs were joined by ``json.loads``,
+    so every surrogate left in a string is a lone one.
+    """
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if _LONE_SURROGATE.search(text):
+        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode()

@@ -204,6 +204,12 @@ class Tap:
             message = f"The bridge's upstream tap refused this request (not what the warmed CLI should send: {exc})."
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
             return
+        except Exception as exc:  # never forwarded as it came: it may hold the note (host details)
+            self.counters["refused"] += 1
+            log.error("tap: could not rewrite a request body (%s); refused", type(exc).__name__)
+            message = f"The bridge's upstream tap could not rewrite this request ({type(exc).__name__})."
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            return
         if isinstance(rewritten, tuple):  # the warm-up: answered here, never forwarded
             content_type, data = rewritten
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
