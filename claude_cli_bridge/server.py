@@ -6,6 +6,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -13,7 +14,7 @@ from types import FrameType
 
 import uvicorn
 
-from . import __version__
+from . import __version__, tap
 from .accounts import config as accounts_config
 from .accounts.book import AccountBook
 from .app import create_app
@@ -127,6 +128,10 @@ def run(settings: Settings) -> int:
         path, version = find_checked_cli(settings)
         log.info("using the Claude CLI %s at %s", version, path)
         features = probe_cli(settings, path, version)
+        try:
+            tap.check_environment(settings, os.environ)
+        except ValueError as exc:
+            raise StartupError(f"The upstream tap cannot start: {exc}.") from None
     except (StartupError, WorkDirUnusable, accounts_config.AccountsFileError) as exc:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2

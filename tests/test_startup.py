@@ -111,3 +111,19 @@ def test_the_banner_names_both_urls_the_key_and_client_settings(bridge):
     for client in ("openai SDK", "Cline/Continue", "Cursor", "Open WebUI", "ollama SDK"):
         assert client in text
     assert f"OLLAMA_BASE_URL=http://127.0.0.1:{bridge.ollama_port}" in text
+
+
+def test_a_proxy_the_tap_cannot_speak_stops_start_up_with_the_way_out(tmp_path):
+    result = run_module(
+        CLAUDE_CLI_PATH=find_test_cli(),
+        PROBE_FEATURES="false",
+        PORT="0",
+        OLLAMA_PORT="0",
+        STATE_DIR=str(tmp_path / "state"),
+        ALL_PROXY="socks5://127.0.0.1:1080",
+        HTTPS_PROXY="",
+        https_proxy="",
+    )
+    assert result.returncode == 2
+    assert "http:// proxies only" in result.stderr and "UPSTREAM_TAP=off" in result.stderr
+    assert "Traceback" not in result.stderr

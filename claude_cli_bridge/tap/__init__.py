@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 from ..settings import Settings
 from .server import HeadersCallback, Tap, TapSettings, upstream_base_url
+from .upstream import UpstreamClient
 
-__all__ = ["Tap", "TapSettings", "tap_for", "upstream_base_url"]
+__all__ = ["Tap", "TapSettings", "check_environment", "tap_for", "upstream_base_url"]
 
 RECORDED_REQUESTS = 20  # what the model saw, for the dashboard (LOG_CONTENT=on only)
 
@@ -29,3 +30,11 @@ def tap_for(settings: Settings, env: Mapping[str, str], on_headers: HeadersCallb
         record=RECORDED_REQUESTS if settings.log_content else 0,
     )
     return Tap(tap_settings, env, on_headers)
+
+
+def check_environment(settings: Settings, env: Mapping[str, str]) -> None:
+    """Raise ValueError (saying how to fix it) when the tap cannot reach the upstream the way
+    this environment asks: an upstream URL that is not http(s), a proxy scheme it does not
+    speak. Nothing is connected."""
+    if settings.upstream_tap:
+        UpstreamClient(upstream_base_url(env), env, None)

@@ -192,7 +192,7 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    def __init__(self, base_url: str, env: Mapping[str, str], context: ssl.SSLContext):
+    def __init__(self, base_url: str, env: Mapping[str, str], context: ssl.SSLContext | None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the upstream URL must be http:// or https:// with a host, not {parts.scheme}://")
