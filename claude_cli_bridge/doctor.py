@@ -18,7 +18,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from . import tap
 from .accounts.config import AccountsConfig, AccountsFileError, from_settings, single_account
 from .accounts.credentials import account_env
 from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
@@ -80,6 +82,7 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
     for check in check_keys(settings):
         report(check)
     report(check_embeddings(settings))
+    report(check_tap(settings))
     if cli is not None and work_ok and not settings.probe_features:
         report(
             Check(
@@ -327,6 +330,26 @@ def check_keys(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def check_tap(settings: Settings) -> Check:
+    """Whether the upstream tap can reach the upstream the way this environment asks."""
+    if not settings.upstream_tap:
+        return Check(
+            "upstream tap",
+            True,
+            "off (UPSTREAM_TAP=off): the CLI connects to the upstream itself",
+            warning=True,
+            fix="without the tap the model sees the CLI's environment note and spares are not warmed",
+        )
+    env = process_env()
+    try:
+        tap.check_environment(settings, env)
+    except ValueError as exc:
+        return Check("upstream tap", False, str(exc), fix="use an http:// proxy, or set UPSTREAM_TAP=off")
+    parts = urlsplit(tap.upstream_base_url(env))  # the origin only: a URL may carry user info
+    origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return Check("upstream tap", True, f"relays the CLI's requests to {origin}")
 
 
 def check_embeddings(settings: Settings) -> Check:

@@ -127,3 +127,11 @@ def test_a_proxy_the_tap_cannot_speak_stops_start_up_with_the_way_out(tmp_path):
     assert result.returncode == 2
     assert "http:// proxies only" in result.stderr and "UPSTREAM_TAP=off" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_names_a_proxy_the_tap_cannot_speak():
+    result = run_module(
+        "doctor", CLAUDE_CLI_PATH=find_test_cli(), ALL_PROXY="socks5://127.0.0.1:1080", HTTPS_PROXY="", https_proxy=""
+    )
+    assert result.returncode == 1
+    assert "[FAIL] upstream tap: the upstream tap supports http:// proxies only, not socks5://" in result.stdout
