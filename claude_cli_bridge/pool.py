@@ -29,8 +29,9 @@ A process that exited (or whose pipes closed) is never leased: its watcher repor
 at once, and ``alive`` is checked again at the moment of granting. A process that dies by
 itself before its first turn (before it printed anything, soon after launch) puts its
 account into exponential backoff (1 s doubling to ``backoff_max_seconds``; every profile of
-the account at once, since the binary and the login are what fails): meanwhile at most one
-launch for the account is in flight, no spares are relaunched, and requests that need a new
+the account at once, since the binary and the login are what fails; a profile that carries the
+caller's own options, a schema or tools, pauses alone): meanwhile at most one launch for it is
+in flight, no spares are relaunched, and requests that need a new
 process get a 503 (``CliUnavailable``) with the CLI's own words and Retry-After. A process
 killed from outside (SIGKILL, SIGTERM: the OOM killer, ``pkill``) is no failure of the CLI.
 The first process of the account that speaks again ends the backoff: serving resumes
@@ -281,7 +282,9 @@ class Pool(Generic[P]):
         self._demand: deque[tuple[float, Profile, int]] = deque()
         # Keyed by account: a CLI that exits at once (a broken binary, an unreadable
         # configuration) fails every profile of that login alike, so one pause covers them all.
-        self._backoff: dict[str, _Backoff] = {}
+        # A profile that carries the caller's own CLI options (a schema, tools) pauses alone:
+        # one caller's bad options must not stop everybody's turns (_backoff_key).
+        self._backoff: dict[str | Profile, _Backoff] = {}
         self._memory_bytes = 0
         self._tasks: set[asyncio.Task] = set()  # launches and stops
         self._watchers: set[asyncio.Task] = set()  # one per live process, until it exits
@@ -394,7 +397,7 @@ class Pool(Generic[P]):
                     "last_error": b.last_error,
                 }
                 for account, b in self._backoff.items()
-                if b.failures
+                if b.failures and isinstance(account, str)
             },
             "counters": dict(self.counters),
             "degraded": self.degraded(),
@@ -416,7 +419,7 @@ class Pool(Generic[P]):
         account in backoff, with the CLI's own words."""
         reasons = []
         for account, backoff in self._backoff.items():
-            if backoff.failures:
+            if backoff.failures and isinstance(account, str):
                 left = max(0.0, backoff.until - self._clock())
                 reasons.append(
                     f"new CLI processes of account {account} exit before their first turn "
@@ -546,9 +549,7 @@ class Pool(Generic[P]):
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        backoff = self._backoff.get(entry.profile.account)
-        if backoff is not None and entry.launch_began >= backoff.noted_at:
-            del self._backoff[entry.profile.account]  # launched since the last failure, and it served: the CLI works
+        self._end_backoff(entry)  # launched since the last failure, and it served: the CLI works
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -620,6 +621,8 @@ class Pool(Generic[P]):
             return  # not reaped yet: decided when its watcher reports the exit
         if code in _KILLED:
             return
+        if getattr(process, "callers_fault", False):
+            return  # the request's own options (an invalid schema): a 400 for it, no failure of the CLI
         entry.failure_noted = True
         self._note_failure(entry.profile, process.failure(), entry.launch_began)
 
@@ -813,7 +816,7 @@ class Pool(Generic[P]):
             if self._backoff_error(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
-            if self._backoff.get(profile.account) is not None:
+            if self._backoff.get(profile.account) is not None or self._backoff.get(profile) is not None:
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
@@ -897,7 +900,7 @@ class Pool(Generic[P]):
     def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
         """Count a failed launch. Launches that began before the last failure was seen are
         the same attempt (a burst of spares started together): they do not lengthen the pause."""
-        backoff = self._backoff.setdefault(profile.account, _Backoff())
+        backoff = self._backoff.setdefault(_backoff_key(profile), _Backoff())
         backoff.last_error = detail.strip()[-500:]
         if backoff.failures and launch_began < backoff.noted_at:
             return
@@ -912,32 +915,46 @@ class Pool(Generic[P]):
         asyncio.get_running_loop().call_later(delay, self._post, _Tick())
 
     def _backoff_error(self, profile: Profile) -> BridgeError | None:
-        backoff = self._backoff.get(profile.account)
-        if backoff is None or not backoff.failures:
-            return None
-        left = backoff.until - self._clock()
-        if left <= 0 and not self._count_launching(profile):
-            return None  # time for the next attempt
-        return CliUnavailable(
-            f"The Claude CLI fails to start ({backoff.failures} attempts in a row): "
-            f"{backoff.last_error or 'it exited at once'}",
-            retry_after=max(1, round(left)),
-        )
+        """The refusal while the profile's account, or the profile itself (the caller's own
+        options), is in backoff; None when a launch may be tried."""
+        for key in {profile.account, _backoff_key(profile)}:
+            backoff = self._backoff.get(key)
+            if backoff is None or not backoff.failures:
+                continue
+            left = backoff.until - self._clock()
+            if left <= 0 and not self._count_launching(key):
+                continue  # time for the next attempt
+            return CliUnavailable(
+                f"The Claude CLI fails to start ({backoff.failures} attempts in a row): "
+                f"{backoff.last_error or 'it exited at once'}",
+                retry_after=max(1, round(left)),
+            )
+        return None
+
+    def _end_backoff(self, entry: _Entry) -> None:
+        """A process launched since the last failure works: its account's backoff (the binary
+        and the login work) and its profile's end."""
+        for key in {entry.profile.account, _backoff_key(entry.profile)}:
+            backoff = self._backoff.get(key)
+            if backoff is not None and entry.launch_began >= backoff.noted_at:
+                del self._backoff[key]
 
     def _end_recovered_backoffs(self) -> None:
         """A process of a backed-off profile that printed its protocol launched fine: the CLI
         works again (a fixed binary), so serving resumes without waiting for a turn."""
-        for entry in self._entries.values():
+        if not self._backoff:
+            return
+        for entry in list(self._entries.values()):
             process = entry.process
-            backoff = self._backoff.get(entry.profile.account)
-            if backoff is None or process is None or entry.launch_began < backoff.noted_at:
-                continue  # launched before the last failure: it says nothing about the CLI now
-            if process.started and process.alive:
-                del self._backoff[entry.profile.account]
+            if process is not None and process.started and process.alive:
+                self._end_backoff(entry)  # (only what failed before its launch began)
 
-    def _count_launching(self, profile: Profile) -> int:
-        """Launches in flight for the profile's account (the unit of the backoff)."""
-        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile.account == profile.account)
+    def _count_launching(self, key: str | Profile) -> int:
+        """Launches in flight for a backoff's unit: an account, or one profile."""
+        return sum(
+            1 for e in self._entries.values()
+            if e.state == "starting" and (e.profile.account == key if isinstance(key, str) else e.profile == key)
+        )  # fmt: skip
 
     def _refuse(self, request: _Request, error: BaseException) -> None:
         if not request.future.done():
@@ -985,6 +1002,14 @@ def new_conversation_id() -> str:
 
 def new_conversation(history: tuple[Message, ...]) -> bool:
     return not history
+
+
+def _backoff_key(profile: Profile) -> str | Profile:
+    """What a failed launch of this profile pauses: the profile alone when it carries options
+    the CLI validates from the caller's input (a schema, tools, a forced tool), else its
+    account."""
+    own = profile.json_schema is not None or profile.tools_json is not None or profile.tool_choice_json is not None
+    return profile if own else profile.account
 
 
 def _custom(profile: Profile) -> bool:

@@ -394,3 +394,9 @@ def test_an_invalid_format_schema_is_a_400_naming_the_problem(bridge):
     )
     assert response.status_code == 400
     assert "JSON schema is not valid" in response.json()["error"]
+    # The caller's own mistake pauses nobody: the next turn (another profile) is served.
+    assert not bridge.health()["pool"]["backoff"]
+    other = httpx.post(
+        f"{bridge.ollama_url}/api/generate", json={"model": "sonnet", "prompt": "after", "stream": False}, timeout=60
+    )
+    assert other.status_code == 200, other.text

@@ -411,6 +411,20 @@ async def test_a_failed_launch_backs_off_every_profile_of_its_account_and_no_oth
     assert list(h.pool.status()["backoff"]) == ["default"]
 
 
+async def test_a_failed_launch_of_a_callers_own_options_pauses_that_profile_only(harness):
+    h = harness(queue_timeout_seconds=5)
+    schema = dataclasses.replace(P, json_schema='{"type":"object","1e100":{}}')
+    h.launch_error = CliCrashed("strict mode: unknown keyword")
+    with pytest.raises(CliCrashed):
+        await h.take(schema)
+    h.launch_error = None
+    with pytest.raises(CliUnavailable):
+        await h.take(schema)  # that schema waits out its pause...
+    _, manager = await h.take(P)  # ...everybody else's turns go on
+    await h.give(manager)
+    assert h.pool.status()["backoff"] == {} and h.pool.status()["degraded"] == []
+
+
 async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harness):
     h = harness(warm=[P], spare_profiles=1)
     await h.pool.settled()

@@ -130,6 +130,12 @@ class CliProcess:
         """What the CLI printed last (stderr and non-JSON stdout), for error messages."""
         return self.stderr_tail()
 
+    @property
+    def callers_fault(self) -> bool:
+        """It exited over the request's own options (an invalid JSON schema): the caller gets a
+        400, and the pool does not count it as a CLI that fails to start."""
+        return INVALID_SCHEMA in self.stderr_tail()
+
     async def wait(self) -> None:
         if self._proc is not None:
             await self._proc.wait()
