@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from . import tap
 from .accounts.config import AccountsConfig, AccountsFileError, from_settings, single_account
@@ -347,9 +346,7 @@ def check_tap(settings: Settings) -> Check:
         tap.check_environment(settings, env)
     except ValueError as exc:
         return Check("upstream tap", False, str(exc), fix="use an http:// proxy, or set UPSTREAM_TAP=off")
-    parts = urlsplit(tap.upstream_base_url(env))  # the origin only: a URL may carry user info
-    origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return Check("upstream tap", True, f"relays the CLI's requests to {origin}")
+    return Check("upstream tap", True, f"relays the CLI's requests to {tap.origin(tap.upstream_base_url(env))}")
 
 
 def check_embeddings(settings: Settings) -> Check:

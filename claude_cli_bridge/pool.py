@@ -816,7 +816,7 @@ class Pool(Generic[P]):
             if self._backoff_error(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
-            if self._backoff.get(profile.account) is not None or self._backoff.get(profile) is not None:
+            if any(key in self._backoff for key in _backoff_keys(profile)):
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while self._count("spare", profile) + self._count_launching_spares(profile) < target:
                 if not self._has_room():
@@ -917,7 +917,7 @@ class Pool(Generic[P]):
     def _backoff_error(self, profile: Profile) -> BridgeError | None:
         """The refusal while the profile's account, or the profile itself (the caller's own
         options), is in backoff; None when a launch may be tried."""
-        for key in {profile.account, _backoff_key(profile)}:
+        for key in _backoff_keys(profile):
             backoff = self._backoff.get(key)
             if backoff is None or not backoff.failures:
                 continue
@@ -934,7 +934,7 @@ class Pool(Generic[P]):
     def _end_backoff(self, entry: _Entry) -> None:
         """A process launched since the last failure works: its account's backoff (the binary
         and the login work) and its profile's end."""
-        for key in {entry.profile.account, _backoff_key(entry.profile)}:
+        for key in _backoff_keys(entry.profile):
             backoff = self._backoff.get(key)
             if backoff is not None and entry.launch_began >= backoff.noted_at:
                 del self._backoff[key]
@@ -944,7 +944,7 @@ class Pool(Generic[P]):
         works again (a fixed binary), so serving resumes without waiting for a turn."""
         if not self._backoff:
             return
-        for entry in list(self._entries.values()):
+        for entry in self._entries.values():
             process = entry.process
             if process is not None and process.started and process.alive:
                 self._end_backoff(entry)  # (only what failed before its launch began)
@@ -1010,6 +1010,11 @@ def _backoff_key(profile: Profile) -> str | Profile:
     account."""
     own = profile.json_schema is not None or profile.tools_json is not None or profile.tool_choice_json is not None
     return profile if own else profile.account
+
+
+def _backoff_keys(profile: Profile) -> set[str | Profile]:
+    """The backoffs that stop a launch of this profile: its account's, and its own if it has one."""
+    return {profile.account, _backoff_key(profile)}
 
 
 def _custom(profile: Profile) -> bool:

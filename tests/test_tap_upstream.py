@@ -17,6 +17,11 @@ from claude_cli_bridge.tap.upstream import ChunkedDecoder, UpstreamClient, Upstr
 
 pytestmark = pytest.mark.timeout(60)
 
+
+async def body(response) -> bytes:
+    return b"".join([piece async for piece in response.reads()])
+
+
 CHUNKED = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: 1\r\n\r\n"
 
 
@@ -136,7 +141,7 @@ async def test_a_plain_http_upstream_through_a_proxy_gets_an_absolute_form_reque
     )
     try:
         response = await client.send("POST", b"/v1/messages?x=1", [(b"x-api-key", b"k")], b"{}")
-        assert (response.status, await response.read()) == (200, b"hello world!")
+        assert (response.status, await body(response)) == (200, b"hello world!")
         response.close()
     finally:
         await client.aclose()
@@ -166,7 +171,7 @@ async def test_an_https_upstream_through_a_connect_tunnel_trusts_the_given_ca_bu
     client = UpstreamClient(f"https://127.0.0.1:{origin_port}", env, ssl_context(env))
     try:
         response = await client.send("GET", b"/v1/models", [], b"")
-        assert (response.status, await response.read()) == (200, b"hello world!")
+        assert (response.status, await body(response)) == (200, b"hello world!")
         response.close()
         untrusted = UpstreamClient(
             f"https://127.0.0.1:{origin_port}", {"HTTPS_PROXY": env["HTTPS_PROXY"]}, ssl_context({})
@@ -188,7 +193,7 @@ async def test_connections_are_kept_alive_and_one_closed_while_idle_is_replaced(
     try:
         for _ in range(3):
             response = await client.send("POST", b"/v1/messages", [], b"{}")
-            assert await response.read() == b"ok"
+            assert await body(response) == b"ok"
             response.close()
             await asyncio.sleep(0.05)  # the origin's close after its second answer arrives
     finally:

@@ -272,7 +272,7 @@ class CliProcess:
                 line = await self._next_line(deadline, silence_timeout, turn_timeout)
                 if line is _EOF:
                     code = await self._returncode()
-                    if INVALID_SCHEMA in self.stderr_tail():
+                    if self.callers_fault:
                         # The caller's schema (format / response_format): their error, not ours.
                         detail = self.stderr_tail().split(INVALID_SCHEMA, 1)[1].strip(" :\n")
                         raise InvalidRequest(f"The JSON schema is not valid: {detail}")

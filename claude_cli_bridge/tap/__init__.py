@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..settings import Settings
-from .server import HeadersCallback, Tap, TapSettings, upstream_base_url
+from .server import HeadersCallback, Tap, TapSettings, origin, upstream_base_url
 from .upstream import UpstreamClient
 
-__all__ = ["Tap", "TapSettings", "check_environment", "tap_for", "upstream_base_url"]
+__all__ = ["Tap", "TapSettings", "check_environment", "origin", "tap_for", "upstream_base_url"]
 
 RECORDED_REQUESTS = 20  # what the model saw, for the dashboard (LOG_CONTENT=on only)
 

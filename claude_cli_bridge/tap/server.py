@@ -67,6 +67,12 @@ LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 HeadersCallback = Callable[[str, int, Mapping[str, str]], None]
 
 
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: never its path or user info (for /health, doctor)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 def upstream_base_url(env: Mapping[str, str]) -> str:
     """Where the CLI would have sent its requests: the bridge's own ANTHROPIC_BASE_URL, else
     the Anthropic API."""
@@ -175,9 +181,7 @@ class Tap:
 
     def status(self) -> dict[str, Any]:
         """For /health: the port, the upstream's origin (never a path or user info) and counters."""
-        parts = urlsplit(self.settings.upstream)
-        origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return {"port": self.port, "upstream": origin, **self.counters}
+        return {"port": self.port, "upstream": origin(self.settings.upstream), **self.counters}
 
     # -- the relay -----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
@@ -257,7 +261,7 @@ class Tap:
         target = path + (b"?" + scope["query_string"] if scope.get("query_string") else b"")
         try:
             response = await self._client.send(scope["method"], target, headers, body)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:  # (TimeoutError is an OSError)
             self.counters["upstream_errors"] += 1
             log.warning("tap: %s %s: upstream unreachable: %s", scope["method"], path.decode(), type(exc).__name__)
             message = f"The bridge could not reach the upstream {self.status()['upstream']}: {type(exc).__name__}."

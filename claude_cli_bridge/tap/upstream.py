@@ -132,7 +132,14 @@ class _Connection:
 
 
 class UpstreamResponse:
-    def __init__(self, client: UpstreamClient, connection: _Connection, status: int, headers, head_only: bool):
+    def __init__(
+        self,
+        client: UpstreamClient,
+        connection: _Connection,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        head_only: bool,
+    ):
         self.status: int = status
         self.headers: list[tuple[bytes, bytes]] = headers
         self._client, self._connection = client, connection
@@ -175,9 +182,6 @@ class UpstreamResponse:
             while data := await reader.read(READ_SIZE):
                 yield data
         self._finished = True
-
-    async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.reads()])
 
     def close(self) -> None:
         """Back to the idle set if the answer was read to its end, else closed (which drops
@@ -249,9 +253,7 @@ class UpstreamClient:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def _exchange(self, connection: _Connection, method: str, head: bytes, body: bytes) -> UpstreamResponse:
-        connection.writer.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            connection.writer.write(body)
+        connection.writer.writelines((head, body))
         await connection.writer.drain()
         while True:
             status, headers = await _read_head(connection.reader)
