@@ -24,9 +24,9 @@ from .accounts.config import AccountsConfig, AccountsFileError, from_settings, s
 from .accounts.credentials import account_env
 from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
 from .cli.locate import CliMissing, LoginUnknown, cli_version, find_cli, login_status, shadowed_bundle
-from .cli.probe import FATAL, FEATURES, run_probes
+from .cli.probe import FATAL, FEATURES, ProbeReport, run_probes, workers_supported
 from .cli.profile import DROPPED_ENV
-from .cli.version import check_range, dotted, parse_version
+from .cli.version import FEATURE_MINIMUMS, check_range, dotted, parse_version
 from .server import StartupError, check_binding
 from .settings import Settings
 from .windows import SubscriptionWindows
@@ -92,12 +92,15 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
                 fix="run doctor with --probe-features to check what this CLI can do (a few seconds, no quota)",
             )
         )
-    elif cli is not None and work_ok:
+    probes = None
+    if cli is not None and work_ok and settings.probe_features:
         path, version = cli
         probes = asyncio.run(run_probes(path, version, settings.cli_work_dir))
         for name, state in probes.states.items():
             if state.ok:
                 report(Check(f"feature {name}", True, state.detail))
+            elif name == "workers":  # turns are still served, the slower way
+                report(Check(f"feature {name}", True, f"{FEATURES[name]}: {state.detail}", warning=True))
             else:
                 consequence = "the server refuses to start" if name in FATAL else "requests that need it are refused"
                 report(
@@ -108,6 +111,8 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
                         fix="install the CLI version the bridge is tested with (scripts/cli-version)",
                     )
                 )
+    if cli is not None:
+        report(check_conversations(settings, cli[1], probes))
     lines = SubscriptionWindows(settings.data_dir).describe()
     if lines:
         out("Subscription windows (from the server's last reading):")
@@ -347,6 +352,26 @@ def check_tap(settings: Settings) -> Check:
     except ValueError as exc:
         return Check("upstream tap", False, str(exc), fix="use an http:// proxy, or set UPSTREAM_TAP=off")
     return Check("upstream tap", True, f"relays the CLI's requests to {tap.origin(tap.upstream_base_url(env))}")
+
+
+def check_conversations(settings: Settings, version: str, probes: ProbeReport | None) -> Check:
+    """Which way turns will be served: workers (any warm process serves any turn) or held
+    processes and transcript rebuilds, and why (the engine's own rule, ``workers_supported``)."""
+    name = "conversations"
+    if not settings.upstream_tap:
+        return Check(name, True, "transcripts: held processes and transcript rebuilds (UPSTREAM_TAP=off)",
+                     warning=True, fix="set UPSTREAM_TAP=on: then any warm process serves any turn")  # fmt: skip
+    if workers_supported(probes or ProbeReport.unprobed(version), version):
+        how = "checked by the workers probe" if probes is not None else "trusted from the CLI's version"
+        return Check(name, True, f"workers: any warm process serves any turn ({how})")
+    minimum = dotted(FEATURE_MINIMUMS["workers"])
+    return Check(
+        name,
+        True,
+        f"transcripts: this CLI's requests are not in the shape the tap knows (Claude Code {version})",
+        warning=True,
+        fix=f"install the CLI version in scripts/cli-version ({minimum} or newer)",
+    )
 
 
 def check_embeddings(settings: Settings) -> Check:

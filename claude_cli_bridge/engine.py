@@ -31,11 +31,13 @@ from .accounts.config import AccountsConfig, single_account
 from .accounts.credentials import account_env
 from .cli.client_tools import split_continuation
 from .cli.launch import Launcher, process_env
-from .cli.probe import ProbeReport
+from .cli.probe import ProbeReport, workers_supported
 from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
+from .cli.version import FEATURE_MINIMUMS, dotted
+from .cli.worker import assignment_for
 from .core.caller import Caller
 from .core.limits import RateLimitInfo
-from .core.messages import Message, ToolResultBlock, ToolUseBlock
+from .core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from .core.models import resolve_model
 from .core.record import note
 from .core.stops import StopScanner
@@ -87,7 +89,14 @@ class BridgeEngine:
         self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
         self.launcher.tap = self.tap
         self.launcher.warm_spares = settings.warm_spares
+        # Workers (tap.inject): the bridge owns the conversation and any warm process of the
+        # turn's launch settings serves any turn. Needs the tap, and this CLI's requests in
+        # the shape the tap knows (the ``workers`` probe).
+        self.workers = self.tap is not None and workers_supported(self.features, cli_version)
+        self.launcher.workers = self.workers
+        self.launcher.worker_max_turns = settings.worker_max_turns
         self.pool = Pool(self.launcher, pool_limits(settings))
+        self.pool.workers = self.workers
         self.thinking = ThinkingMemory()
         # Per account: its subscription windows (from the CLI's rate_limit_event lines, OAuth
         # logins only), refusals and failing logins.
@@ -125,7 +134,9 @@ class BridgeEngine:
         """For /health: "degraded" when a feature is switched off or new CLI processes keep
         dying (``degraded`` says why), each feature's state."""
         pool = self.pool.status()
-        reasons = [f"feature switched off: {name}" for name in self.features.failed()] + pool["degraded"]
+        # Without workers turns are still served, on the slower path ("conversations" says why).
+        switched_off = [name for name in self.features.failed() if name != "workers"]
+        reasons = [f"feature switched off: {name}" for name in switched_off] + pool["degraded"]
         # "limited" while no account takes a turn (used-up windows, until a reset; failing
         # logins); once a reset has passed, ok again, and the windows say "reset_passed".
         limited = not any(self.book.allows(name) for name in self.accounts.names)
@@ -140,6 +151,7 @@ class BridgeEngine:
             "accounts": self.book.status(),
             "failovers": self.book.failovers,
             "upstream_tap": self.tap.status() if self.tap is not None else None,
+            "conversations": self.path(),
         }
 
     def resolve_model(self, requested: str | None) -> str:
@@ -188,7 +200,25 @@ class BridgeEngine:
                 raise FeatureUnavailable(refusal, param=name)
 
     def profile(self, request: TurnRequest) -> Profile:
-        return profile_for(request, self.resolve_model(request.model), self.settings.default_effort or None)
+        """The launch profile of the request's process. On workers, what the tap writes into
+        each request (system prompt, tools, tool choice) is no launch setting."""
+        profile = profile_for(request, self.resolve_model(request.model), self.settings.default_effort or None)
+        if self.workers:
+            profile = dataclasses.replace(profile, system=None, tools_json=None, tool_choice_json=None)
+        return profile
+
+    def path(self) -> dict[str, str]:
+        """Which way turns are served, and why (for /health and doctor)."""
+        if self.workers:
+            return {"path": "workers", "detail": "any warm process serves any turn: the tap writes the conversation"}
+        if self.tap is None:
+            why = "UPSTREAM_TAP=off"
+        else:
+            why = self.features.refusal("workers") or (
+                f"Claude Code {self.cli_version} is older than {dotted(FEATURE_MINIMUMS['workers'])}, the first "
+                "version whose requests the tap was checked against"
+            )
+        return {"path": "transcripts", "detail": f"held processes and transcript rebuilds ({why})"}
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """Run the request's turn; yields TextDelta/ToolCall events and one TurnDone.
@@ -212,9 +242,12 @@ class BridgeEngine:
         messages = self.thinking.restore(request.messages, caller.tenant)
         history: tuple[Message, ...] = tuple(messages[:-1])
         prompt: Message | None = messages[-1]
-        if ends_with_tool_results(messages):
+        if self.workers:
+            # Every turn on any warm worker: its own history is the marker turns it served.
+            history, prompt = (), None
+        elif ends_with_tool_results(messages):
             history, prompt = tuple(messages), None  # the CLI continues by itself
-        holder = self.pool.holder(base, history, caller.tenant)
+        holder = None if self.workers else self.pool.holder(base, history, caller.tenant)
         tried: list[str] = []
         while True:
             order = [name for name in self.book.order(caller, holder) if name not in tried]
@@ -226,7 +259,9 @@ class BridgeEngine:
             note(account=account)
             produced = False
             try:
-                async with contextlib.aclosing(self._on_account(request, caller, profile, history, prompt)) as events:
+                async with contextlib.aclosing(
+                    self._on_account(request, caller, profile, history, prompt, messages=messages)
+                ) as events:
                     async for event in events:
                         produced = True
                         yield event
@@ -257,6 +292,8 @@ class BridgeEngine:
         profile: Profile,
         history: tuple[Message, ...],
         prompt: Message | None,
+        *,
+        messages: list[Message],
     ) -> AsyncGenerator[TurnEvent, None]:
         """The turn on ``profile``'s account: once more on a fresh process if its process died
         before any output (``stream`` decides about other accounts)."""
@@ -265,7 +302,9 @@ class BridgeEngine:
             sent = False
             try:
                 async with contextlib.aclosing(
-                    self._attempt(request, caller, profile, history, prompt, fresh=attempt > 0, leased=leased)
+                    self._attempt(
+                        request, caller, profile, history, prompt, messages=messages, fresh=attempt > 0, leased=leased
+                    )
                 ) as events:
                     async for event in events:
                         sent = True
@@ -285,12 +324,14 @@ class BridgeEngine:
         history: tuple[Message, ...],
         prompt: Message | None,
         *,
+        messages: list[Message],
         fresh: bool,
         leased: list[Any],
     ) -> AsyncGenerator[TurnEvent, None]:
         """One try at the turn on one leased process (``_on_account`` decides about retrying)."""
+        hold = not request.one_off and not self.workers
         lease_of = self.pool.lease(
-            profile, history, request.conversation_key, hold=not request.one_off, fresh=fresh, tenant=caller.tenant
+            profile, history, request.conversation_key, hold=hold, fresh=fresh, tenant=caller.tenant
         )
         async with lease_of as lease:
             process = lease.process
@@ -309,13 +350,21 @@ class BridgeEngine:
                 how,
                 len(history),
             )
-            if self.settings.log_content and prompt is not None:  # off by default
-                log.info("prompt: %r", prompt.text)
+            if self.settings.log_content and messages:  # off by default
+                log.info("prompt: %r", messages[-1].text)
             stops = StopScanner(request.stop)
             called = False
+            client_tools = profile.tool_names.to_caller if profile.tools_offered else {}
+            token = getattr(process, "tap_token", None)
+            if self.workers:
+                if token is None or self.tap is None:
+                    raise CliCrashed("internal: a worker without its tap URL was leased")
+                assignment, client_tools = assignment_for(request, messages)
+                prompt = Message("user", (TextBlock(assignment.marker),))
+                self.tap.assign(token, assignment)
             turn = process.turn(
                 prompt,
-                client_tools=profile.tool_names.to_caller if profile.tools_offered else {},
+                client_tools=client_tools,
                 silence_timeout=self.settings.silence_timeout_seconds,
                 turn_timeout=self.settings.turn_timeout_seconds,
             )
@@ -346,10 +395,11 @@ class BridgeEngine:
                                 f"(stop reason {event.stop_reason!r}).",
                                 status=502,
                             )
-                        if called:
-                            self.thinking.remember(process.history[-1], caller.tenant)
-                        if self.settings.log_content:
-                            log.info("answer: %r", process.history[-1].text)
+                        answer = process.last_answer
+                        if called and answer is not None:
+                            self.thinking.remember(answer, caller.tenant)
+                        if self.settings.log_content and answer is not None:
+                            log.info("answer: %r", answer.text)
                         yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns}, how=how)
                     elif isinstance(event, RateLimitInfo):
                         self.book.read(profile.account, event)  # for /health, /metrics, the dashboard
@@ -358,6 +408,8 @@ class BridgeEngine:
                         yield event
             finally:
                 await turn.aclose()
+                if self.workers and token is not None and self.tap is not None:
+                    self.tap.release(token)
 
 
 def ends_with_tool_results(messages: list[Message]) -> bool:

@@ -292,6 +292,10 @@ class Pool(Generic[P]):
         self._reaper: asyncio.Task | None = None
         self._closing = False
         self._close_waiters: list[_Close] = []
+        # Workers (tap.inject): a process given back after a turn is a spare again, so a busy
+        # one counts towards its profile's spares (else each turn would launch a replacement
+        # and each tick retire the surplus).
+        self.workers = False
         self.counters = {"held": 0, "spare": 0, "cold": 0, "busy_refusals": 0, "evictions": 0, "launched": 0,
                          "launch_failures": 0}  # fmt: skip
 
@@ -653,7 +657,9 @@ class Pool(Generic[P]):
         targets = self._spare_targets()
         for entry in list(self._entries.values()):
             if entry.state == "spare":
-                surplus = self._count("spare", entry.profile) > targets.get(entry.profile, 0)
+                idle = self._count("spare", entry.profile) + self._returning(entry.profile)
+                # A worker is any conversation's next turn: one per profile stays until idle.
+                surplus = idle > max(targets.get(entry.profile, 0), 1 if self.workers else 0)
                 if now - entry.idle_since > self.limits.spare_idle_seconds or surplus:
                     self._retire(entry)
             elif entry.state == "held" and now - entry.idle_since > self.limits.conversation_idle_seconds:
@@ -818,7 +824,10 @@ class Pool(Generic[P]):
             target = min(wanted, 1) if turns_running else wanted
             if any(key in self._backoff for key in _backoff_keys(profile)):
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
-            while self._count("spare", profile) + self._count_launching_spares(profile) < target:
+            while (
+                self._count("spare", profile) + self._count_launching_spares(profile) + self._returning(profile)
+                < target
+            ):
                 if not self._has_room():
                     first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
                     if first_of_latest and not self._count_launching_spares(profile) and not self._count("stopping"):
@@ -827,6 +836,13 @@ class Pool(Generic[P]):
                             self._retire(entry)
                     return
                 self._start_launch(profile, (), None)
+
+    def _returning(self, profile: Profile) -> int:
+        """Busy workers of the profile: each comes back as a spare after its turn."""
+        if not self.workers:
+            return 0
+        return sum(1 for e in self._entries.values() if e.state == "busy" and e.profile == profile
+                   and new_conversation(e.history))  # fmt: skip
 
     def _count_launching_spares(self, profile: Profile) -> int:
         return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile

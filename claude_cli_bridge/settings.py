@@ -153,6 +153,14 @@ class Settings(BaseSettings):
             "conversation's first turn is as fast as a follow-up (needs UPSTREAM_TAP)."
         ),
     )
+    worker_max_turns: int = Field(
+        100,
+        ge=1,
+        description=(
+            "With the tap, CLI processes are workers that serve any conversation's turns; each is "
+            "replaced after this many turns (its own history grows with every turn it serves)."
+        ),
+    )
 
     # --- models ----------------------------------------------------------------------
     default_model: str = Field("sonnet", description="Model used when a request names none.")

@@ -138,6 +138,22 @@ class Received:
         return out
 
 
+CLIENT_PREFIX = "mcp__client__"
+
+
+def offered_name(body: dict[str, Any], name: str) -> str:
+    """The name a scripted tool call takes in the request's own terms: the bridge offers the
+    caller's tools as ``mcp__client__NAME`` on the transcript path (an MCP server) and under
+    the caller's own ``NAME`` on workers (the tap). A script may name either; the model calls
+    the tool as the request offered it (a name the request does not offer stays as written)."""
+    names = {tool.get("name") for tool in body.get("tools") or [] if isinstance(tool, dict)}
+    bare = name.removeprefix(CLIENT_PREFIX)
+    for candidate in (name, bare, CLIENT_PREFIX + bare):
+        if candidate in names:
+            return candidate
+    return name
+
+
 def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool_result blocks of a request body's user messages, in order."""
     return [
@@ -332,7 +348,9 @@ class FakeAnthropic:
         if reply.text:
             content.append({"type": "text", "text": reply.text})
         for tool in reply.tool_uses:
-            content.append({"type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input})
+            content.append(
+                {"type": "tool_use", "id": tool.id, "name": offered_name(body, tool.name), "input": tool.input}
+            )
         return {
             "id": "msg_" + uuid.uuid4().hex[:20],
             "type": "message",
@@ -421,7 +439,12 @@ class FakeAnthropic:
                     {
                         "type": "content_block_start",
                         "index": index,
-                        "content_block": {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}},
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": tool.id,
+                            "name": offered_name(body, tool.name),
+                            "input": {},
+                        },
                     },
                 )
                 arguments = json.dumps(tool.input)

@@ -145,9 +145,13 @@ def start_litellm(binary: str, bridges: list[Bridge]) -> Router:
     return router
 
 
-def nginx_conf(bridges: list[Bridge], port: int, home: Path) -> str:
-    """deploy/nginx.conf with this run's addresses, and its files under ``home`` (not /var)."""
+def nginx_conf(bridges: list[Bridge], port: int, home: Path, affinity: bool = True) -> str:
+    """deploy/nginx.conf with this run's addresses, and its files under ``home`` (not /var);
+    ``affinity`` False: without its hash line (nginx's plain round robin)."""
     text = (ROOT / "deploy" / "nginx.conf").read_text()
+    if not affinity:
+        text, found = re.subn(r"\n\s*hash \$conversation consistent;[^\n]*", "", text)
+        assert found == 1, "deploy/nginx.conf has no hash line"
     text = text.replace("10.0.0.1:8000", f"127.0.0.1:{bridges[0].server.port}")
     text = text.replace("10.0.0.2:8000", f"127.0.0.1:{bridges[1].server.port}")
     text = re.sub(r"listen\s+8080;", f"listen 127.0.0.1:{port};", text)
@@ -159,11 +163,11 @@ def nginx_conf(bridges: list[Bridge], port: int, home: Path) -> str:
     return text.replace("http {", "http {\n" + temp, 1)
 
 
-def start_nginx(binary: str, bridges: list[Bridge]) -> Router:
+def start_nginx(binary: str, bridges: list[Bridge], affinity: bool = True) -> Router:
     home = Path(tempfile.mkdtemp(prefix="nginx-test-"))
     port = free_port()
     conf = home / "nginx.conf"
-    conf.write_text(nginx_conf(bridges, port, home))
+    conf.write_text(nginx_conf(bridges, port, home, affinity))
     log_path = home / "error.log"
     log_path.touch()
     proc = subprocess.Popen(

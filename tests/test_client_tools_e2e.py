@@ -33,7 +33,7 @@ def test_a_tool_call_round_trip_through_the_openai_sdk(client, fake):
     fake.handler = weather_model
     messages = [{"role": "user", "content": "Weather in Oslo?"}]
     first = client.chat.completions.create(model="sonnet", messages=messages, tools=[WEATHER])
-    tool = offered(fake.received[-1].body)["mcp__client__get_weather"]
+    tool = offered(fake.received[-1].body)["get_weather"]
     assert tool["input_schema"] == WEATHER["function"]["parameters"]
     assert tool["description"] == "Current weather for a city."
     choice = first.choices[0]
@@ -74,7 +74,7 @@ def test_tool_choice_none_hides_the_tools(client, fake):
     client.chat.completions.create(
         model="sonnet", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER], tool_choice="none"
     )
-    assert "mcp__client__get_weather" not in offered(fake.received[-1].body)
+    assert "get_weather" not in offered(fake.received[-1].body)
 
 
 def test_a_tool_call_round_trip_through_the_ollama_sdk(bridge, fake):
@@ -186,7 +186,7 @@ def call_the_offered(name_fragment: str):
                    for b in m["content"] if b.get("type") == "tool_result"]  # fmt: skip
         if results:
             return Reply(chunks=["done"])
-        [name] = [t["name"] for t in body.get("tools", []) if t["name"].startswith(f"mcp__client__{name_fragment}")]
+        [name] = [t["name"] for t in body.get("tools", []) if t["name"].startswith(name_fragment)]
         return Reply(chunks=[], tool_uses=[ToolUse(name, {"q": "x"})])
 
     return model

@@ -1,5 +1,9 @@
 """History reaches the model as real turns, and held conversations answer follow-ups warm.
 
+The held-process tests run with UPSTREAM_TAP=off: the path kept for it (and for CLIs the
+workers probe refuses). On workers every turn is served warm by any process
+(test_workers_e2e.py).
+
 Real CLI, fake upstream; assertions on the exact messages the upstream received."""
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def test_a_cold_history_arrives_as_alternating_turns_with_the_assistant_text_int
 
 
 def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
-    server = start_bridge(SPARE_PROFILES="0")
+    server = start_bridge(SPARE_PROFILES="0", UPSTREAM_TAP="off")
     first = [{"role": "user", "content": "Tell me a fact."}]
     fake.enqueue(Reply(chunks=["Octopuses have three hearts."]))
     answer = ask(server, first).choices[0].message.content
@@ -58,7 +62,7 @@ def test_a_follow_up_is_a_warm_turn_on_the_held_process(start_bridge, fake):
 
 
 def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, fake):
-    server = start_bridge(SPARE_PROFILES="0")
+    server = start_bridge(SPARE_PROFILES="0", UPSTREAM_TAP="off")
     fake.enqueue(Reply(chunks=["First answer."]))
     ask(server, [{"role": "user", "content": "Original question"}], extra_headers={"X-Conversation-Id": "conv-edit"})
     server.wait_idle()
@@ -81,7 +85,7 @@ def test_an_edited_earlier_message_rebuilds_with_the_edited_text(start_bridge, f
 
 def test_two_interleaved_chats_of_one_user_both_stay_warm(start_bridge, fake):
     """`user` names a person (LibreChat sends it on every request), not a conversation."""
-    server = start_bridge(SPARE_PROFILES="0")
+    server = start_bridge(SPARE_PROFILES="0", UPSTREAM_TAP="off")
     chats = {"a": [{"role": "user", "content": "Chat A"}], "b": [{"role": "user", "content": "Chat B"}]}
     for turn in range(3):
         for name, messages in chats.items():
@@ -127,8 +131,8 @@ def test_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks(bridge
     messages = [m for m in fake.received[-1].messages if m["role"] in ("user", "assistant")]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
-    # The caller's tools reach the model through the bridge's MCP server, so under its prefix.
-    assert tool_use["id"] == "toolu_01abc" and tool_use["name"] == "mcp__client__get_weather"
+    # Workers offer the caller's tools under the caller's own names (tap.inject).
+    assert tool_use["id"] == "toolu_01abc" and tool_use["name"] == "get_weather"
     assert tool_use["input"] == {"city": "Oslo"}
     tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
     assert tool_result["tool_use_id"] == "toolu_01abc"
@@ -273,14 +277,14 @@ def test_ollama_tool_calls_and_results_arrive_as_tool_use_and_tool_result_blocks
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     tool_use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
     tool_result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
-    assert tool_use["name"] == "mcp__client__get_weather" and tool_use["input"] == {"city": "Oslo"}
+    assert tool_use["name"] == "get_weather" and tool_use["input"] == {"city": "Oslo"}
     assert tool_result["tool_use_id"] == tool_use["id"] and "-3 C" in json.dumps(tool_result["content"])
 
 
 def test_ollama_follow_up_is_a_warm_turn(start_bridge, fake):
     import ollama
 
-    server = start_bridge(SPARE_PROFILES="0")
+    server = start_bridge(SPARE_PROFILES="0", UPSTREAM_TAP="off")
     client = ollama.Client(host=server.ollama_url)
     fake.enqueue(Reply(chunks=["Blue."]))
     first = [{"role": "user", "content": "Sky colour?"}]

@@ -40,7 +40,7 @@ def test_functions_round_trip_with_function_call(client, fake):
     messages: list[dict] = [{"role": "user", "content": "Weather in Oslo?"}]
     first = client.chat.completions.create(model="sonnet", messages=messages, functions=[WEATHER_FUNCTION])
     upstream = fake.received[-1].body
-    assert "mcp__client__get_weather" in {tool["name"] for tool in upstream["tools"]}
+    assert "get_weather" in {tool["name"] for tool in upstream["tools"]}
     assert upstream["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     choice = first.choices[0]
     assert choice.finish_reason == "function_call"
@@ -77,7 +77,7 @@ def test_streamed_functions_answer_with_function_call_deltas(client, fake):
     assert chunks[-1].choices[0].finish_reason == "function_call"
     assert fake.received[-1].body["tool_choice"] == {
         "type": "tool",
-        "name": "mcp__client__get_weather",
+        "name": "get_weather",
         "disable_parallel_tool_use": True,
     }
 
@@ -106,7 +106,7 @@ def test_a_named_tool_choice_forces_that_tool(client, fake):
     assert answer.choices[0].message.tool_calls[0].function.name == "get_weather"
     assert fake.received[-1].body["tool_choice"] == {
         "type": "tool",
-        "name": "mcp__client__get_weather",
+        "name": "get_weather",
         "disable_parallel_tool_use": True,
     }
 
@@ -148,7 +148,7 @@ def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
         model="sonnet", response_model=User, messages=[{"role": "user", "content": "Ada is 36."}]
     )
     assert (user.name, user.age) == ("Ada", 36)
-    assert fake.received[-1].body["tool_choice"]["name"] == "mcp__client__User"
+    assert fake.received[-1].body["tool_choice"]["name"] == "User"
 
 
 # -- Open WebUI tasks over the OpenAI connection -------------------------------------------------

@@ -108,7 +108,7 @@ def test_anthropic_forced_tool_choice_reaches_the_upstream(claude, fake):
             tool_choice={"type": "tool", "name": "lookup"},
             messages=[{"role": "user", "content": "x"}],
         )
-    assert fake.received[-1].body["tool_choice"] == {"type": "tool", "name": "mcp__client__lookup"}
+    assert fake.received[-1].body["tool_choice"] == {"type": "tool", "name": "lookup"}
 
 
 def test_responses_reasoning_summary_is_a_reasoning_item(client, fake):

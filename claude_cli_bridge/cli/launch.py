@@ -168,6 +168,10 @@ class Launcher:
     #: Spares run the warm-up turn the tap answers (tap.warmup), so their first real turn
     #: costs what a later one does.
     warm_spares: bool = True
+    #: Every process is a worker (tap.inject): it holds no conversation, the tap writes the
+    #: caller's into each of its requests; recycled after ``worker_max_turns`` turns.
+    workers: bool = False
+    worker_max_turns: int = 100
     _envs: dict[str, dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -209,11 +213,17 @@ class Launcher:
         tap = self.tap
         if tap is None:
             return await self._start(profile, history, None)
-        if not (SPARE_LAUNCH.get() and self.warm_spares and not history and _warmable(profile)):
+        warm = SPARE_LAUNCH.get() and self.warm_spares and not history and _warmable(profile)
+        worker = self.workers and not history
+        if not (warm or worker):
             return await self._start(profile, history, tap.base_url(profile.account))
-        url, token = tap.warm_url(profile.account)
+        url, token = tap.warm_url(profile.account, warm=warm, worker=worker)
         process = await self._start(profile, history, url)
         weakref.finalize(process, tap.forget, token)
+        if worker:
+            process.worker, process.tap_token, process.max_turns = True, token, self.worker_max_turns
+        if not warm:
+            return process
         try:
             await self._warm_up(process, tap.warmup_text)
         except Exception as exc:  # a spare unwarmed is still a spare: start a plain one instead
@@ -223,6 +233,12 @@ class Launcher:
                 return process
             log.warning("warming a spare failed (%s); launching it without the warm-up", exc)
             await process.stop()
+            if worker:
+                url, token = tap.warm_url(profile.account, warm=False, worker=True)
+                process = await self._start(profile, history, url)
+                weakref.finalize(process, tap.forget, token)
+                process.worker, process.tap_token, process.max_turns = True, token, self.worker_max_turns
+                return process
             return await self._start(profile, history, tap.base_url(profile.account))
         return process
 

@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock, canonical_json
-from ..core.turn import TextDelta, ToolCall, ToolSpec, TurnDone
+from ..core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnRequest
 from ..errors import BridgeError, UpstreamError
 from .launch import Launcher, process_env
 from .process import CliProcess
 from .profile import Profile
 from .standin import Reply, StandIn, user_texts
-from .version import FEATURE_MINIMUMS, dotted
+from .version import FEATURE_MINIMUMS, dotted, parse_version
 
 FEATURES: dict[str, str] = {
     "basic": "answering a turn over stream-json",
@@ -52,6 +52,7 @@ FEATURES: dict[str, str] = {
     "client_tools": "client-defined tools (deferred calls, tool history, results on continuation)",
     "structured_output": "structured output (JSON schema)",
     "error_status": "reporting upstream error statuses",
+    "workers": "any warm process serving any conversation (the tap writes the conversation)",
 }
 FATAL = ("basic", "caller_text", "single_call")
 PROBE_ANSWER = "probe answer"
@@ -381,7 +382,93 @@ def _note_calls(states: dict[str, FeatureState], stand_in: StandIn, expected: in
         )
 
 
-PROBES = (_probe_caller_text, _probe_transcripts, _probe_client_tools, _probe_structured_output, _probe_error_status)
+async def _probe_workers(ctx: _Context, states: dict[str, FeatureState]) -> None:
+    """A worker's turn, written by the tap, sends what a process resumed from the same
+    history sends (but for the environment note and per-process ids); a call of the caller's
+    tool comes back in one upstream request; the worker then serves another conversation."""
+    from ..tap.rewrite import strip_environment_note  # the tap is not needed by other probes
+    from ..tap.server import Tap, TapSettings
+    from .worker import assignment_for
+
+    tool = ToolSpec("probe_tool", "A probe tool.", {"type": "object", "properties": {"q": {"type": "integer"}}})
+
+    def script(body: dict[str, Any]) -> Reply:
+        offered = [t.get("name") for t in body.get("tools") or []]
+        last = user_texts(body)[-1][1] if user_texts(body) else ""
+        if "probe_tool" in offered and last == "probe: call it":
+            return Reply("", tool_uses=(("toolu_probe_worker", "probe_tool", {"q": 7}),))
+        return Reply(PROBE_ANSWER)
+
+    history = [_user("probe: first"), Message("assistant", (TextBlock("probe: one"),)), _user("probe: second")]
+    request = TurnRequest(model="haiku", messages=history, system="probe: system")
+
+    def comparable(body: dict[str, Any]) -> dict[str, Any]:
+        body = json.loads(json.dumps(body))
+        strip_environment_note(body)
+        body.pop("metadata", None)
+        return body
+
+    async with ctx.upstream("workers", script) as (stand_in, launcher):
+        tap = Tap(TapSettings(upstream=stand_in.url), launcher.base_env)
+        await tap.start()
+        try:
+
+            async def resumed(process: CliProcess) -> str:
+                await _turn(process, history[-1])
+                return "ok"
+
+            await _with_process(launcher, Profile(model="haiku", system="probe: system"), tuple(history[:-1]), resumed)
+            expected = comparable(stand_in.received[-1])
+            launcher.tap, launcher.workers = tap, True
+
+            async def serve(process: CliProcess) -> str:
+                for turn_request, expect_call in (
+                    (request, False),
+                    (TurnRequest(model="haiku", messages=[_user("probe: call it")], tools=(tool,)), True),
+                    (TurnRequest(model="haiku", messages=[_user("probe: another")]), False),
+                ):
+                    assignment, names = assignment_for(turn_request, turn_request.messages)
+                    assert process.tap_token is not None
+                    tap.assign(process.tap_token, assignment)
+                    before = len(stand_in.received)
+                    try:
+                        events = await _turn(process, _user(assignment.marker), names)
+                    finally:
+                        tap.release(process.tap_token)
+                    _expect_calls(stand_in, before + 1, "a worker's turn")
+                    sent = stand_in.received[-1]
+                    if turn_request is request and comparable(sent) != expected:
+                        raise ProbeFailed("a worker's request differs from a resumed process's")
+                    if user_texts(sent) != [(m.role, m.text) for m in turn_request.messages]:
+                        raise ProbeFailed(f"a worker's request carried {user_texts(sent)!r}")
+                    calls = [e.name for e in events if isinstance(e, ToolCall)]
+                    done = next((e for e in events if isinstance(e, TurnDone)), None)
+                    if expect_call and (calls != ["probe_tool"] or done is None or done.stop_reason != "tool_use"):
+                        raise ProbeFailed(f"a call of the caller's tool came back as {calls}")
+                    if expect_call and _text(events):
+                        raise ProbeFailed("the tap's answer to the CLI's follow-up reached the caller")
+                    if not process.reusable:
+                        raise ProbeFailed("the worker could not serve a next turn")
+                return "ok"
+
+            await _with_process(launcher, Profile(model="haiku"), (), serve)
+            states["workers"] = FeatureState(
+                True, "a worker's turn sends what a resumed process sends; tool calls end its turn; it serves the next"
+            )
+        except ProbeFailed as exc:
+            states["workers"] = FeatureState(False, str(exc))
+        finally:
+            await tap.close()
+
+
+PROBES = (
+    _probe_caller_text,
+    _probe_transcripts,
+    _probe_client_tools,
+    _probe_structured_output,
+    _probe_error_status,
+    _probe_workers,
+)
 
 
 async def run_probes(
@@ -409,3 +496,12 @@ async def run_probes(
     for name in FEATURES:
         states.setdefault(name, FeatureState(False, "the probe did not run to its end"))
     return ProbeReport(cli_version, {name: states[name] for name in FEATURES})
+
+
+def workers_supported(features: ProbeReport, cli_version: str) -> bool:
+    """The ``workers`` probe's verdict; unprobed (PROBE_FEATURES=false), the versions it passed on."""
+    state = features.states.get("workers")
+    if state is not None and state.ok is not None:
+        return state.ok
+    version = parse_version(cli_version)
+    return version is not None and version >= FEATURE_MINIMUMS["workers"]

@@ -60,6 +60,13 @@ class CliProcess:
         self.turns = 0  # turns answered to the end (the dashboard, /health)
         self._stdout_closed = False  # its stdout ended: it is exiting, whatever returncode says yet
         self._config_dir = Path.home() / ".claude"
+        # A worker (tap.inject) holds no caller conversation: the tap writes the caller's into
+        # each of its upstream requests, so its own history is never the bridge's concern,
+        # and a turn that ended in the caller's tool calls leaves it ready for any next turn.
+        self.worker = False
+        self.tap_token: str | None = None  # names its upstream requests to the tap (workers)
+        self.max_turns: int | None = None  # a worker is recycled after this many turns
+        self.last_answer: Message | None = None  # the assistant message of the last completed turn
 
     @property
     def partial_usage(self) -> Usage:
@@ -123,7 +130,10 @@ class CliProcess:
 
     @property
     def reusable(self) -> bool:
-        """Whether this process may serve the next turn of the conversation it holds."""
+        """Whether this process may serve the next turn of the conversation it holds (a
+        worker: any next turn, until it has served ``max_turns``)."""
+        if self.max_turns is not None and self.turns >= self.max_turns:
+            return False
         return self.alive and not self.spoiled and not self._turn_open and not self._ended_in_tool_call
 
     def failure(self) -> str:
@@ -298,10 +308,12 @@ class CliProcess:
                     elif isinstance(event, TurnDone):
                         completed = True
                         self.turns += 1
-                        self._ended_in_tool_call = bool(tool_calls)
-                        asked = (message,) if message is not None else ()
                         answered = _answer_message(answer, tool_calls, parser.thinking_blocks)
-                        self.history = (*self.history, *asked, answered)
+                        self.last_answer = answered
+                        if not self.worker:
+                            self._ended_in_tool_call = bool(tool_calls)
+                            asked = (message,) if message is not None else ()
+                            self.history = (*self.history, *asked, answered)
                     yield event
                 if parser.done:
                     # Cut short (max_tokens), the CLI's own turn goes on: it stays open.

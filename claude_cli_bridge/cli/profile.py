@@ -35,6 +35,10 @@ QUIET_ENV = {
     # No @-mention pass at all (files, directories, agents, MCP resources), whatever text
     # reaches the CLI: defence in depth behind client_composed (cli.wire.user_line).
     "CLAUDE_CODE_DISABLE_ATTACHMENTS": "1",
+    # Never summarise a conversation: the caller's history reaches the model as the caller
+    # sent it, and a worker's own history (marker turns) must not trigger a compaction request.
+    "DISABLE_AUTO_COMPACT": "1",
+    "DISABLE_COMPACT": "1",
 }
 
 # Never passed on: CLAUDE_CODE_SIMPLE would turn off subscription logins (docs/cli.md); the

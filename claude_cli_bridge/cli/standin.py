@@ -99,10 +99,11 @@ class StandIn:
                         kind, content = "text/event-stream", _sse(payload, reply)
                     else:
                         content = json.dumps(_whole(payload, reply)).encode()
+                head_only = request_line.startswith("HEAD ")  # (the CLI's HEAD /api/hello): no body
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {len(content)}\r\n"
                     "x-should-retry: false\r\n\r\n".encode()
-                    + content
+                    + (b"" if head_only else content)
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):

@@ -31,6 +31,7 @@ FEATURE_MINIMUMS: dict[str, Version] = {
     "client_tools": (2, 1, 277),
     "structured_output": (2, 1, 204),
     "error_status": (2, 1, 204),
+    "workers": (2, 1, 277),
 }
 
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")

@@ -122,6 +122,10 @@ class TurnParser:
     ``result`` reports a failure. ``done`` is set once the ``result`` line was read. Tool calls
     are gathered from complete ``assistant`` messages; ``client_tools`` names the tools whose
     calls are reported to the caller (the CLI's own tools are off, so other calls never run).
+
+    Once an upstream message called the caller's tools, the turn's answer is complete: what
+    the CLI does next (a worker's follow-up after "No such tool available", answered by the
+    tap, ``tap.inject``) yields nothing, and the turn ends with stop reason ``tool_use``.
     """
 
     client_tools: Mapping[str, str] = field(default_factory=dict)  # CLI tool name -> caller's name
@@ -140,6 +144,9 @@ class TurnParser:
     _open_broken_risk: bool = False
     #: The turn's signed thinking blocks, from the assistant lines (see core.messages.ThinkingBlock).
     thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
+    # The upstream message that called the caller's tools, and whether a later one began.
+    _calls_in: Any = None
+    _after_calls: bool = False
     # The turn's last rate_limit_event: a refusal's 429 names its window and reset.
     rate_limit: RateLimitInfo | None = None
 
@@ -180,6 +187,8 @@ class TurnParser:
 
     def _stream_event(self, event: dict[str, Any]) -> list[CliEvent]:
         kind = event.get("type")
+        if self._after_calls:
+            return []  # the tap's answer to the CLI's follow-up: not the model's
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             if delta.get("type") == "thinking_delta" and delta.get("thinking"):
@@ -193,8 +202,11 @@ class TurnParser:
                 self._open_broken_risk = True
                 return [TextDelta(delta["text"])]
         elif kind == "message_start":
-            self._check_not_repeating()
             message = event.get("message") or {}
+            if self._calls_in is not None and message.get("id") != self._calls_in:
+                self._after_calls = True
+                return []
+            self._check_not_repeating()
             self._streamed_ids.add(message.get("id"))
             self.model = message.get("model") or self.model
             self.last_usage = _usage(message.get("usage") or {})
@@ -223,6 +235,8 @@ class TurnParser:
             # line's "error" field says what kind of failure it was.
             self.api_error = error or self.api_error
             return []
+        if self._calls_in is not None and message.get("id") != self._calls_in:
+            return []  # after the caller's calls: the tap's answer to the CLI's follow-up
         if message.get("id") not in self._streamed_ids and not self.structured:
             # A message that was not streamed: the CLI's non-streaming fallback.
             self._check_not_repeating()
@@ -239,14 +253,17 @@ class TurnParser:
                 self.thinking_blocks.append(ThinkingBlock("", block["data"], redacted=True, model=model))
         for block in message.get("content") or []:
             name = block.get("name", "")
-            if block.get("type") != "tool_use" or not is_client_call(name):
-                continue  # the CLI's own tools are off: such a call runs nothing
-            if name not in self.client_tools:
+            if block.get("type") != "tool_use":
+                continue
+            if name in self.client_tools:
+                events.append(ToolCall(block["id"], self.client_tools[name], block.get("input") or {}))
+                self._calls_in = message.get("id")
+            elif is_client_call(name):
                 raise CliCrashed(
                     f"The model called a tool named {name!r}, which is none of the request's tools; "
                     "the call cannot be returned."
                 )
-            events.append(ToolCall(block["id"], self.client_tools[name], block.get("input") or {}))
+            # else: one of the CLI's own tools (StructuredOutput); the others are off
         return events
 
     def _check_tool_results(self, message: dict[str, Any]) -> None:
@@ -276,8 +293,8 @@ class TurnParser:
             raise upstream_error(status, str(message), line.get("api_error") or self.api_error, self.rate_limit)
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
-        if stop_reason == "tool_deferred":  # the caller's tool was called: the caller runs it
-            stop_reason = "tool_use"
+        if stop_reason == "tool_deferred" or self._calls_in is not None:
+            stop_reason = "tool_use"  # the caller's tool was called: the caller runs it
         events: list[CliEvent] = []
         if self.structured:
             # --json-schema: the CLI offers the schema as a StructuredOutput tool, validates the

@@ -93,6 +93,13 @@ def _cut_blocks(blocks: list[Any], injected: bool) -> tuple[list[Any], bool]:
     cut = False
     for original in blocks:
         block = original
+        inner = block.get("content") if isinstance(block, dict) and block.get("type") == "tool_result" else None
+        if isinstance(inner, list):
+            # A resumed conversation's newest tool result carries the reminder inside it (CLI_NOTES).
+            kept, inner_cut = _cut_blocks(inner, False)
+            if inner_cut:
+                cut = True
+                block = {**original, "content": kept}
         text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
         if isinstance(text, str) and (injected or text.startswith(REMINDER_OPEN)):
             rest = cut_environment_note(text)

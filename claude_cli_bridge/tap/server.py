@@ -45,6 +45,7 @@ from urllib.parse import quote, urlsplit
 import certifi
 import uvicorn
 
+from .inject import ANSWER_LOCALLY, Assignment, InjectMismatch, canned_answer, splice
 from .rewrite import encode, strip_environment_note
 from .upstream import UpstreamClient, UpstreamResponse
 from .warmup import WarmupMismatch, is_warmup_request, strip_warmup, warmup_response, warmup_text
@@ -65,6 +66,17 @@ RESPONSE_DROPPED = HOP_BY_HOP - {"content-length"}  # the raw body is relayed, s
 LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 HeadersCallback = Callable[[str, int, Mapping[str, str]], None]
+
+
+@dataclass
+class _Slot:
+    """One process's own URL (``/_w<token>``): whether it runs the warm-up turn first and
+    whether that was answered; for a worker (``tap.inject``), the turn it serves now."""
+
+    warm: bool
+    worker: bool = False
+    warmed: bool = False
+    assignment: Assignment | None = None
 
 
 def origin(url: str) -> str:
@@ -132,20 +144,34 @@ class Tap:
             "warmups_answered": 0,
             "warmups_removed": 0,
             "refused": 0,
+            "turns_injected": 0,
+            "followups_answered": 0,
         }
         # Spares' warm-up (tap.warmup): the per-run marker and each warmed process's state.
         self.warmup_text = warmup_text(secrets.token_hex(16))
-        self._warmed: dict[str, bool] = {}  # token -> the warm-up was answered
+        self._slots: dict[str, _Slot] = {}  # token -> the process's slot
 
-    def warm_url(self, label: str = DEFAULT_LABEL) -> tuple[str, str]:
-        """(ANTHROPIC_BASE_URL, token) for a process that will run the warm-up turn first;
-        ``forget(token)`` when the process is gone."""
+    def warm_url(self, label: str = DEFAULT_LABEL, *, warm: bool = True, worker: bool = False) -> tuple[str, str]:
+        """(ANTHROPIC_BASE_URL, token) for a process of its own URL: one that will run the
+        warm-up turn first (``warm``), a worker (its turns carry an ``assign``ed conversation),
+        or both; ``forget(token)`` when the process is gone."""
         token = secrets.token_hex(8)
-        self._warmed[token] = False
+        self._slots[token] = _Slot(warm=warm, worker=worker)
         return f"{self.base_url(label)}/_w{token}", token
 
     def forget(self, token: str) -> None:
-        self._warmed.pop(token, None)
+        self._slots.pop(token, None)
+
+    def assign(self, token: str, assignment: Assignment) -> None:
+        """The worker of ``token`` serves ``assignment``'s turn: its requests carry that
+        conversation until ``release``. Raises KeyError for a token that is gone."""
+        self._slots[token].assignment = assignment
+
+    def release(self, token: str) -> None:
+        """The worker's turn is over: a request it makes now is refused, never forwarded."""
+        slot = self._slots.get(token)
+        if slot is not None:
+            slot.assignment = None
 
     def base_url(self, label: str = DEFAULT_LABEL) -> str:
         """The ANTHROPIC_BASE_URL of a CLI process whose login is ``label``'s."""
@@ -202,10 +228,10 @@ class Tap:
         self.counters["requests"] += 1
         try:
             rewritten = self._rewrite(scope["method"], path, scope["headers"], bytes(body), token)
-        except WarmupMismatch as exc:
+        except (WarmupMismatch, InjectMismatch) as exc:
             self.counters["refused"] += 1
-            log.warning("tap: refused a warmed process's request: %s", exc)
-            message = f"The bridge's upstream tap refused this request (not what the warmed CLI should send: {exc})."
+            log.warning("tap: refused a request it cannot make faithful: %s", exc)
+            message = f"The bridge's upstream tap refused this request (not what this CLI should send: {exc})."
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
             return
         except Exception as exc:  # never forwarded as it came: it may hold the note (host details)
@@ -248,7 +274,7 @@ class Tap:
         if path.startswith(b"/_w"):
             head, _, tail = path[3:].partition(b"/")
             token = head.decode("latin-1")
-            if token not in self._warmed:
+            if token not in self._slots:
                 return None, None, b""
             path = b"/" + tail
         return label, token, path
@@ -288,32 +314,55 @@ class Tap:
     def _rewrite(
         self, method: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, token: str | None
     ) -> bytes | tuple[bytes, bytes]:
-        """The body to forward: a Messages request without the warm-up exchange (warmed
-        processes) and without the CLI's environment note. For the warm-up request itself,
-        (content type, body) of the tap's own answer. Raises WarmupMismatch for a warmed
-        process's request that cannot be made what a fresh process would send."""
+        """The body to forward: a worker's request carrying its turn's conversation
+        (``inject.splice``), a Messages request without the warm-up exchange (warmed
+        processes), and without the CLI's environment note. For the warm-up request itself and
+        a worker's follow-up after the caller's tool calls, (content type, body) of the tap's
+        own answer. Raises WarmupMismatch or InjectMismatch for a request that cannot be made
+        what a fresh process would send."""
         messages_path = path.rstrip(b"/").endswith((b"/messages", b"/messages/count_tokens"))
+        slot = self._slots.get(token) if token is not None else None
         if method != "POST" or not messages_path:
             return body
+        if slot is not None and slot.worker and not path.rstrip(b"/").endswith(b"/messages"):
+            raise InjectMismatch("a worker's request other than a turn carries no caller conversation")
         if any(k.lower() == b"content-encoding" for k, _ in headers):
-            if token is not None:
+            if slot is not None:
                 raise WarmupMismatch("a compressed body cannot be checked")
             return body  # not JSON we can read; the CLI does not compress its requests
         try:
             parsed = json.loads(body)
         except ValueError:
-            if token is not None:
+            if slot is not None:
                 raise WarmupMismatch("the body is not JSON") from None
             return body
         if not isinstance(parsed, dict):
+            if slot is not None:
+                raise WarmupMismatch("the body is not a JSON object")
             return body
         changed = False
-        if token is not None:
-            if not self._warmed[token] and is_warmup_request(parsed, self.warmup_text):
-                self._warmed[token] = True
+        if slot is not None:
+            if (
+                slot.warm
+                and not slot.warmed
+                and slot.assignment is None
+                and is_warmup_request(parsed, self.warmup_text)
+            ):
+                slot.warmed = True
                 self.counters["warmups_answered"] += 1
                 return warmup_response(parsed)
-            if self._warmed[token]:
+            if slot.worker:
+                if slot.assignment is None:
+                    raise InjectMismatch("a worker's request outside any turn")
+                spliced = splice(parsed, slot.assignment)
+                if spliced == ANSWER_LOCALLY:
+                    self.counters["followups_answered"] += 1
+                    return canned_answer(parsed)
+                assert isinstance(spliced, dict)
+                parsed = spliced
+                self.counters["turns_injected"] += 1
+                changed = True
+            elif slot.warmed:
                 strip_warmup(parsed, self.warmup_text)
                 self.counters["warmups_removed"] += 1
                 changed = True
