@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-QUEUE_FULL_RETRY_AFTER = 2  # as a full queue's own refusal (pool.py)
+QUEUE_FULL_RETRY_AFTER = 2  # as a full queue's own refusal (pool/owner.py)
 
 
 @dataclass

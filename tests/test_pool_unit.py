@@ -14,6 +14,7 @@ from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock
 from claude_cli_bridge.errors import CliCrashed, CliUnavailable, PoolBusy
 from claude_cli_bridge.pool import Lease, Pool, PoolLimits
+from claude_cli_bridge.pool.records import Tick
 
 _pids = itertools.count(1000)
 
@@ -606,3 +607,25 @@ async def test_a_client_key_is_the_conversation_id(harness):
     assert first.key == "mine"
     async with h.pool.lease(P, first.process.history) as again:
         assert again.key == "mine"
+
+
+async def test_workers_serve_turn_after_turn_from_one_process_without_replacements(harness):
+    """On workers a process comes back a spare after its turn (its history stays empty: the tap
+    writes each turn's conversation), and a busy worker counts as that spare: sequential turns
+    of any conversations use one process, with no replacement launched per turn."""
+    h = harness(warm=[P], spare_profiles=1)
+    h.pool.workers = True
+    await h.pool.settled()
+    assert len(h.spawned) == 1
+    for n in range(5):
+        lease, manager = await h.take(P, ())
+        assert lease.how == "spare"
+        lease.first_output()  # the turn spoke: spare launches may go ahead
+        await asyncio.sleep(0.01)
+        await h.pool.settled()
+        assert len(h.spawned) == 1, f"turn {n}: a replacement was launched beside a busy worker"
+        lease.process.started = True  # (answered: a worker's own history is never the bridge's)
+        await h.give(manager)
+    h.pool._post(Tick())
+    await h.pool.settled()
+    assert len(h.live()) == 1 and h.pool.status()["spare"] == 1  # kept, not retired as surplus

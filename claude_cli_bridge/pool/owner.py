@@ -1,10 +1,12 @@
 """The pool of CLI processes: the one owner of every process's lifetime.
 
-Every live process is in exactly one state, kept in one ``_Entry``:
+Every live process is in exactly one state, kept in one ``Entry`` (``records``):
 
 - ``starting``: being launched, for a waiting request or as a spare;
-- ``spare``: launched for a profile, holding no history, ready for a new conversation;
-- ``held``: idle, holding a conversation's history, waiting for its follow-up (a warm turn);
+- ``spare``: launched for a profile, holding no history, ready for a turn (on workers a process
+  given back after its turn is a spare again: the tap writes each turn's conversation);
+- ``held``: idle, holding a conversation's history, waiting for its follow-up (without workers
+  only: the ``held`` index);
 - ``busy``: leased to a request;
 - ``stopping``: retired, not yet exited (it still counts against ``max_processes``).
 
@@ -21,14 +23,16 @@ once, whatever else is happening.
 Whether it can serve again is the process's own verdict (``reusable``: it finished its turn,
 was not cut short, did not end in a deferred tool call); the pool never second-guesses it.
 
-Spares follow demand: per profile, as many as the peak of concurrent new conversations
-seen in the last ``spare_demand_window_seconds`` (at least one for the ``spare_profiles``
-most recent profiles), within free room.
+Spares follow demand (``spares``): per profile, as many as the peak of concurrent new
+conversations (on workers: turns) seen in the last ``spare_demand_window_seconds`` (at least one
+for the ``spare_profiles`` most recent profiles), within free room. On workers a busy process
+counts as the spare it becomes again, and one idle worker per profile stays until
+``spare_idle_seconds``.
 
 A process that exited (or whose pipes closed) is never leased: its watcher reports the exit
 at once, and ``alive`` is checked again at the moment of granting. A process that dies by
 itself before its first turn (before it printed anything, soon after launch) puts its
-account into exponential backoff (1 s doubling to ``backoff_max_seconds``; every profile of
+account into exponential backoff (``backoff``; 1 s doubling to ``backoff_max_seconds``; every profile of
 the account at once, since the binary and the login are what fails; a profile that carries the
 caller's own options, a schema or tools, pauses alone): meanwhile at most one launch for it is
 in flight, no spares are relaunched, and requests that need a new
@@ -44,226 +48,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import itertools
 import logging
-import secrets
-import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic
 
-from .cli.launch import SPARE_LAUNCH
-from .cli.profile import Profile
-from .core.messages import Message, history_fingerprint
-from .errors import BridgeError, CliCrashed, CliUnavailable, PoolBusy
+from ..cli.launch import SPARE_LAUNCH
+from ..cli.profile import Profile
+from ..core.messages import Message
+from ..errors import BridgeError, CliCrashed, PoolBusy
+from .backoff import BackoffKey, LaunchBackoff
+from .held import HeldConversations
+from .records import (
+    KILLED,
+    SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS,
+    Close,
+    Died,
+    Entry,
+    Launch,
+    Launched,
+    Lease,
+    Obtained,
+    P,
+    PooledProcess,
+    PoolLimits,
+    Request,
+    Return,
+    Spoke,
+    State,
+    Stopped,
+    Submit,
+    Tick,
+    Withdraw,
+    custom,
+    fingerprint_of,
+    new_conversation,
+    new_conversation_id,
+    scoped,
+    total_rss,
+)
+from .spares import SpareDemand
 
-log = logging.getLogger(__name__)
-
-State = Literal["starting", "spare", "held", "busy", "stopping"]
-Obtained = Literal["held", "spare", "cold"]  # how a lease found its process
-
-
-class PooledProcess(Protocol):
-    """What the pool needs of a process (``cli.process.CliProcess`` in production)."""
-
-    profile: Profile
-    history: tuple[Message, ...]
-
-    @property
-    def pid(self) -> int | None: ...
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def reusable(self) -> bool:
-        """Alive and its last turn completed cleanly: it may serve the next turn."""
-        ...
-
-    @property
-    def started(self) -> bool:
-        """The CLI printed something of its protocol: it launched fine, whatever came after."""
-        ...
-
-    def rss(self) -> int: ...
-
-    def failure(self) -> str:
-        """What the process said when it failed (its stderr tail), for error messages."""
-        ...
-
-    # Optional (read with getattr): ``exit_code`` (None while running; negative: the signal
-    # that ended it) and ``turns`` (turns answered).
-
-    async def wait(self) -> None:
-        """Return when the process has exited."""
-        ...
-
-    async def stop(self) -> None:
-        """Stop it (interrupting a turn still running) and remove what it leaves behind."""
-        ...
-
-
-P = TypeVar("P", bound=PooledProcess)
-
-#: How long spare launches wait for a new process's first turn to produce its first output
-#: (bench/bench_tap.py: a launch beside a warmed spare's first turn made its time to first
-#: token 1.5x a follow-up's on an idle machine).
-SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS = 1.0
-Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
-
-
-@dataclass
-class PoolLimits:
-    """The pool's bounds. Defaults are Settings' (tests/test_settings.py keeps them equal), so
-    a pool made without settings behaves as a server started without configuration."""
-
-    max_processes: int = 8
-    max_memory_bytes: int = 4096 * 1024 * 1024
-    spare_profiles: int = 2
-    max_spares_per_profile: int = 4
-    spare_demand_window_seconds: float = 600
-    max_conversations: int = 6
-    conversation_idle_seconds: float = 900
-    spare_idle_seconds: float = 1800
-    queue_size: int = 32
-    queue_timeout_seconds: float = 30
-    reap_interval_seconds: float = 5
-    early_death_seconds: float = 10  # a process dying this soon after launch failed to launch
-    backoff_max_seconds: float = 60
-
-
-@dataclass
-class Lease(Generic[P]):
-    """A process handed to one request; ``how`` is 'held', 'spare' or 'cold'; ``waited``
-    is how long the request waited for it (queueing plus any launch), in seconds; ``queued``
-    whether it had to wait in the queue for room first; ``key`` the conversation id under
-    which the process is held after the turn (within its tenant: the pool's own key): the
-    request's own, else the one the held process had (a follow-up matched by history), else
-    a new one; ``conversation_id`` the same as the client sees it (X-Conversation-Id)."""
-
-    process: P
-    how: Obtained
-    waited: float
-    queued: bool = False
-    key: str | None = None
-    conversation_id: str | None = None
-    _spoke: Callable[[], None] | None = field(default=None, repr=False, compare=False)
-
-    def first_output(self) -> None:
-        """Tell the pool the turn's first output arrived (spares it held back may launch now);
-        later calls do nothing."""
-        spoke, self._spoke = self._spoke, None
-        if spoke is not None:
-            spoke()
-
-
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class _Entry:
-    profile: Profile
-    history: tuple[Message, ...]
-    state: State = "starting"
-    process: PooledProcess | None = None
-    fingerprint: str = ""
-    key: str | None = None
-    launched_at: float = 0.0
-    launch_began: float = 0.0  # when its launch was asked for (before launched_at)
-    idle_since: float = 0.0
-    id: int = field(default_factory=lambda: next(_ids))
-    for_request: _Request | None = None
-    served: bool = False  # completed a turn: a later death is not a failure to launch
-    tenant: str = ""  # whose conversation it holds (a client key's name): never another's
-    failure_noted: bool = False  # its early death already counted towards the backoff
-    # A new process's first turn runs until its first output (or this time): spare launches
-    # wait for it (_fill_spares).
-    first_output_due: float = 0.0
-
-
-@dataclass(eq=False)
-class _Request:
-    profile: Profile
-    history: tuple[Message, ...]
-    fingerprint: str
-    key: str | None
-    future: asyncio.Future[Lease]
-    submitted: float
-    launching: bool = False  # a process is being launched for it
-    queued: bool = False  # it waited in the queue for room (for the request log)
-    tenant: str = ""
-    fresh: bool = False  # a newly launched process only (a retry after a process died)
-
-
-@dataclass
-class _Backoff:
-    failures: int = 0
-    until: float = 0.0
-    last_error: str = ""
-    noted_at: float = 0.0  # when the last failure was seen
-
-
-# Messages to the owner task.
-@dataclass
-class _Submit:
-    request: _Request
-
-
-@dataclass
-class _Withdraw:
-    request: _Request
-
-
-@dataclass
-class _Return:
-    process: PooledProcess
-    key: str | None
-    hold: bool = True
-
-
-@dataclass
-class _Launched:
-    entry: _Entry
-    process: PooledProcess | None
-    error: BaseException | None
-
-
-@dataclass
-class _Died:
-    """The process exited by itself (seen by its watcher)."""
-
-    entry: _Entry
-
-
-@dataclass
-class _Stopped:
-    """A retired process has exited and its leftovers are removed."""
-
-    entry: _Entry
-
-
-@dataclass
-class _Spoke:
-    """A leased process's turn produced its first output."""
-
-    process: object
-
-
-@dataclass
-class _Tick:
-    memory_bytes: int | None = None
-
-
-@dataclass
-class _Close:
-    """Stop taking work. ``force``: stop busy processes too. ``done`` resolves when nothing is
-    busy or starting (not forced) or when every process has exited (forced)."""
-
-    done: asyncio.Future[None]
-    force: bool
+log = logging.getLogger("claude_cli_bridge.pool")
 
 
 class Pool(Generic[P]):
@@ -272,26 +99,21 @@ class Pool(Generic[P]):
         self.limits = limits
         self._clock = clock
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
-        self._entries: dict[int, _Entry] = {}
-        self._by_process: dict[int, _Entry] = {}  # id(process) -> entry
-        self._held: OrderedDict[tuple[Profile, str], _Entry] = OrderedDict()  # least recently used first
-        self._keys: dict[str, _Entry] = {}
-        self._waiting: deque[_Request] = deque()
-        self._recent: OrderedDict[Profile, float] = OrderedDict()  # profiles by last use
-        self._new_in_flight: dict[Profile, int] = {}
-        self._demand: deque[tuple[float, Profile, int]] = deque()
-        # Keyed by account: a CLI that exits at once (a broken binary, an unreadable
-        # configuration) fails every profile of that login alike, so one pause covers them all.
-        # A profile that carries the caller's own CLI options (a schema, tools) pauses alone:
-        # one caller's bad options must not stop everybody's turns (_backoff_key).
-        self._backoff: dict[str | Profile, _Backoff] = {}
+        self._entries: dict[int, Entry] = {}
+        self._by_process: dict[int, Entry] = {}  # id(process) -> entry
+        self._conversations = HeldConversations()  # without workers only
+        self._waiting: deque[Request] = deque()
+        self._spares = SpareDemand(
+            clock, limits.spare_demand_window_seconds, limits.spare_profiles, limits.max_spares_per_profile
+        )
+        self._backoff = LaunchBackoff(clock, limits.backoff_max_seconds, self._count_launching)
         self._memory_bytes = 0
         self._tasks: set[asyncio.Task] = set()  # launches and stops
         self._watchers: set[asyncio.Task] = set()  # one per live process, until it exits
         self._owner: asyncio.Task | None = None
         self._reaper: asyncio.Task | None = None
         self._closing = False
-        self._close_waiters: list[_Close] = []
+        self._close_waiters: list[Close] = []
         # Workers (tap.inject): a process given back after a turn is a spare again, so a busy
         # one counts towards its profile's spares (else each turn would launch a replacement
         # and each tick retire the surplus).
@@ -302,12 +124,10 @@ class Pool(Generic[P]):
     # -- public ----------------------------------------------------------------------
     def start(self, warm_profiles: tuple[Profile, ...] | list[Profile] = ()) -> None:
         """Start the owner and the reaper; keep spares for ``warm_profiles``."""
-        now = self._clock()
-        for profile in warm_profiles:
-            self._recent[profile] = now
+        self._spares.warm(warm_profiles)
         self._owner = asyncio.create_task(self._run(), name="pool-owner")
         self._reaper = asyncio.create_task(self._reap_forever(), name="pool-reaper")
-        self._post(_Tick())
+        self._post(Tick())
 
     @contextlib.asynccontextmanager
     async def lease(
@@ -342,40 +162,42 @@ class Pool(Generic[P]):
             )
         loop = asyncio.get_running_loop()
         if key is not None:
-            key = _scoped(tenant, key)
-        request = _Request(
-            profile, history, _fingerprint(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
+            key = scoped(tenant, key)
+        request = Request(
+            profile, history, fingerprint_of(tenant, history), key, loop.create_future(), self._clock(), tenant=tenant
         )
         request.fresh = fresh
-        self._post(_Submit(request))
+        self._post(Submit(request))
         try:
             async with asyncio.timeout(self.limits.queue_timeout_seconds):
                 lease = await asyncio.shield(request.future)
         except TimeoutError:
-            self._post(_Withdraw(request))
+            self._post(Withdraw(request))
             raise PoolBusy(
                 f"All Claude CLI processes stayed busy for {self.limits.queue_timeout_seconds:.0f} s; retry shortly.",
                 retry_after=5,
             ) from None
         except asyncio.CancelledError:
-            self._post(_Withdraw(request))  # a grant that raced the cancellation comes back
+            self._post(Withdraw(request))  # a grant that raced the cancellation comes back
             raise
         try:
             yield lease
         finally:
-            self._post(_Return(lease.process, lease.key, hold))
+            self._post(Return(lease.process, lease.key, hold))
 
     def holder(self, profile: Profile, history: tuple[Message, ...], tenant: str = "") -> str | None:
         """The account whose held process holds exactly ``history`` for ``tenant`` with this
         profile on some account (None: no process holds it). A read of the owner's state for
         the engine's choice of account; the lease itself decides."""
-        fingerprint = _fingerprint(tenant, history)
-        for held_profile, held_fingerprint in self._held:
-            if held_fingerprint == fingerprint and held_profile == dataclasses.replace(
-                profile, account=held_profile.account
-            ):
-                return held_profile.account
-        return None
+        return self._conversations.account_of(profile, fingerprint_of(tenant, history))
+
+    @property
+    def _held(self) -> OrderedDict[tuple[Profile, str], Entry]:
+        return self._conversations.by_slot
+
+    @property
+    def _keys(self) -> dict[str, Entry]:
+        return self._conversations.by_key
 
     def status(self) -> dict:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
@@ -390,19 +212,11 @@ class Pool(Generic[P]):
             "waiting": len(self._waiting),
             "memory_mb": round(self._memory_bytes / 1024 / 1024, 1),
             "spare_targets": {
-                p.model + (" (custom)" if _custom(p) else ""): n for p, n in self._spare_targets().items()
+                p.model + (" (custom)" if custom(p) else ""): n for p, n in self._spare_targets().items()
             },
             "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
             "models": sorted({e.profile.model for e in self._entries.values() if e.state != "stopping"}),
-            "backoff": {
-                account: {
-                    "failures": b.failures,
-                    "seconds_left": round(max(0.0, b.until - self._clock()), 1),
-                    "last_error": b.last_error,
-                }
-                for account, b in self._backoff.items()
-                if b.failures and isinstance(account, str)
-            },
+            "backoff": self._backoff.status(),
             "counters": dict(self.counters),
             "degraded": self.degraded(),
             # One row per process (the dashboard): state, model, turns, seconds since launch.
@@ -410,7 +224,7 @@ class Pool(Generic[P]):
                 {
                     "pid": e.process.pid if e.process is not None else None,
                     "state": e.state,
-                    "model": e.profile.model + (" (custom)" if _custom(e.profile) else ""),
+                    "model": e.profile.model + (" (custom)" if custom(e.profile) else ""),
                     "turns": getattr(e.process, "turns", 0),  # turns answered (cli.process)
                     "age_s": round(self._clock() - e.launched_at, 1) if e.launched_at else None,
                 }
@@ -421,15 +235,7 @@ class Pool(Generic[P]):
     def degraded(self) -> list[str]:
         """Why the pool cannot launch processes right now (empty when it can): one line per
         account in backoff, with the CLI's own words."""
-        reasons = []
-        for account, backoff in self._backoff.items():
-            if backoff.failures and isinstance(account, str):
-                left = max(0.0, backoff.until - self._clock())
-                reasons.append(
-                    f"new CLI processes of account {account} exit before their first turn "
-                    f"({backoff.failures} in a row; next attempt in {left:.0f} s): {backoff.last_error or 'no output'}"
-                )
-        return reasons
+        return self._backoff.degraded()
 
     async def close(self, grace: float) -> None:
         """Refuse new work, let busy turns finish for ``grace`` seconds, then stop everything."""
@@ -438,12 +244,12 @@ class Pool(Generic[P]):
         self._closing = True  # lease() refuses at once; the owner refuses what was queued
         loop = asyncio.get_running_loop()
         drained: asyncio.Future[None] = loop.create_future()
-        self._post(_Close(drained, force=False))
+        self._post(Close(drained, force=False))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await asyncio.shield(drained)
         gone: asyncio.Future[None] = loop.create_future()
-        self._post(_Close(gone, force=True))
+        self._post(Close(gone, force=True))
         await gone
         for task in (self._owner, self._reaper):
             if task is not None:
@@ -483,43 +289,40 @@ class Pool(Generic[P]):
 
     def _handle(self, message: object) -> None:
         try:
-            if isinstance(message, _Submit):
+            if isinstance(message, Submit):
                 self._on_submit(message.request)
-            elif isinstance(message, _Withdraw):
+            elif isinstance(message, Withdraw):
                 self._on_withdraw(message.request)
-            elif isinstance(message, _Return):
+            elif isinstance(message, Return):
                 self._on_return(message.process, message.key, message.hold)
-            elif isinstance(message, _Launched):
+            elif isinstance(message, Launched):
                 self._on_launched(message)
-            elif isinstance(message, _Died):
+            elif isinstance(message, Died):
                 self._on_died(message.entry)
-            elif isinstance(message, _Stopped):
+            elif isinstance(message, Stopped):
                 self._forget(message.entry)
-            elif isinstance(message, _Tick):
+            elif isinstance(message, Tick):
                 self._on_tick(message)
-            elif isinstance(message, _Spoke):
+            elif isinstance(message, Spoke):
                 entry = self._by_process.get(id(message.process))
                 if entry is not None:
                     entry.first_output_due = 0.0
-            elif isinstance(message, _Close):
+            elif isinstance(message, Close):
                 self._on_close(message)
         except Exception:
             log.exception("pool message %s failed", type(message).__name__)
 
-    def _on_submit(self, request: _Request) -> None:
+    def _on_submit(self, request: Request) -> None:
         if self._closing:
             self._refuse(request, PoolBusy("The server is shutting down.", retry_after=5))
             return
-        self._recent[request.profile] = self._clock()
-        self._recent.move_to_end(request.profile)
-        while len(self._recent) > max(self.limits.spare_profiles, 1) * 4:
-            self._recent.popitem(last=False)
+        self._spares.used(request.profile)
         if request.key is not None:
             self._drop_diverged(request.key, request.profile, request.fingerprint)
         if self._serve_idle(request):
             return
         queued = sum(1 for r in self._waiting if not r.launching)
-        if not queued and self._has_room() and self._backoff_error(request.profile) is None:
+        if not queued and self._has_room() and self._backoff.refusal(request.profile) is None:
             request.launching = True  # room now and nobody ahead: no queueing at all
             self._waiting.append(request)
             self._start_launch(request.profile, request.history, request)
@@ -532,7 +335,7 @@ class Pool(Generic[P]):
         request.queued = True
         self._waiting.append(request)
 
-    def _on_withdraw(self, request: _Request) -> None:
+    def _on_withdraw(self, request: Request) -> None:
         if request in self._waiting:
             self._waiting.remove(request)
         future = request.future
@@ -547,13 +350,13 @@ class Pool(Generic[P]):
         if entry is None or entry.state != "busy":
             return
         if new_conversation(entry.history):
-            self._new_in_flight[entry.profile] = max(0, self._new_in_flight.get(entry.profile, 0) - 1)
+            self._spares.ended(entry.profile)
         if self._closing or not process.reusable:
             if not process.alive:
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
             return
-        self._end_backoff(entry)  # launched since the last failure, and it served: the CLI works
+        self._backoff.worked(entry.profile, entry.launch_began)  # launched since the last failure, and it served
         entry.served = True
         entry.history = process.history
         if new_conversation(entry.history):  # given back unused: still a spare
@@ -563,7 +366,7 @@ class Pool(Generic[P]):
         else:
             self._retire(entry)
 
-    def _on_launched(self, message: _Launched) -> None:
+    def _on_launched(self, message: Launched) -> None:
         entry, request = message.entry, message.entry.for_request
         entry.for_request = None
         if message.process is None:
@@ -601,7 +404,7 @@ class Pool(Generic[P]):
         else:  # launched for a request that left: keep it for the same history
             self._make_held(entry, None)
 
-    def _on_died(self, entry: _Entry) -> None:
+    def _on_died(self, entry: Entry) -> None:
         """A process exited by itself. An idle one is retired (which removes its leftovers);
         a busy one's turn fails by itself and comes back unusable. Dying soon after launch,
         before the CLI said anything, is a failure to launch."""
@@ -611,7 +414,7 @@ class Pool(Generic[P]):
         if entry.state in ("spare", "held"):
             self._retire(entry)
 
-    def _note_early_death(self, entry: _Entry) -> None:
+    def _note_early_death(self, entry: Entry) -> None:
         """A process that exited by itself before it ever spoke, soon after launch, failed to
         launch. One killed from outside did not: that is the OOM killer or a user, and the
         CLI would start fine again (no backoff, no refusals)."""
@@ -623,14 +426,14 @@ class Pool(Generic[P]):
         code = getattr(process, "exit_code", None)
         if code is None and hasattr(process, "exit_code") and process.pid is not None:
             return  # not reaped yet: decided when its watcher reports the exit
-        if code in _KILLED:
+        if code in KILLED:
             return
         if getattr(process, "callers_fault", False):
             return  # the request's own options (an invalid schema): a 400 for it, no failure of the CLI
         entry.failure_noted = True
         self._note_failure(entry.profile, process.failure(), entry.launch_began)
 
-    def _on_close(self, close: _Close) -> None:
+    def _on_close(self, close: Close) -> None:
         self._closing = True
         for request in list(self._waiting):
             self._waiting.remove(request)
@@ -650,7 +453,7 @@ class Pool(Generic[P]):
                 if not close.done.done():
                     close.done.set_result(None)
 
-    def _on_tick(self, tick: _Tick) -> None:
+    def _on_tick(self, tick: Tick) -> None:
         if tick.memory_bytes is not None:
             self._memory_bytes = tick.memory_bytes
         now = self._clock()
@@ -677,7 +480,7 @@ class Pool(Generic[P]):
                 self._waiting.remove(request)
         needing_room = [r for r in self._waiting if not r.launching]
         for request in needing_room:  # first come, first served
-            failure = self._backoff_error(request.profile)
+            failure = self._backoff.refusal(request.profile)
             if failure is not None:
                 self._waiting.remove(request)
                 self._refuse(request, failure)
@@ -692,11 +495,11 @@ class Pool(Generic[P]):
         if not any(not r.launching for r in self._waiting):
             self._fill_spares()
 
-    def _serve_idle(self, request: _Request) -> bool:
+    def _serve_idle(self, request: Request) -> bool:
         """Grant a held process with exactly this history, or a spare for a new conversation."""
         if request.future.done() or request.fresh:
             return False
-        held = self._held.pop((request.profile, request.fingerprint), None)
+        held = self._conversations.take(request.profile, request.fingerprint)
         if held is not None:
             if held.process is not None and held.process.alive:
                 self._grant(request, held, "held")
@@ -711,18 +514,14 @@ class Pool(Generic[P]):
                 self._retire(spare)
         return False
 
-    def _grant(self, request: _Request, entry: _Entry, how: Obtained) -> None:
+    def _grant(self, request: Request, entry: Entry, how: Obtained) -> None:
         # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
         # the same history, finds this process again.
-        key = request.key or entry.key or _scoped(request.tenant, new_conversation_id())
-        if entry.key is not None:
-            self._keys.pop(entry.key, None)
-            entry.key = None
+        key = request.key or entry.key or scoped(request.tenant, new_conversation_id())
+        self._conversations.release_key(entry)
         entry.state, entry.tenant = "busy", request.tenant
         if new_conversation(request.history):
-            count = self._new_in_flight.get(request.profile, 0) + 1
-            self._new_in_flight[request.profile] = count
-            self._demand.append((self._clock(), request.profile, count))
+            self._spares.began(request.profile)
         self.counters[how] += 1
         assert entry.process is not None and not request.future.done()
         public = key[len(request.tenant) + 1 :] if request.tenant else key
@@ -732,34 +531,26 @@ class Pool(Generic[P]):
             # the one a launch beside it slows most: spares wait until it speaks (bounded).
             entry.first_output_due = self._clock() + SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS
             process = entry.process
-            lease._spoke = lambda: self._post(_Spoke(process))
-            asyncio.get_running_loop().call_later(SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS, self._post, _Tick())
+            lease._spoke = lambda: self._post(Spoke(process))
+            asyncio.get_running_loop().call_later(SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS, self._post, Tick())
         request.future.set_result(lease)
 
-    def _make_held(self, entry: _Entry, key: str | None) -> None:
+    def _make_held(self, entry: Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
-        entry.fingerprint = _fingerprint(entry.tenant, entry.history)
-        slot = (entry.profile, entry.fingerprint)
-        previous = self._held.pop(slot, None)
-        if previous is not None and previous is not entry:
-            self._retire(previous)
-        self._held[slot] = entry
-        if key is not None:
-            stale = self._keys.get(key)
-            if stale is not None and stale is not entry:
-                self._retire(stale)  # the same conversation, moved on: the old one can never match
-            self._keys[key] = entry
-            entry.key = key
-        while len(self._held) > self.limits.max_conversations:
-            _, oldest = next(iter(self._held.items()))
+        entry.fingerprint = fingerprint_of(entry.tenant, entry.history)
+        for replaced in self._conversations.hold(entry, key):
+            self._retire(replaced)
+        while len(self._conversations) > self.limits.max_conversations:
+            oldest = self._conversations.oldest()
+            assert oldest is not None
             self.counters["evictions"] += 1
             self._retire(oldest)
 
     def _drop_diverged(self, key: str, profile: Profile, fingerprint: str) -> None:
         """A conversation id whose held process holds another history has diverged (edited,
         regenerated, trimmed): that process can never match again."""
-        entry = self._keys.get(key)
-        if entry is not None and (entry.profile, entry.fingerprint) != (profile, fingerprint):
+        entry = self._conversations.diverged(key, profile, fingerprint)
+        if entry is not None:
             self._retire(entry)
 
     def _has_room(self) -> bool:
@@ -780,25 +571,16 @@ class Pool(Generic[P]):
             self.counters["evictions"] += 1
             self._retire(spares[0])
             return True
-        for entry in self._held.values():
+        oldest = self._conversations.oldest()
+        if oldest is not None:
             self.counters["evictions"] += 1
-            self._retire(entry)
+            self._retire(oldest)
             return True
         return False
 
     # -- spares --------------------------------------------------------------------------
     def _spare_targets(self) -> dict[Profile, int]:
-        """Spares wanted per profile: the recent peak of concurrent new conversations, at
-        least one for the most recently used profiles."""
-        horizon = self._clock() - self.limits.spare_demand_window_seconds
-        while self._demand and self._demand[0][0] < horizon:
-            self._demand.popleft()
-        recent = list(reversed(self._recent))[: self.limits.spare_profiles]
-        targets = dict.fromkeys(recent, 1)
-        for _, profile, count in self._demand:
-            if profile in targets or count > 1:
-                targets[profile] = max(targets.get(profile, 0), min(count, self.limits.max_spares_per_profile))
-        return targets
+        return self._spares.targets()
 
     def _fill_spares(self) -> None:
         """Launch spares up to their targets with free room; the most recent profile's first
@@ -817,12 +599,13 @@ class Pool(Generic[P]):
         if any(e.state == "busy" and e.first_output_due > now for e in self._entries.values()):
             return  # a new process's first turn has not spoken yet (see _grant)
         turns_running = any(entry.state == "busy" for entry in self._entries.values())
-        recent = list(reversed(self._recent))
-        for profile, wanted in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):
-            if self._backoff_error(profile) is not None:
+        recent = self._spares.latest()
+        last_use = self._spares.recent
+        for profile, wanted in sorted(self._spare_targets().items(), key=lambda item: -last_use.get(item[0], 0)):
+            if self._backoff.refusal(profile) is not None:
                 continue
             target = min(wanted, 1) if turns_running else wanted
-            if any(key in self._backoff for key in _backoff_keys(profile)):
+            if self._backoff.touches(profile):
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while (
                 self._count("spare", profile) + self._count_launching_spares(profile) + self._returning(profile)
@@ -831,9 +614,10 @@ class Pool(Generic[P]):
                 if not self._has_room():
                     first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
                     if first_of_latest and not self._count_launching_spares(profile) and not self._count("stopping"):
-                        for entry in list(self._held.values())[:1]:
+                        oldest = self._conversations.oldest()
+                        if oldest is not None:
                             self.counters["evictions"] += 1
-                            self._retire(entry)
+                            self._retire(oldest)
                     return
                 self._start_launch(profile, (), None)
 
@@ -849,8 +633,8 @@ class Pool(Generic[P]):
                    and e.for_request is None)  # fmt: skip
 
     # -- launching, retiring, watching -----------------------------------------------------
-    def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: _Request | None) -> None:
-        entry = _Entry(profile, history, for_request=request, launch_began=self._clock())
+    def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: Request | None) -> None:
+        entry = Entry(profile, history, for_request=request, launch_began=self._clock())
         self._entries[entry.id] = entry
 
         async def launch() -> None:
@@ -860,13 +644,13 @@ class Pool(Generic[P]):
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                self._post(_Launched(entry, None, exc))
+                self._post(Launched(entry, None, exc))
             else:
-                self._post(_Launched(entry, process, None))
+                self._post(Launched(entry, process, None))
 
         self._spawn_task(launch())
 
-    def _retire(self, entry: _Entry) -> None:
+    def _retire(self, entry: Entry) -> None:
         """Take a process out of every index now and stop it in the background (a turn still
         running is interrupted by ``stop``); it counts against the limits until it has exited.
         A process still starting is retired when its launch reports back."""
@@ -885,23 +669,19 @@ class Pool(Generic[P]):
             except Exception:
                 log.exception("stopping CLI process %s failed", process.pid)
             finally:
-                self._post(_Stopped(entry))
+                self._post(Stopped(entry))
 
         self._spawn_task(stop())
 
-    async def _watch(self, entry: _Entry, process: PooledProcess) -> None:
+    async def _watch(self, entry: Entry, process: PooledProcess) -> None:
         with contextlib.suppress(Exception):
             await process.wait()
-        self._post(_Died(entry))
+        self._post(Died(entry))
 
-    def _unindex(self, entry: _Entry) -> None:
-        if self._held.get((entry.profile, entry.fingerprint)) is entry:
-            del self._held[(entry.profile, entry.fingerprint)]
-        if entry.key is not None and self._keys.get(entry.key) is entry:
-            del self._keys[entry.key]
-        entry.key = None
+    def _unindex(self, entry: Entry) -> None:
+        self._conversations.remove(entry)
 
-    def _forget(self, entry: _Entry) -> None:
+    def _forget(self, entry: Entry) -> None:
         self._unindex(entry)
         self._entries.pop(entry.id, None)
         if entry.process is not None:
@@ -914,46 +694,9 @@ class Pool(Generic[P]):
 
     # -- failures ------------------------------------------------------------------------
     def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
-        """Count a failed launch. Launches that began before the last failure was seen are
-        the same attempt (a burst of spares started together): they do not lengthen the pause."""
-        backoff = self._backoff.setdefault(_backoff_key(profile), _Backoff())
-        backoff.last_error = detail.strip()[-500:]
-        if backoff.failures and launch_began < backoff.noted_at:
-            return
-        backoff.failures += 1
-        backoff.noted_at = self._clock()
-        delay = min(self.limits.backoff_max_seconds, 2.0 ** (backoff.failures - 1))
-        backoff.until = self._clock() + delay
-        log.error(
-            "the Claude CLI failed to start (%d in a row); next attempt in %.0f s: %s",
-            backoff.failures, delay, backoff.last_error or "no output",
-        )  # fmt: skip
-        asyncio.get_running_loop().call_later(delay, self._post, _Tick())
-
-    def _backoff_error(self, profile: Profile) -> BridgeError | None:
-        """The refusal while the profile's account, or the profile itself (the caller's own
-        options), is in backoff; None when a launch may be tried."""
-        for key in _backoff_keys(profile):
-            backoff = self._backoff.get(key)
-            if backoff is None or not backoff.failures:
-                continue
-            left = backoff.until - self._clock()
-            if left <= 0 and not self._count_launching(key):
-                continue  # time for the next attempt
-            return CliUnavailable(
-                f"The Claude CLI fails to start ({backoff.failures} attempts in a row): "
-                f"{backoff.last_error or 'it exited at once'}",
-                retry_after=max(1, round(left)),
-            )
-        return None
-
-    def _end_backoff(self, entry: _Entry) -> None:
-        """A process launched since the last failure works: its account's backoff (the binary
-        and the login work) and its profile's end."""
-        for key in _backoff_keys(entry.profile):
-            backoff = self._backoff.get(key)
-            if backoff is not None and entry.launch_began >= backoff.noted_at:
-                del self._backoff[key]
+        delay = self._backoff.failed(profile, detail, launch_began)
+        if delay is not None:
+            asyncio.get_running_loop().call_later(delay, self._post, Tick())
 
     def _end_recovered_backoffs(self) -> None:
         """A process of a backed-off profile that printed its protocol launched fine: the CLI
@@ -963,16 +706,16 @@ class Pool(Generic[P]):
         for entry in self._entries.values():
             process = entry.process
             if process is not None and process.started and process.alive:
-                self._end_backoff(entry)  # (only what failed before its launch began)
+                self._backoff.worked(entry.profile, entry.launch_began)  # (only what failed before)
 
-    def _count_launching(self, key: str | Profile) -> int:
+    def _count_launching(self, key: BackoffKey) -> int:
         """Launches in flight for a backoff's unit: an account, or one profile."""
         return sum(
             1 for e in self._entries.values()
             if e.state == "starting" and (e.profile.account == key if isinstance(key, str) else e.profile == key)
         )  # fmt: skip
 
-    def _refuse(self, request: _Request, error: BaseException) -> None:
+    def _refuse(self, request: Request, error: BaseException) -> None:
         if not request.future.done():
             request.future.set_exception(error)
             request.future.exception()  # retrieved: a caller that left must not log it
@@ -981,7 +724,7 @@ class Pool(Generic[P]):
         while True:
             await asyncio.sleep(self.limits.reap_interval_seconds)
             processes = [e.process for e in self._entries.values() if e.process is not None]
-            self._post(_Tick(await asyncio.to_thread(_total_rss, processes)))
+            self._post(Tick(await asyncio.to_thread(total_rss, processes)))
 
     # -- counting --------------------------------------------------------------------------
     def _count(self, state: State, profile: Profile | None = None) -> int:
@@ -989,49 +732,3 @@ class Pool(Generic[P]):
 
     def _live_count(self) -> int:
         return sum(1 for e in self._entries.values() if e.process is not None)
-
-
-# Exit codes of a process killed from outside (asyncio: minus the signal number).
-_KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
-
-
-def _total_rss(processes: list[PooledProcess]) -> int:
-    """Resident memory of all the processes (blocking /proc reads: run in a thread)."""
-    return sum(process.rss() for process in processes)
-
-
-def _scoped(tenant: str, key: str) -> str:
-    """A conversation id within its tenant (the pool's own key): two tenants' equal ids differ."""
-    return f"{tenant}\x00{key}" if tenant else key
-
-
-def _fingerprint(tenant: str, history: tuple[Message, ...]) -> str:
-    """The history's fingerprint within its tenant: equal histories of two tenants differ."""
-    fingerprint = history_fingerprint(history)
-    return f"{tenant}\x00{fingerprint}" if tenant else fingerprint
-
-
-def new_conversation_id() -> str:
-    """An id for a conversation whose client named none (random: it names nothing)."""
-    return "conv-" + secrets.token_hex(12)
-
-
-def new_conversation(history: tuple[Message, ...]) -> bool:
-    return not history
-
-
-def _backoff_key(profile: Profile) -> str | Profile:
-    """What a failed launch of this profile pauses: the profile alone when it carries options
-    the CLI validates from the caller's input (a schema, tools, a forced tool), else its
-    account."""
-    own = profile.json_schema is not None or profile.tools_json is not None or profile.tool_choice_json is not None
-    return profile if own else profile.account
-
-
-def _backoff_keys(profile: Profile) -> set[str | Profile]:
-    """The backoffs that stop a launch of this profile: its account's, and its own if it has one."""
-    return {profile.account, _backoff_key(profile)}
-
-
-def _custom(profile: Profile) -> bool:
-    return profile != Profile(model=profile.model)
