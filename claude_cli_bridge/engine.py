@@ -1,9 +1,12 @@
 """The engine: answers a TurnRequest with a CLI turn from the pool. The APIs' only way in.
 
-A request's history (every message but the last) must be what the leased CLI process holds;
-the last message, a user turn, is the prompt. The pool finds a held process for a follow-up
-or launches one resumed from a transcript of the history, so earlier turns reach the model
-as real turns. A history ending in tool results is continued by the CLI itself.
+On workers (the tap on, and a CLI the ``workers`` probe accepts) the bridge owns the
+conversation: any warm process launched with the turn's settings takes the turn, a one-line
+placeholder is its prompt, and the tap writes the caller's conversation into its upstream
+request (``tap.inject``, built by ``cli.worker.assignment_for``). Without workers a request's
+history (every message but the last) must be what the leased CLI process holds; the pool
+finds a held process for a follow-up or launches one resumed from a transcript of the
+history, and a history ending in tool results is continued by the CLI itself.
 
 What the engine adds to a turn: the request checks no CLI turn could answer, the profile,
 stop sequences (the CLI has no flag for them), and the load time Ollama reports.
@@ -115,7 +118,11 @@ class BridgeEngine:
         self.launcher.prepare()
         model = self.resolve_model(self.settings.default_model)
         default = Profile(model=model, effort=self.settings.default_effort or None, account=self.accounts.names[0])
-        self.pool.start([default])
+        # On workers a failover turn is warm too when the next account has a worker: each
+        # account's default profile gets one, within SPARE_PROFILES (the first account last,
+        # so it is the most recent).
+        accounts = self.accounts.names[: max(1, self.settings.spare_profiles)] if self.workers else [default.account]
+        self.pool.start([dataclasses.replace(default, account=name) for name in reversed(accounts)])
 
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)

@@ -148,7 +148,7 @@ def test_a_cli_that_breaks_while_serving_backs_off_answers_503_and_recovers(star
         )
         refusals.append(response)
         time.sleep(0.5)
-    assert all(r.status_code == 503 for r in refusals), [r.status_code for r in refusals]
+    assert all(r.status_code == 503 for r in refusals), [(r.status_code, r.text[:300]) for r in refusals]
     for response in refusals:
         assert response.headers["retry-after"].isdigit()
         error = response.json()["error"]

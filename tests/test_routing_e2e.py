@@ -126,6 +126,28 @@ def test_every_turn_of_a_conversation_reaches_its_bridge_and_follow_ups_are_warm
         assert seen == mine
 
 
+def test_without_affinity_every_follow_up_is_warm_on_whichever_bridge_gets_it(litellm, bridges):
+    """LiteLLM with no session id (its simple shuffle): turns land on either bridge; workers
+    serve each warm with the whole history."""
+    client = proxy_client(litellm)
+    conversations = [Conversation(client, f"free{n}") for n in range(4)]
+    for conversation in conversations:
+        conversation.session = ""  # no x-litellm-session-id: no affinity
+    for n in range(4):
+        for conversation in conversations:
+            messages = [*conversation.messages, {"role": "user", "content": f"{conversation.name} turn {n}"}]
+            raw = client.chat.completions.with_raw_response.create(model="sonnet", messages=messages)
+            answer = raw.parse().choices[0].message.content
+            assert answer == f"re: {conversation.name} turn {n}"
+            conversation.messages = [*messages, {"role": "assistant", "content": answer}]
+            conversation.served.append(
+                (BRIDGE_OF[raw.headers["x-litellm-model-id"]], raw.headers.get("llm_provider-x-bridge-process", ""))
+            )
+    hows = [how for c in conversations for _, how in c.served[1:]]
+    assert all(warm(how) for how in hows), hows
+    assert {bridge for c in conversations for bridge, _ in c.served} == {"a", "b"}
+
+
 def test_a_refused_account_moves_its_conversations_and_new_ones_to_the_other_bridge(litellm, bridges):
     client = proxy_client(litellm)
     on_a: list[Conversation] = []
@@ -258,28 +280,6 @@ def test_nginx_hashes_each_conversation_to_one_bridge_and_its_follow_ups_are_war
         assert all(warm(how) for how in hows[1:]), (name, hows)
         holders = [b for b, bridge in bridges.items() if any(name in str(c.body) for c in bridge.fake.model_calls())]
         assert len(holders) == 1, (name, holders)
-
-
-def test_without_affinity_every_follow_up_is_warm_on_whichever_bridge_gets_it(litellm, bridges):
-    """LiteLLM with no session id (its simple shuffle): turns land on either bridge; workers
-    serve each warm with the whole history."""
-    client = proxy_client(litellm)
-    conversations = [Conversation(client, f"free{n}") for n in range(4)]
-    for conversation in conversations:
-        conversation.session = ""  # no x-litellm-session-id: no affinity
-    for n in range(4):
-        for conversation in conversations:
-            messages = [*conversation.messages, {"role": "user", "content": f"{conversation.name} turn {n}"}]
-            raw = client.chat.completions.with_raw_response.create(model="sonnet", messages=messages)
-            answer = raw.parse().choices[0].message.content
-            assert answer == f"re: {conversation.name} turn {n}"
-            conversation.messages = [*messages, {"role": "assistant", "content": answer}]
-            conversation.served.append(
-                (BRIDGE_OF[raw.headers["x-litellm-model-id"]], raw.headers.get("llm_provider-x-bridge-process", ""))
-            )
-    hows = [how for c in conversations for _, how in c.served[1:]]
-    assert all(warm(how) for how in hows), hows
-    assert {bridge for c in conversations for bridge, _ in c.served} == {"a", "b"}
 
 
 @pytest.fixture(scope="module")

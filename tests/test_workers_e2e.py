@@ -383,3 +383,64 @@ def test_an_image_in_the_newest_message(pair, fake):
     messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, image]}]
     on_workers, on_transcripts = both(fake, pair, chat(messages))
     assert on_workers == on_transcripts
+
+
+async def test_a_worker_request_the_tap_cannot_make_faithful_is_refused_never_forwarded(fake, tmp_path):
+    """The real CLI as a worker behind a tap: a turn whose request does not carry the
+    assignment's placeholder, and a turn with no assignment at all, each fail with a 502
+    naming why; nothing reaches the upstream."""
+    from harness import find_test_cli
+
+    from claude_cli_bridge.cli.launch import Launcher
+    from claude_cli_bridge.cli.profile import Profile
+    from claude_cli_bridge.core.messages import Message, TextBlock
+    from claude_cli_bridge.errors import UpstreamError
+    from claude_cli_bridge.tap import Tap, TapSettings
+    from claude_cli_bridge.tap.inject import Assignment
+
+    tap = Tap(TapSettings(upstream=fake.base_url), {})
+    await tap.start()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ANTHROPIC_API_KEY": "sk-test"}
+    launcher = Launcher(find_test_cli(), tmp_path / "state", env, tmp_path / "work", max_retries=0, tap=tap)
+    launcher.workers = True
+    launcher.prepare()
+    process = await launcher(Profile(model="sonnet"), ())
+    caller = ({"role": "user", "content": [{"type": "text", "text": "the caller's words"}]},)
+    try:
+        assert process.worker and process.tap_token is not None
+        for assignment, why in (
+            (Assignment("another turn's placeholder", caller), "placeholder prompt is not in the request"),
+            (None, "outside any turn"),
+        ):
+            if assignment is not None:
+                tap.assign(process.tap_token, assignment)
+            with pytest.raises(UpstreamError) as raised:
+                async for _ in process.turn(
+                    Message("user", (TextBlock("Bridge turn x"),)), silence_timeout=30, turn_timeout=60
+                ):
+                    pass
+            tap.release(process.tap_token)
+            assert raised.value.status == 502 and why in str(raised.value)
+            if not process.reusable:  # a failed turn spoils its process: the next check gets a fresh one
+                await process.stop()
+                process = await launcher(Profile(model="sonnet"), ())
+        assert fake.model_calls() == [] and tap.counters["refused"] >= 2
+    finally:
+        await process.stop()
+        await tap.close()
+        launcher.cleanup()
+
+
+def test_a_workers_earlier_turns_never_reach_another_conversation(start_bridge, fake):
+    """One worker serves two conversations in turn: what it sent and got for the first (kept
+    in the CLI's own memory) is nowhere in the second's request."""
+    server = start_bridge(MAX_PROCESSES="1")
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    fake.enqueue(Reply(chunks=["ANSWER-OF-A"]))
+    client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "SECRET-OF-A"}])
+    [pid] = server.cli_pids()
+    raw = client.chat.completions.with_raw_response.create(model="sonnet", messages=[{"role": "user", "content": "B"}])
+    assert not raw.headers["x-bridge-process"].startswith("cold") and server.cli_pids() == {pid}
+    body = json.dumps(fake.model_calls()[-1].body)
+    assert "SECRET-OF-A" not in body and "ANSWER-OF-A" not in body
+    assert fake.model_calls()[-1].plain_messages() == [("user", "B")]

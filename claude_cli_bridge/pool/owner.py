@@ -504,14 +504,14 @@ class Pool(Generic[P]):
             if held.process is not None and held.process.alive:
                 self._grant(request, held, "held")
                 return True
-            self._retire(held)
+            self._retire_dead(held)
         if new_conversation(request.history):
             spares = [e for e in self._entries.values() if e.state == "spare" and e.profile == request.profile]
             for spare in sorted(spares, key=lambda e: e.idle_since):
                 if spare.process is not None and spare.process.alive:
                     self._grant(request, spare, "spare")
                     return True
-                self._retire(spare)
+                self._retire_dead(spare)
         return False
 
     def _grant(self, request: Request, entry: Entry, how: Obtained) -> None:
@@ -649,6 +649,13 @@ class Pool(Generic[P]):
                 self._post(Launched(entry, process, None))
 
         self._spawn_task(launch())
+
+    def _retire_dead(self, entry: Entry) -> None:
+        """Retire an idle process found dead before its watcher reported it: a spare handed
+        back dead by its launch (its warm-up's early exit) still counts as a failed launch,
+        or a request arriving first would launch again at once instead of backing off."""
+        self._note_early_death(entry)
+        self._retire(entry)
 
     def _retire(self, entry: Entry) -> None:
         """Take a process out of every index now and stop it in the background (a turn still
