@@ -198,3 +198,14 @@ def test_the_cli_reaches_the_tap_without_a_proxy():
         "NO_PROXY": "127.0.0.1",
         "no_proxy": "internal,127.0.0.1",
     }
+
+
+def test_the_note_inside_a_tool_result_goes_and_the_callers_result_stays():
+    """A resumed conversation of a model given reminders: the CLI writes its notes inside the
+    last tool result (docs/cli.md "Workers"); only the note's block goes."""
+    note = {"type": "text", "text": "<system-reminder>\n" + ENV + "</system-reminder>\n"}
+    date = {"type": "text", "text": "<system-reminder>\nToday's date is 2026-12-01.\n</system-reminder>"}
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "sunny\n"}, note, date]}
+    body = {"messages": [{"role": "user", "content": [result]}]}
+    assert strip_environment_note(body)
+    assert body["messages"][0]["content"][0]["content"] == [{"type": "text", "text": "sunny\n"}, date]
