@@ -52,7 +52,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic
+from typing import Any, Generic
 
 from ..cli.launch import SPARE_LAUNCH
 from ..cli.profile import Profile
@@ -108,10 +108,10 @@ class Pool(Generic[P]):
         )
         self._backoff = LaunchBackoff(clock, limits.backoff_max_seconds, self._count_launching)
         self._memory_bytes = 0
-        self._tasks: set[asyncio.Task] = set()  # launches and stops
-        self._watchers: set[asyncio.Task] = set()  # one per live process, until it exits
-        self._owner: asyncio.Task | None = None
-        self._reaper: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # launches and stops
+        self._watchers: set[asyncio.Task[None]] = set()  # one per live process, until it exits
+        self._owner: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self._closing = False
         self._close_waiters: list[Close] = []
         # Workers (tap.inject): a process given back after a turn is a spare again, so a busy
@@ -199,7 +199,7 @@ class Pool(Generic[P]):
     def _keys(self) -> dict[str, Entry]:
         return self._conversations.by_key
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
         states = dict.fromkeys(("starting", "spare", "held", "busy", "stopping"), 0)
         for entry in self._entries.values():

@@ -9,7 +9,7 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ..cli.profile import Profile
 from ..core.messages import Message, history_fingerprint
@@ -142,7 +142,7 @@ class Request:
     history: tuple[Message, ...]
     fingerprint: str
     key: str | None
-    future: asyncio.Future[Lease]
+    future: asyncio.Future[Lease[Any]]
     submitted: float
     launching: bool = False  # a process is being launched for it
     queued: bool = False  # it waited in the queue for room (for the request log)
