@@ -15,6 +15,10 @@ class BridgeError(Exception):
     kind = "server_error"
     code: str | None = None
     retry = False
+    #: A refusal by a subscription window: (the window's claim, e.g. "five_hour", or None;
+    #: its reset, epoch seconds). The Anthropic surface sends them as the upstream's own
+    #: ``anthropic-ratelimit-unified-*`` headers, which Claude Code reads.
+    limit: tuple[str | None, int] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
         super().__init__(message)

@@ -91,3 +91,41 @@ def test_a_refused_window_is_a_429_with_retry_after_at_its_reset(oauth_bridge, f
     )
     assert response.status_code == 429 and "5-hour" in response.json()["error"]
     assert int(response.headers["retry-after"]) > 3600
+
+
+def test_the_anthropic_surfaces_429_carries_the_upstreams_unified_headers(oauth_bridge, fake):
+    """Claude Code as a client reads anthropic-ratelimit-unified-status/-reset/-representative-claim
+    on a 429 to show its usage-limit message and reset time."""
+    import anthropic
+
+    reset = int(time.time()) + 3 * 3600
+    fake.enqueue(
+        Reply(
+            status=429,
+            error_type="rate_limit_error",
+            error_message="usage limit reached",
+            headers=unified_headers(
+                "rejected", seven_day=(1.0, reset), claim="seven_day", window_status={"7d": "rejected"}
+            ),
+        )
+    )
+    client = anthropic.Anthropic(base_url=oauth_bridge.base_url, api_key="x", max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        client.messages.create(model="sonnet", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    headers = raised.value.response.headers
+    assert headers["anthropic-ratelimit-unified-status"] == "rejected"
+    assert headers["anthropic-ratelimit-unified-reset"] == str(reset)
+    assert headers["anthropic-ratelimit-unified-representative-claim"] == "seven_day"
+    assert int(headers["retry-after"]) > 3600
+    # The OpenAI surface keeps its own shape: no Anthropic headers there.
+    fake.enqueue(
+        Reply(
+            status=429,
+            error_type="rate_limit_error",
+            headers=unified_headers(
+                "rejected", seven_day=(1.0, reset), claim="seven_day", window_status={"7d": "rejected"}
+            ),
+        )
+    )
+    response = chat(oauth_bridge)
+    assert response.status_code == 429 and "anthropic-ratelimit-unified-status" not in response.headers

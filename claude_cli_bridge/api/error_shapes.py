@@ -29,11 +29,13 @@ class ErrorShape:
     name: str
     status: Callable[[BridgeError], int]
     body: Callable[[BridgeError], Any]
+    #: Headers of the API's own that an error carries (the Anthropic API's rate-limit ones).
+    headers: Callable[[BridgeError], dict[str, str]] = lambda error: {}
 
     def render(self, error: BridgeError, headers: dict[str, str] | None = None) -> JSONResponse:
         """The error as an HTTP response, with ``retry-after`` and ``x-should-retry: false``
         (the OpenAI and Anthropic SDKs read them) where they apply."""
-        extra = dict(headers or {})
+        extra = {**self.headers(error), **(headers or {})}
         if error.retry_after is not None:
             extra["retry-after"] = str(int(error.retry_after))
         if not error.retry:
@@ -46,7 +48,21 @@ def _own_status(error: BridgeError) -> int:
 
 
 OPENAI = ErrorShape("openai", _own_status, openai_error_body)
-ANTHROPIC = ErrorShape("anthropic", anthropic_errors.error_status, anthropic_errors.error_body)
+def unified_limit_headers(error: BridgeError) -> dict[str, str]:
+    """A window's refusal as the upstream words it (CLI 2.1.332 reads these on a 429 to show
+    its usage-limit message and reset time rather than "temporarily limiting requests")."""
+    if error.limit is None:
+        return {}
+    claim, resets_at = error.limit
+    headers = {"anthropic-ratelimit-unified-status": "rejected", "anthropic-ratelimit-unified-reset": str(resets_at)}
+    if claim:
+        headers["anthropic-ratelimit-unified-representative-claim"] = claim
+    return headers
+
+
+ANTHROPIC = ErrorShape(
+    "anthropic", anthropic_errors.error_status, anthropic_errors.error_body, unified_limit_headers
+)
 OLLAMA = ErrorShape("ollama", ollama_errors.error_status, ollama_errors.error_body)
 
 

@@ -62,6 +62,7 @@ def window_exhausted(window: str | None, resets_at: int, message: str, now: floa
         upstream_status=429,
     )
     error.code = "subscription_limit_reached"
+    error.limit = (window, int(resets_at))
     return error
 
 
