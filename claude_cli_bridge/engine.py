@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
@@ -135,6 +137,9 @@ class BridgeEngine:
         info = rate_limit_from_headers(headers)
         if info is not None and label in self.book.states:
             self.book.read(label, info)
+        throttle = plain_throttle(status, headers)
+        if throttle is not None and label in self.book.states:
+            self.book.throttled(label, throttle)
 
     # -- what the APIs call --------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -265,6 +270,7 @@ class BridgeEngine:
             profile = dataclasses.replace(base, account=account)
             note(account=account)
             produced = False
+            began = time.time()
             try:
                 async with contextlib.aclosing(
                     self._on_account(request, caller, profile, history, prompt, messages=messages)
@@ -273,6 +279,11 @@ class BridgeEngine:
                         produced = True
                         yield event
             except BridgeError as error:
+                throttle = self.book.throttle_since(account, began) if is_plain_429(error) else None
+                if throttle is not None:
+                    # A short throttle, not a used-up window: retry after the upstream's own
+                    # time, and the account is not marked refused past it (accounts.book).
+                    error.retry_after = max(1, math.ceil(throttle))
                 if produced or not is_refusal(error):
                     raise
                 self.book.refused(account, error)
@@ -417,6 +428,22 @@ class BridgeEngine:
                 await turn.aclose()
                 if self.workers and token is not None and self.tap is not None:
                     self.tap.release(token)
+
+
+def plain_throttle(status: int, headers: Mapping[str, str]) -> float | None:
+    """The retry-after (seconds) of a 429 that is a plain throttle: no ``rejected`` unified
+    status (a used-up window has its own reset). None otherwise, or for an HTTP-date value."""
+    if status != 429 or headers.get("anthropic-ratelimit-unified-status") == "rejected":
+        return None
+    try:
+        seconds = float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None
+
+
+def is_plain_429(error: BridgeError) -> bool:
+    return isinstance(error, UpstreamError) and error.status == 429 and error.limit is None
 
 
 def ends_with_tool_results(messages: list[Message]) -> bool:

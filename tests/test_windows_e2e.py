@@ -129,3 +129,19 @@ def test_the_anthropic_surfaces_429_carries_the_upstreams_unified_headers(oauth_
     )
     response = chat(oauth_bridge)
     assert response.status_code == 429 and "anthropic-ratelimit-unified-status" not in response.headers
+
+
+def test_a_plain_throttle_answers_with_the_upstreams_own_retry_after(start_bridge, fake):
+    """A 429 with retry-after and no used-up window (a short throttle): the client is told to
+    retry after the upstream's own time, not a fixed 30 s (issue 27, item 2)."""
+    server = start_bridge()
+    throttle = Reply(status=429, error_type="rate_limit_error", error_message="slow down", retry_after="2")
+    fake.handler = lambda body: throttle
+    try:
+        response = chat(server)
+    finally:
+        fake.handler = None
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == "2"
+    assert len(fake.model_calls()) >= 1
+    assert chat(server).status_code == 200  # the account was not marked refused past it

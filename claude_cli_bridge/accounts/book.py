@@ -48,6 +48,9 @@ class AccountState:
     failure: str = ""  # the last login failure, for /health and `accounts` (no secret)
     turns: int = 0
     failovers_from: int = 0
+    # The upstream's last plain throttle (a 429 with retry-after and no used-up window):
+    # (wall-clock time it was seen, its retry-after in seconds).
+    throttle: tuple[float, float] | None = None
 
 
 def windows_file(name: str) -> str:
@@ -141,6 +144,15 @@ class AccountBook:
         else:
             retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
             state.refused_until = max(state.refused_until, now + float(retry_after))
+
+    def throttled(self, name: str, seconds: float) -> None:
+        """The upstream throttled this account (a 429 with ``retry-after``, no window used up)."""
+        self.states[name].throttle = (self._clock(), seconds)
+
+    def throttle_since(self, name: str, since: float) -> float | None:
+        """The retry-after of a throttle seen at or after ``since`` (wall clock), if any."""
+        throttle = self.states[name].throttle if name in self.states else None
+        return throttle[1] if throttle is not None and throttle[0] >= since else None
 
     def failed_over(self, name: str) -> None:
         self.states[name].failovers_from += 1
