@@ -262,9 +262,9 @@ class BridgeEngine:
         holder = None if self.workers else self.pool.holder(base, history, caller.tenant)
         tried: list[str] = []
         while True:
-            order = [name for name in self.book.order(caller, holder) if name not in tried]
+            order = [name for name in self.book.order(caller, holder, base.model) if name not in tried]
             if not order:
-                raise self.book.refusal(caller)
+                raise self.book.refusal(caller, base.model)
             account = order[0]
             tried.append(account)
             profile = dataclasses.replace(base, account=account)
@@ -289,7 +289,7 @@ class BridgeEngine:
                 self.book.refused(account, error)
                 if len(caller.accounts) == 1:
                     raise  # nowhere to fail over to: the account's own words say most
-                successor = next((n for n in self.book.order(caller) if n not in tried), None)
+                successor = next((n for n in self.book.order(caller, model=base.model) if n not in tried), None)
                 log.warning(
                     "account %s refused a turn (%s); %s",
                     account,

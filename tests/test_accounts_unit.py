@@ -149,6 +149,24 @@ def test_the_windows_decide_the_account_order_and_the_refusal():
     assert book.status()["a"]["state"] == "failing" and book.order(caller) == ["c"]
 
 
+def test_a_model_familys_window_holds_back_that_family_only_on_that_account():
+    """seven_day_opus on account a: Opus turns go to c, Sonnet and Haiku turns stay on a."""
+    from claude_cli_bridge.cli.result import window_exhausted
+
+    now = [10_000.0]
+    book = AccountBook(load_two_keys(), None, clock=lambda: now[0])
+    caller = Caller("alice", ("a", "c"))
+    book.refused("a", window_exhausted("seven_day_opus", int(now[0]) + 86400, "", now[0]))
+    assert book.order(caller, model="claude-opus-4-6") == ["c"]
+    assert book.order(caller, model="sonnet") == ["a", "c"] and book.order(caller, model="haiku") == ["a", "c"]
+    assert book.status()["a"]["state"] == "ok"
+    book.refused("c", window_exhausted("seven_day_opus", int(now[0]) + 7200, "", now[0]))
+    refusal = book.refusal(caller, "opus")
+    assert isinstance(refusal, AccountsRefused) and refusal.retry_after == 7200
+    book.read("a", RateLimitInfo("rejected", resets_at=int(now[0]) + 600, window="five_hour"))
+    assert book.order(caller, model="sonnet") == ["c"]  # a window of every model: all of a's
+
+
 def test_each_account_environment_holds_its_own_login_only(tmp_path):
     (tmp_path / "cfg").mkdir()
     path = write(

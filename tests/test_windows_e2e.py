@@ -145,3 +145,47 @@ def test_a_plain_throttle_answers_with_the_upstreams_own_retry_after(start_bridg
     assert response.headers["retry-after"] == "2"
     assert len(fake.model_calls()) >= 1
     assert chat(server).status_code == 200  # the account was not marked refused past it
+
+
+def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fake):
+    """A 7-day Opus window used up (claim seven_day_opus) refuses Opus turns on the account;
+    Sonnet turns keep being served there (issue 27, item 1)."""
+    reset = int(time.time()) + 2 * 86400
+    opus_limit = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-representative-claim": "seven_day_opus",
+        "anthropic-ratelimit-unified-reset": str(reset),
+        "anthropic-ratelimit-unified-7d_opus-status": "rejected",
+        "anthropic-ratelimit-unified-7d_opus-utilization": "1.0",
+        "anthropic-ratelimit-unified-7d_opus-reset": str(reset),
+        "anthropic-ratelimit-unified-5h-utilization": "0.2",
+        "anthropic-ratelimit-unified-5h-reset": str(int(time.time()) + 3600),
+    }
+
+    def model(body):
+        if "opus" in body.get("model", ""):
+            return Reply(status=429, error_type="rate_limit_error", error_message="usage limit", headers=opus_limit)
+        return Reply(chunks=["sonnet answers"])
+
+    fake.handler = model
+    try:
+
+        def ask(name: str) -> httpx.Response:
+            return httpx.post(
+                f"{oauth_bridge.openai_url}/chat/completions",
+                json={"model": name, "messages": [{"role": "user", "content": f"hi {name}"}]},
+                timeout=60,
+            )
+
+        refused = ask("opus")
+        assert refused.status_code == 429 and "7-day Opus" in refused.json()["error"]["message"], refused.text
+        assert int(refused.headers["retry-after"]) > 86400
+        served = ask("sonnet")
+        assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"] == "sonnet answers"
+        calls = len(fake.model_calls())
+        again = ask("opus")  # refused before any upstream request: the window is known
+        assert again.status_code == 429 and len(fake.model_calls()) == calls
+        assert ask("haiku").status_code == 200
+        assert oauth_bridge.health()["accounts"]["default"]["state"] == "ok"  # the account still serves
+    finally:
+        fake.handler = None

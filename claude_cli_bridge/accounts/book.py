@@ -23,13 +23,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..cli.result import window_exhausted
 from ..core.caller import Caller
-from ..core.limits import RateLimitInfo
+from ..core.limits import RateLimitInfo, claim_family, limits_model, model_family
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, UpstreamError
 from ..windows import SubscriptionWindows
 from .config import DEFAULT_ACCOUNT, AccountsConfig
@@ -51,6 +51,8 @@ class AccountState:
     # The upstream's last plain throttle (a 429 with retry-after and no used-up window):
     # (wall-clock time it was seen, its retry-after in seconds).
     throttle: tuple[float, float] | None = None
+    # Refusals of one model family's window (seven_day_opus...): family -> until (wall clock).
+    refused_family: dict[str, float] = field(default_factory=dict)
 
 
 def windows_file(name: str) -> str:
@@ -80,36 +82,42 @@ class AccountBook:
     def windows(self, name: str = DEFAULT_ACCOUNT) -> SubscriptionWindows:
         return self.states[name].windows
 
-    def until(self, name: str) -> float:
-        """When the account allows a turn again (0: it does now)."""
+    def until(self, name: str, model: str | None = None) -> float:
+        """When the account allows a turn of ``model`` again (0: it does now). A window of one
+        model family (``seven_day_opus``) holds back that family's turns only; ``model`` None
+        asks about the account as a whole, which such a window leaves serving."""
         state = self.states[name]
         now = self._clock()
         moments = [moment for moment in (state.refused_until, state.failing_until) if moment > now]
+        family = model_family(model)
+        if family is not None and state.refused_family.get(family, 0.0) > now:
+            moments.append(state.refused_family[family])
         rejection = state.windows.rejection()
-        if rejection is not None:
+        if rejection is not None and limits_model(rejection[0], model):
             moments.append(float(rejection[1]))
         return max(moments) if moments else 0.0
 
-    def allows(self, name: str) -> bool:
-        return self.until(name) == 0.0
+    def allows(self, name: str, model: str | None = None) -> bool:
+        return self.until(name, model) == 0.0
 
-    def order(self, caller: Caller, holder: str | None = None) -> list[str]:
-        """The caller's accounts that allow a turn now, in the order to try them: the one
-        holding the conversation first (its process is warm), then the caller's preference."""
-        allowed = [name for name in caller.accounts if name in self.states and self.allows(name)]
+    def order(self, caller: Caller, holder: str | None = None, model: str | None = None) -> list[str]:
+        """The caller's accounts that allow a turn of ``model`` now, in the order to try them:
+        the one holding the conversation first (its process is warm), then the caller's preference."""
+        allowed = [name for name in caller.accounts if name in self.states and self.allows(name, model)]
         if holder in allowed:
             allowed.remove(holder)
             allowed.insert(0, holder)
         return allowed
 
-    def refusal(self, caller: Caller) -> BridgeError:
-        """The 429 when none of the caller's accounts allows: Retry-After at the earliest."""
+    def refusal(self, caller: Caller, model: str | None = None) -> BridgeError:
+        """The 429 when none of the caller's accounts allows a turn of ``model``: Retry-After
+        at the earliest."""
         now = self._clock()
         if len(caller.accounts) == 1:
             rejection = self.states[caller.accounts[0]].windows.rejection()
-            if rejection is not None:  # the window's own words: which one, and when it resets
-                return window_exhausted(rejection[0], rejection[1], "", now)
-        moments = [self.until(name) for name in caller.accounts if name in self.states]
+            if rejection is not None and limits_model(rejection[0], model):
+                return window_exhausted(rejection[0], rejection[1], "", now)  # which window, and its reset
+        moments = [self.until(name, model) for name in caller.accounts if name in self.states]
         earliest = min((m for m in moments if m > now), default=now + DEFAULT_REFUSAL_SECONDS)
         wait = max(1, math.ceil(earliest - now))
         failing = [name for name in caller.accounts if self.states[name].failing_until > now]
@@ -143,7 +151,12 @@ class AccountBook:
             state.failure = "the login is refused (not logged in, or the token was revoked)"
         else:
             retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
-            state.refused_until = max(state.refused_until, now + float(retry_after))
+            limit = getattr(error, "limit", None)
+            family = claim_family(limit[0]) if limit is not None else None
+            if family is not None:  # one family's window: the other models keep serving here
+                state.refused_family[family] = max(state.refused_family.get(family, 0.0), now + float(retry_after))
+            else:
+                state.refused_until = max(state.refused_until, now + float(retry_after))
 
     def throttled(self, name: str, seconds: float) -> None:
         """The upstream throttled this account (a 429 with ``retry-after``, no window used up)."""

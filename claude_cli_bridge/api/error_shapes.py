@@ -48,6 +48,8 @@ def _own_status(error: BridgeError) -> int:
 
 
 OPENAI = ErrorShape("openai", _own_status, openai_error_body)
+
+
 def unified_limit_headers(error: BridgeError) -> dict[str, str]:
     """A window's refusal as the upstream words it (CLI 2.1.332 reads these on a 429 to show
     its usage-limit message and reset time rather than "temporarily limiting requests")."""
@@ -60,9 +62,7 @@ def unified_limit_headers(error: BridgeError) -> dict[str, str]:
     return headers
 
 
-ANTHROPIC = ErrorShape(
-    "anthropic", anthropic_errors.error_status, anthropic_errors.error_body, unified_limit_headers
-)
+ANTHROPIC = ErrorShape("anthropic", anthropic_errors.error_status, anthropic_errors.error_body, unified_limit_headers)
 OLLAMA = ErrorShape("ollama", ollama_errors.error_status, ollama_errors.error_body)
 
 

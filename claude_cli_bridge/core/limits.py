@@ -27,6 +27,33 @@ def window_label(name: str | None) -> str:
     return WINDOW_LABELS.get(name or "", name or "subscription")
 
 
+MODEL_FAMILIES = ("opus", "sonnet", "haiku")
+
+
+def claim_family(claim: str | None) -> str | None:
+    """The model family a window limits alone (``seven_day_opus`` -> ``opus``); None for a
+    window that limits every model (``five_hour``, ``seven_day``, unknown names)."""
+    if claim is None or not claim.startswith("seven_day_"):
+        return None
+    family = claim.removeprefix("seven_day_")
+    return family if family in MODEL_FAMILIES else None
+
+
+def model_family(model: str | None) -> str | None:
+    """The family of a model name or alias (``claude-opus-4-6``, ``opus``); None if unknown."""
+    lowered = (model or "").lower()
+    return next((family for family in MODEL_FAMILIES if family in lowered), None)
+
+
+def limits_model(claim: str | None, model: str | None) -> bool:
+    """Whether a refusal by ``claim`` applies to a turn of ``model`` (None: any model, as
+    for the account's overall state: a family's window leaves the others serving)."""
+    family = claim_family(claim)
+    if family is None:
+        return True
+    return model is not None and model_family(model) == family
+
+
 @dataclass(frozen=True)
 class WindowReading:
     """One window as last reported: fraction used (0..1, may pass 1), reset (epoch seconds),
