@@ -48,7 +48,14 @@ from .core.record import note
 from .core.stops import StopScanner
 from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
 from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import BridgeError, CliCrashed, FeatureUnavailable, InvalidRequest, UpstreamError
+from .errors import (
+    BridgeError,
+    CliCrashed,
+    ExtraUsageRefused,
+    FeatureUnavailable,
+    InvalidRequest,
+    UpstreamError,
+)
 from .pool import Pool, PoolLimits
 from .settings import Settings
 from .tap import tap_for
@@ -279,6 +286,18 @@ class BridgeEngine:
                         produced = True
                         yield event
             except BridgeError as error:
+                if isinstance(error, ExtraUsageRefused) and not produced:
+                    note(extra_usage=account)
+                    # Never a silent move to another subscription: only an API-key account the
+                    # operator listed for this key may take the turn.
+                    later = [n for n in self.book.order(caller, model=base.model) if n not in tried]
+                    api_keys = {a.name for a in self.accounts.accounts if a.kind == "api_key"}
+                    keyed = [n for n in later if n in api_keys]
+                    if not keyed:
+                        raise
+                    log.warning("account %s: the upstream refused a turn as extra usage; trying %s", account, keyed[0])
+                    tried.extend(n for n in later if n != keyed[0])
+                    continue
                 throttle = self.book.throttle_since(account, began) if is_plain_429(error) else None
                 if throttle is not None:
                     # A short throttle, not a used-up window: retry after the upstream's own

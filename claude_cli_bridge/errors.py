@@ -188,6 +188,17 @@ class ModelNotAllowed(BridgeError):
     code = "model_not_allowed"
 
 
+class ExtraUsageRefused(BridgeError):
+    """The upstream billed (or refused) a subscription turn as extra usage ("Third-party apps
+    now draw from your extra usage, not your plan limits"): named, never a silent failover to
+    another subscription; an API-key account listed later for the key may take the turn."""
+
+    status = 429
+    kind = "rate_limit_error"
+    code = "extra_usage"
+    retry = False
+
+
 class AccountsRefused(BridgeError):
     """None of the key's accounts can take a turn now (windows used up, logins failing);
     ``retry_after`` points at the earliest moment one of them may again."""

@@ -189,3 +189,23 @@ def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fak
         assert oauth_bridge.health()["accounts"]["default"]["state"] == "ok"  # the account still serves
     finally:
         fake.handler = None
+
+
+def test_a_turn_billed_as_extra_usage_is_named_and_counted(start_bridge, fake):
+    """The upstream's 400 "Third-party apps now draw from your extra usage" is no caller error
+    and no silent success: a 429 naming extra usage, counted per account in /metrics."""
+    server = start_bridge()
+    words = "Third-party apps now draw from your extra usage, not your plan limits. Enable extra usage."
+    refusal = Reply(status=400, error_type="invalid_request_error", error_message=words)
+    fake.handler = lambda body: refusal  # (the CLI asks again without streaming: the same answer)
+    try:
+        response = chat(server)
+    finally:
+        fake.handler = None
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == "extra_usage" and "extra usage" in error["message"]
+    assert response.headers["x-should-retry"] == "false"
+    metrics = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    assert 'bridge_extra_usage_refusals_total{account="default"} 1.0' in metrics
+    assert chat(server).status_code == 200  # the next turn is asked again (nothing is marked)

@@ -14,8 +14,11 @@ import time
 from datetime import UTC, datetime
 
 from ..core.limits import RateLimitInfo, window_label
-from ..errors import BridgeError, CliNotLoggedIn, UpstreamError
+from ..errors import BridgeError, CliNotLoggedIn, ExtraUsageRefused, UpstreamError
 
+#: The upstream's words for a subscription turn billed to extra usage (2026: "Third-party apps
+#: now draw from your extra usage, not your plan limits...", CLI_NOTES.md).
+EXTRA_USAGE = "extra usage"
 _STATUS_IN_TEXT = re.compile(r"\b(?:API Error|status(?: code)?)[: ]+(\d{3})\b", re.IGNORECASE)
 
 
@@ -41,6 +44,11 @@ def upstream_error(
     points at the reset."""
     if api_status == 429 and rate_limit is not None and rate_limit.rejected and rate_limit.resets_at:
         return window_exhausted(rate_limit.window, rate_limit.resets_at, message, now)
+    if api_status in (400, 402, 403) and EXTRA_USAGE in message.lower():
+        return ExtraUsageRefused(
+            "The upstream answers this subscription's turns from its extra usage, not its plan limits "
+            f"(upstream {api_status}): {message.strip()}"
+        )
     error = _upstream_error(api_status, message, api_error)
     if isinstance(error, UpstreamError):
         error.upstream_status = api_status

@@ -26,6 +26,7 @@ class RequestRecord:
     key_label: str = ""  # the client key's name (accounts file; "shared" for BRIDGE_API_KEY), never the key
     account: str = ""  # the account whose login served the turn
     failover_from: str = ""  # the account that refused the turn first, if one did
+    extra_usage: str = ""  # the account whose turn the upstream refused as extra usage, if one did
     model: str = ""  # as requested (resolved alias), empty for requests without a model
     upstream_model: str = ""  # the model id the upstream answered with
     stream: bool | None = None

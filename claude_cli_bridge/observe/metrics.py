@@ -67,6 +67,12 @@ class Metrics:
             ["account", "key"],
             registry=r,
         )
+        self.extra_usage = Counter(
+            "bridge_extra_usage_refusals",
+            "Subscription turns the upstream refused as extra usage, by account.",
+            ["account"],
+            registry=r,
+        )
         self.refusals = Counter(
             "bridge_refusals",
             "Requests answered with an error, by API, status and error code.",
@@ -81,6 +87,8 @@ class Metrics:
         self.requests.labels(record.api, record.route, model, str(record.status), account, key).inc()
         if record.failover_from:
             self.failovers.labels(record.failover_from, key).inc()
+        if record.extra_usage:
+            self.extra_usage.labels(record.extra_usage).inc()
         if record.duration_s is not None:
             self.duration.labels(record.api, record.route, model).observe(record.duration_s)
         if record.turn and record.first_token_s is not None and not record.failed:

@@ -53,6 +53,8 @@ def text_line(record: RequestRecord) -> str:
         parts.append(f"account={record.account}")
     if record.failover_from:
         parts.append(f"failover_from={record.failover_from}")
+    if record.extra_usage:
+        parts.append(f"extra_usage={record.extra_usage}")
     if record.error:
         parts.append(f"error={record.error!r}")
     return " ".join(parts)
