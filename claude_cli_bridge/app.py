@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .accounts.admission import key_check
+from .accounts.budgets import TokenBudgets
 from .accounts.config import AccountsConfig, single_account
 from .accounts.keys import KeyRing
 from .accounts.limits import KeyLimits
@@ -31,12 +32,14 @@ from .api.ollama.router import router as ollama_router
 from .api.openai.embeddings import router as openai_embeddings_router
 from .api.openai.router import router as openai_router
 from .api.responses.router import router as responses_router
+from .core.record import RequestRecord
 from .core.turn import Engine
 from .drain import Drain, DrainMiddleware
 from .embeddings import EmbeddingEngine
 from .errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
 from .observe.engine import ObservedEngine
 from .observe.hub import Observer
+from .observe.ledger import read_usage
 from .observe.middleware import ObserveMiddleware
 from .observe.routes import router as observe_router
 from .readiness import readiness
@@ -49,6 +52,22 @@ log = logging.getLogger(__name__)
 def render_error(request: Request, error: BridgeError) -> JSONResponse:
     """An error no turn surface rendered, in the shape its path implies."""
     return error_shapes.for_path(request.url.path).render(error)
+
+
+def key_budgets(accounts: AccountsConfig | None, settings: Settings, observer: Observer) -> TokenBudgets | None:
+    """The keys' token budgets (None when no key has one), counted from the usage ledger of the
+    last eight days (so they survive a restart) and charged with every served request."""
+    if accounts is None or not any(k.tokens_per_day or k.tokens_per_week for k in accounts.keys):
+        return None
+    budgets = TokenBudgets()
+    budgets.load(read_usage(settings.data_dir, 8))
+
+    def charge(record: RequestRecord) -> None:
+        if record.key_label and record.usage is not None:
+            budgets.charge(record.key_label, record.usage.input_tokens + record.usage.output_tokens, record.started)
+
+    observer.also.append(charge)
+    return budgets
 
 
 def create_app(
@@ -90,7 +109,8 @@ def create_app(
     app.state.keyring = keyring
     app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
     # Per-request checks every turn passes (api.pipeline): the key's models and limits.
-    app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model)]
+    budgets = key_budgets(accounts, settings, observer)
+    app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model, budgets)]
 
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:

@@ -193,3 +193,30 @@ def test_remembered_thinking_comes_back_to_the_tenant_that_made_it_only():
     history = [Message("user", (TextBlock("weather?"),)), Message("assistant", (call,))]
     assert isinstance(memory.restore(history, "alice")[1].content[0], ThinkingBlock)
     assert memory.restore(history, "bob")[1].content == (call,)  # another key: nothing of Alice's
+
+
+def test_token_budgets_by_utc_day_and_iso_week_and_from_the_ledger():
+    from datetime import UTC, datetime
+
+    from claude_cli_bridge.accounts.budgets import TokenBudgets
+
+    monday = datetime(2026, 11, 30, 23, 59, 0, tzinfo=UTC).timestamp()  # a Monday, one minute to midnight
+    now = [monday]
+    budgets = TokenBudgets(clock=lambda: now[0])
+    budgets.load([
+        {"time": "2026-11-30T10:00:00.000Z", "key_label": "alice", "input_tokens": 60, "output_tokens": 40},
+        {"time": "2026-11-29T10:00:00.000Z", "key_label": "alice", "input_tokens": 500, "output_tokens": 0},  # last week
+        {"time": "2026-11-30T10:00:00.000Z", "key_label": "bob", "input_tokens": 999, "output_tokens": 0},
+    ])  # fmt: skip
+    alice = Caller("alice", ("a",), tokens_per_day=100, tokens_per_week=150)
+    assert budgets.used("alice") == (100, 100)
+    with pytest.raises(KeyLimitReached, match="tokens_per_day") as raised:
+        budgets.check(alice)
+    assert raised.value.retry_after == 60  # midnight UTC
+    now[0] += 120  # Tuesday: a new day, the same week
+    budgets.check(alice)
+    budgets.charge("alice", 50)
+    with pytest.raises(KeyLimitReached, match="tokens_per_week") as raised:
+        budgets.check(alice)
+    assert raised.value.retry_after == 6 * 86400 - 60  # next Monday 00:00 UTC
+    budgets.check(Caller("carol", ("a",), tokens_per_day=1))  # nothing used

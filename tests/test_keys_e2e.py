@@ -17,6 +17,7 @@ from claude_cli_bridge.accounts.keys import sha256_hex
 pytestmark = pytest.mark.timeout(240)
 
 ALICE, BOB, CI = "ccb-e2e-alice-0f3a", "ccb-e2e-bob-77c1", "ccb-e2e-ci-9d20"
+DANA = "ccb-e2e-dana-51be"
 
 FILE = f"""
 [accounts.a]
@@ -107,3 +108,38 @@ def test_without_a_valid_key_only_health_and_root_answer(keyed):
         assert httpx.get(url, headers={"authorization": f"Bearer {BOB}"}, timeout=10).status_code == 200
     health = httpx.get(f"{keyed.base_url}/health", timeout=10).json()
     assert "accounts" not in health  # details only with a key
+
+
+def test_a_keys_daily_token_budget_refuses_past_it_in_each_sdk_and_survives_a_restart(start_bridge, fake, tmp_path):
+    """tokens_per_day = 20: the fake reports 11 + 4 tokens a turn, so two turns pass (the
+    second starts at 15 < 20) and the third is refused, in each SDK's terms, also after a
+    restart (the counts come back from the usage ledger)."""
+    budget = FILE + f'\n[keys.dana]\nkey_sha256 = "{sha256_hex(DANA)}"\naccounts = ["a"]\ntokens_per_day = 20\n'
+    path = tmp_path / "accounts.toml"
+    path.write_text(budget)
+    data = tmp_path / "data"
+    env = {"ACCOUNTS_FILE": str(path), "TOKEN_A": TOKEN_A, "TOKEN_B": TOKEN_B, "ANTHROPIC_API_KEY": None}
+    server = start_bridge(DATA_DIR=str(data), **env)
+    client = openai.OpenAI(base_url=server.openai_url, api_key=DANA, max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    wait_for(lambda: server.log().count("key=dana") >= 2)  # charged once each request's record is done
+    with pytest.raises(openai.RateLimitError, match="tokens_per_day") as raised:
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    assert int(raised.value.response.headers["retry-after"]) <= 86400
+    with pytest.raises(anthropic.RateLimitError, match="dana"):
+        anthropic.Anthropic(base_url=server.base_url, api_key=DANA, max_retries=0).messages.create(
+            model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(ollama.ResponseError, match="tokens_per_day"):
+        ollama.Client(host=server.ollama_url, headers={"Authorization": f"Bearer {DANA}"}).chat(
+            model="sonnet", messages=[{"role": "user", "content": "hi"}]
+        )
+    server.stop()
+    again = start_bridge(DATA_DIR=str(data), **env)
+    with pytest.raises(openai.RateLimitError, match="tokens_per_day"):
+        openai.OpenAI(base_url=again.openai_url, api_key=DANA, max_retries=0).chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "hi"}]
+        )
+    alice = openai.OpenAI(base_url=again.openai_url, api_key=ALICE, max_retries=0)  # another key: no budget
+    assert alice.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}]).choices

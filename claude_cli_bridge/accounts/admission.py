@@ -10,20 +10,29 @@ from typing import TYPE_CHECKING
 
 from ..core.caller import Caller
 from ..errors import BridgeError, ModelNotAllowed
+from .budgets import TokenBudgets
 from .limits import KeyLimits
 
 if TYPE_CHECKING:
     from ..api.pipeline import TurnCheck, TurnCheckContext
 
 
-def key_check(limits: KeyLimits, resolve: Callable[[str | None], str], default_model: str) -> TurnCheck:
-    """The check the pipeline runs for every turn: the caller's model list, then its limits."""
+def key_check(
+    limits: KeyLimits,
+    resolve: Callable[[str | None], str],
+    default_model: str,
+    budgets: TokenBudgets | None = None,
+) -> TurnCheck:
+    """The check the pipeline runs for every turn: the caller's model list, its token budgets,
+    then its limits."""
 
     async def check(context: TurnCheckContext) -> None:
         caller = context.turn.caller
         if caller is None or caller.name is None:
             return  # the anonymous caller (no keys): no limits
         check_model(caller, context.turn.model or default_model, resolve)
+        if budgets is not None:
+            budgets.check(caller)
         context.releases.append(limits.admit(caller).release)
 
     return check

@@ -44,7 +44,9 @@ LOGIN_FIELDS: dict[str, LoginKind] = {
     "oauth_token_env": "oauth_token",
     "api_key_env": "api_key",
 }
-KEY_FIELDS = {"key_sha256", "accounts", "models", "max_concurrent", "requests_per_minute"}
+KEY_FIELDS = {
+    "key_sha256", "accounts", "models", "max_concurrent", "requests_per_minute", "tokens_per_day", "tokens_per_week",
+}  # fmt: skip
 #: Names end up in log lines, metric labels, headers and file names: keep them plain.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -92,6 +94,8 @@ class ClientKey:
     models: tuple[str, ...] | None = None
     max_concurrent: int | None = None
     requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_week: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,7 @@ def _key(where: str, name: str, entry: dict[str, Any], accounts: tuple[str, ...]
     ):
         raise AccountsFileError(f"{label}: models must be a non-empty list of model names or aliases.")
     limits = {}
-    for field in ("max_concurrent", "requests_per_minute"):
+    for field in ("max_concurrent", "requests_per_minute", "tokens_per_day", "tokens_per_week"):
         value = entry.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise AccountsFileError(f"{label}: {field} must be a whole number of at least 1.")

@@ -77,4 +77,6 @@ def caller_of(key: ClientKey) -> Caller:
         models=key.models,
         max_concurrent=key.max_concurrent,
         requests_per_minute=key.requests_per_minute,
+        tokens_per_day=key.tokens_per_day,
+        tokens_per_week=key.tokens_per_week,
     )

@@ -20,6 +20,8 @@ class Caller:
     models: tuple[str, ...] | None = None
     max_concurrent: int | None = None
     requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_week: int | None = None
 
     @property
     def tenant(self) -> str:

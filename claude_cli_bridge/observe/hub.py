@@ -24,12 +24,13 @@ class Observer:
         self.recent: deque[RequestRecord] = deque(maxlen=RECENT)
         self.ledger = Ledger(settings.data_dir, settings.usage_retention_days)
         self.metrics = Metrics(status)
+        self.also: list[Callable[[RequestRecord], None]] = []  # more consumers (the key budgets)
 
     def finish(self, record: RequestRecord) -> None:
         """Called once per API request, after its last byte (never raises: observing must not
         break serving)."""
         self.recent.append(record)
-        for consumer in (requestlog.emit, self.ledger.append, self.metrics.observe):
+        for consumer in (requestlog.emit, self.ledger.append, self.metrics.observe, *self.also):
             try:
                 consumer(record)
             except Exception:
