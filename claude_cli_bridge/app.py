@@ -24,6 +24,7 @@ from .accounts.budgets import TokenBudgets
 from .accounts.config import AccountsConfig, single_account
 from .accounts.keys import KeyRing
 from .accounts.limits import KeyLimits
+from .accounts.reload import AccountsReloader
 from .api import auth, error_shapes
 from .api.anthropic.router import router as anthropic_router
 from .api.common import describe_validation_error
@@ -87,15 +88,22 @@ def create_app(
     engine = ObservedEngine(engine)
     observer = Observer(settings, engine.status)
 
+    reloader = AccountsReloader(accounts, keyring) if accounts is not None and accounts.from_file else None
+
+    stack = contextlib.AsyncExitStack()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await engine.start()
+        if reloader is not None:  # the accounts file read again on SIGHUP and on change
+            await stack.enter_async_context(reloader.running_in_background())
         if embeddings is not None and settings.embed_preload:
             # In the background: start-up does not wait; early requests queue behind the load.
             app.state.embed_preload_task = asyncio.create_task(embeddings.preload())
         try:
             yield
         finally:
+            await stack.aclose()
             await engine.close()
             observer.ledger.close()
             if embeddings is not None:
@@ -151,6 +159,8 @@ def create_app(
             body = summary  # open to anyone: no paths, process ids or pool details without a key
         else:
             body = {**summary, **status}
+            if reloader is not None:
+                body["accounts_file"] = reloader.status()
         return JSONResponse(body, status_code=503) if drain.draining else body
 
     @app.get("/ready", tags=["bridge"])

@@ -220,3 +220,19 @@ def test_token_budgets_by_utc_day_and_iso_week_and_from_the_ledger():
         budgets.check(alice)
     assert raised.value.retry_after == 6 * 86400 - 60  # next Monday 00:00 UTC
     budgets.check(Caller("carol", ("a",), tokens_per_day=1))  # nothing used
+
+
+def test_a_reload_that_would_remove_every_key_keeps_the_running_ones(tmp_path):
+    """Started with keys, a file without any would open every route: refused, keys kept."""
+    from claude_cli_bridge.accounts.reload import AccountsReloader
+
+    one_key = f'[accounts.a]\noauth_token_env = "TOKEN_A"\n[keys.k]\nkey_sha256 = "{sha256_hex("kk")}"\n'
+    path = write(tmp_path, one_key)
+    config = load(path, ENV)
+    ring = KeyRing(config, [])
+    reloader = AccountsReloader(config, ring, ENV)
+    path.write_text('[accounts.a]\noauth_token_env = "TOKEN_A"\n')
+    assert not reloader.reload() and "open every route" in reloader.problem
+    assert ring.required and ring.identify("kk") is not None and ring.identify(None) is None
+    path.write_text(one_key + '[accounts.b]\noauth_token_env = "TOKEN_A"\n')
+    assert reloader.reload() and "restart" in reloader.problem  # a new account needs a restart

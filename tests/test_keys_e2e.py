@@ -143,3 +143,42 @@ def test_a_keys_daily_token_budget_refuses_past_it_in_each_sdk_and_survives_a_re
         )
     alice = openai.OpenAI(base_url=again.openai_url, api_key=ALICE, max_retries=0)  # another key: no budget
     assert alice.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}]).choices
+
+
+def test_keys_added_and_revoked_take_effect_without_a_restart(start_bridge, fake, tmp_path):
+    """The accounts file edited under a running bridge: a new key works within seconds, a
+    revoked one is refused, warm processes stay; a file that no longer reads keeps the running
+    keys and /health says so; SIGHUP reloads too (issue 27, item 5)."""
+    import signal
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(FILE)
+    server = start_bridge(ACCOUNTS_FILE=str(path), TOKEN_A=TOKEN_A, TOKEN_B=TOKEN_B, ANTHROPIC_API_KEY=None)
+
+    def status(key: str) -> int:
+        return httpx.post(
+            f"{server.openai_url}/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,
+        ).status_code
+
+    def health() -> dict:
+        return httpx.get(f"{server.base_url}/health", headers={"authorization": f"Bearer {ALICE}"}, timeout=10).json()
+
+    assert status(ALICE) == 200 and status(DANA) == 401
+    pids = server.cli_pids()
+    path.write_text(FILE + f'\n[keys.dana]\nkey_sha256 = "{sha256_hex(DANA)}"\naccounts = ["a"]\n')
+    assert wait_for(lambda: status(DANA) == 200, timeout=15)
+    revoked = FILE.replace(f'[keys.bob]\nkey_sha256 = "{sha256_hex(BOB)}"\naccounts = ["b"]\n', "")
+    path.write_text(revoked + f'\n[keys.dana]\nkey_sha256 = "{sha256_hex(DANA)}"\naccounts = ["a"]\n')
+    assert wait_for(lambda: status(BOB) == 401, timeout=15)
+    assert server.cli_pids() & pids  # warm processes of unchanged accounts are untouched
+    path.write_text("this is [not toml")
+    assert wait_for(lambda: health().get("accounts_file", {}).get("problem", "").startswith("the accounts file"), 15)
+    assert status(DANA) == 200 and status(BOB) == 401  # the running keys stay
+    assert "not valid TOML" in server.log() and TOKEN_A not in server.log()
+    path.write_text(FILE)  # bob back, dana gone; a SIGHUP applies it at once
+    server.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: status(BOB) == 200 and status(DANA) == 401, timeout=15)
+    assert health()["accounts_file"]["problem"] == ""

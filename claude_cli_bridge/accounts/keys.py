@@ -44,12 +44,21 @@ class KeyRing:
 
     def __init__(self, config: AccountsConfig, shared_keys: list[str]):
         everything = config.names
-        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys]
-        self._known += [
+        self._shared = [
             _Known(hashlib.sha256(key.encode("utf-8")).digest(), Caller(SHARED_KEY_NAME, everything))
             for key in shared_keys
         ]
+        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys] + self._shared
         self.anonymous = Caller(None, everything)
+
+    @property
+    def has_shared_keys(self) -> bool:
+        return bool(self._shared)
+
+    def replace(self, keys: tuple[ClientKey, ...]) -> None:
+        """The accounts file's keys, read again (``accounts.reload``); the shared keys stay.
+        One assignment: a request being identified sees the old list or the new one."""
+        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in keys] + self._shared
 
     @property
     def required(self) -> bool:

@@ -63,4 +63,6 @@ def print_new_key(name: str, out: Callable[[str], None] = print) -> int:
     out(f"[keys.{name}]")
     out(f'key_sha256 = "{sha256_hex(key)}"')
     out('# accounts = ["..."]   # optional: which accounts, in order (default: all)')
+    out("")
+    out("A running bridge reads the file again within seconds (or on SIGHUP): no restart needed.")
     return 0
