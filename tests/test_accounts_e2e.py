@@ -258,3 +258,38 @@ def test_an_account_whose_login_fails_at_run_time_fails_over_and_shows_as_failin
     account = two_accounts.health()["accounts"]["a"]
     assert account["state"] == "failing" and "login" in account["failure"]
     assert TOKEN_A not in json.dumps(two_accounts.health())
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "code_or_words"),
+    [
+        (Reply(status=529, error_type="overloaded_error", error_message="Overloaded"), 503, "overloaded"),
+        (
+            Reply(
+                status=400,
+                error_type="invalid_request_error",
+                error_message="prompt is too long: 210000 tokens > 200000 maximum",
+            ),
+            400,
+            "prompt is too long",
+        ),
+    ],
+)
+def test_an_overloaded_upstream_or_a_context_too_long_never_marks_the_account(
+    two_accounts, fake, reply, status, code_or_words
+):
+    """529 overloaded is the upstream's, a too-long context the caller's: each reaches the
+    caller in its own terms, no failover, and the account keeps serving (issue 27, item 2)."""
+    fake.handler = lambda body: reply
+    try:
+        response = chat(two_accounts, [{"role": "user", "content": "hi"}])
+    finally:
+        fake.handler = None
+    assert response.status_code == status, response.text
+    assert code_or_words in response.text.lower()
+    assert {call.token for call in fake.received} == {TOKEN_A}  # no failover to b
+    accounts = two_accounts.health()["accounts"]
+    assert accounts["a"]["state"] == "ok" and two_accounts.health()["failovers"] == 0
+    fake.received.clear()
+    assert chat(two_accounts, [{"role": "user", "content": "again"}]).status_code == 200
+    assert {call.token for call in fake.received} == {TOKEN_A}
