@@ -151,7 +151,10 @@ class BridgeServer:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def health(self) -> dict:
-        return httpx.get(f"{self.base_url}/health", timeout=5).json()
+        """The whole /health (with the server's BRIDGE_API_KEY when it has one)."""
+        key = self.env.get("BRIDGE_API_KEY", "").split(",")[0].strip()
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(f"{self.base_url}/health", headers=headers, timeout=5).json()
 
     def cli_pids(self) -> set[int]:
         """PIDs of the claude processes under the server right now."""

@@ -130,6 +130,8 @@ def test_without_affinity_every_follow_up_is_warm_on_whichever_bridge_gets_it(li
     """LiteLLM with no session id (its simple shuffle): turns land on either bridge; workers
     serve each warm with the whole history."""
     client = proxy_client(litellm)
+    for bridge in bridges.values():
+        bridge.server.wait_idle(timeout=60)  # both bridges' workers are up
     conversations = [Conversation(client, f"free{n}") for n in range(4)]
     for conversation in conversations:
         conversation.session = ""  # no x-litellm-session-id: no affinity
@@ -302,6 +304,7 @@ def test_nginx_round_robin_alternates_bridges_and_every_follow_up_is_warm(round_
     router, bridges = round_robin_cluster
     for bridge in bridges.values():
         bridge.fake.handler = echo
+        bridge.server.wait_idle(timeout=60)  # its worker is up (a cold first turn there is no routing matter)
     client = openai.OpenAI(base_url=router.url, api_key=BRIDGE_KEY, max_retries=0, timeout=120)
     messages: list[dict] = []
     hows = []
