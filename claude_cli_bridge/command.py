@@ -190,7 +190,12 @@ def _models(settings: Settings) -> int:
 def _usage(settings: Settings, days: int, as_json: bool, by: str = "model") -> int:
     from .observe.ledger import print_summary
 
-    return print_summary(settings.data_dir, days, as_json, by=by)
+    code = print_summary(settings.data_dir, days, as_json, by=by)
+    if code == 0 and by == "key" and not as_json and settings.accounts_file:
+        from .accounts.report import print_budgets
+
+        print_budgets(settings)
+    return code
 
 
 def _accounts(settings: Settings) -> int:

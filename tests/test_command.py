@@ -91,3 +91,12 @@ def test_accounts_lists_each_account_and_usage_groups_by_key_or_account(tmp_path
         assert main(["usage", "--by", by, "--json", "--data-dir", str(tmp_path)]) == 0
         [summary] = json.loads(capsys.readouterr().out)
         assert summary[by] == name and summary["requests"] == 1 and summary["input_tokens"] == 5
+    # With budgets in the accounts file, `usage --by key` shows each key's use against them.
+    from claude_cli_bridge.accounts.keys import sha256_hex
+
+    budget = f'\n[keys.alice]\nkey_sha256 = "{sha256_hex("k")}"\ntokens_per_day = 100\ntokens_per_week = 1000\n'
+    (tmp_path / "accounts.toml").write_text('[accounts.work]\noauth_token_env = "WORK_TOKEN"\n' + budget)
+    monkeypatch.setenv("WORK_TOKEN", "sk-ant-oat01-SECRET")
+    args = ["usage", "--by", "key", "--data-dir", str(tmp_path), "--accounts-file", str(tmp_path / "accounts.toml")]
+    assert main(args) == 0
+    assert "alice: 7 of 100 today, 7 of 1,000 this week" in capsys.readouterr().out

@@ -4,11 +4,13 @@ shows them in /health; a refusal reaches the client as a 429 with Retry-After at
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
 from fake_upstream import Reply, unified_headers
+from harness import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -208,4 +210,7 @@ def test_a_turn_billed_as_extra_usage_is_named_and_counted(start_bridge, fake):
     assert response.headers["x-should-retry"] == "false"
     metrics = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     assert 'bridge_extra_usage_refusals_total{account="default"} 1.0' in metrics
+    assert wait_for(lambda: any((server.data_dir).glob("errors-*.jsonl")), timeout=10)
+    rows = [json.loads(line) for f in server.data_dir.glob("errors-*.jsonl") for line in f.read_text().splitlines()]
+    assert [row["extra_usage"] for row in rows] == ["default"]  # the ledger names it too
     assert chat(server).status_code == 200  # the next turn is asked again (nothing is marked)

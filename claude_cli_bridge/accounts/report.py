@@ -47,6 +47,31 @@ def print_accounts(settings: Settings, out: Callable[[str], None] = print) -> in
     return 0
 
 
+def print_budgets(settings: Settings, out: Callable[[str], None] = print) -> None:
+    """Each key's use against its token budgets (``usage --by key``), from the usage ledger."""
+    from ..observe.ledger import read_usage
+    from .budgets import TokenBudgets
+
+    try:
+        config = from_settings(settings.accounts_file)
+    except AccountsFileError:
+        return  # `accounts` and `doctor` say why
+    budgeted = [key for key in config.keys if key.tokens_per_day or key.tokens_per_week]
+    if not budgeted:
+        return
+    budgets = TokenBudgets()
+    budgets.load(read_usage(settings.data_dir, 8))
+    out("Budgets (input plus output tokens; UTC day, ISO week):")
+    for key in budgeted:
+        today, week = budgets.used(key.name)
+        parts = []
+        if key.tokens_per_day:
+            parts.append(f"{today:,} of {key.tokens_per_day:,} today")
+        if key.tokens_per_week:
+            parts.append(f"{week:,} of {key.tokens_per_week:,} this week")
+        out(f"  {key.name}: {', '.join(parts)}")
+
+
 def print_new_key(name: str, out: Callable[[str], None] = print) -> int:
     """A new random key, shown once, and the entry to paste into the accounts file (which
     holds only its SHA-256)."""
@@ -63,6 +88,5 @@ def print_new_key(name: str, out: Callable[[str], None] = print) -> int:
     out(f"[keys.{name}]")
     out(f'key_sha256 = "{sha256_hex(key)}"')
     out('# accounts = ["..."]   # optional: which accounts, in order (default: all)')
-    out("")
-    out("A running bridge reads the file again within seconds (or on SIGHUP): no restart needed.")
+    out("# a running bridge reads the file again within seconds (or on SIGHUP): no restart needed")
     return 0

@@ -36,6 +36,7 @@ USAGE_FIELDS = (
 )  # fmt: skip
 ERROR_FIELDS = (
     "time", "api", "method", "path", "route", "model", "key_label", "account", "status", "in_band_error", "error",
+    "extra_usage",
 )  # fmt: skip
 ErrorTotals = dict[str, dict[tuple[str, str], dict[int, int]]]  # day -> (api, route) -> status -> count
 
