@@ -114,9 +114,13 @@ class AccountBook:
         at the earliest."""
         now = self._clock()
         if len(caller.accounts) == 1:
-            rejection = self.states[caller.accounts[0]].windows.rejection()
+            state = self.states[caller.accounts[0]]
+            rejection = state.windows.rejection()
             if rejection is not None and limits_model(rejection[0], model):
                 return window_exhausted(rejection[0], rejection[1], "", now)  # which window, and its reset
+            family = model_family(model)
+            if family is not None and state.refused_family.get(family, 0.0) > now:
+                return window_exhausted(f"seven_day_{family}", math.ceil(state.refused_family[family]), "", now)
         moments = [self.until(name, model) for name in caller.accounts if name in self.states]
         earliest = min((m for m in moments if m > now), default=now + DEFAULT_REFUSAL_SECONDS)
         wait = max(1, math.ceil(earliest - now))
@@ -144,6 +148,14 @@ class AccountBook:
         state = self.states[name]
         now = self._clock()
         login = isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403))
+        limit = getattr(error, "limit", None)
+        family = claim_family(limit[0]) if limit is not None else None
+        if family is not None:
+            # One family's window, kept apart from the windows' overall status, which the next
+            # answer for another model (allowed) overwrites: the other models keep serving.
+            retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
+            state.refused_family[family] = max(state.refused_family.get(family, 0.0), now + float(retry_after))
+            return
         if len(self.states) == 1:
             return  # nowhere else to go: each request asks the upstream itself (windows aside)
         if login:
@@ -151,12 +163,7 @@ class AccountBook:
             state.failure = "the login is refused (not logged in, or the token was revoked)"
         else:
             retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
-            limit = getattr(error, "limit", None)
-            family = claim_family(limit[0]) if limit is not None else None
-            if family is not None:  # one family's window: the other models keep serving here
-                state.refused_family[family] = max(state.refused_family.get(family, 0.0), now + float(retry_after))
-            else:
-                state.refused_until = max(state.refused_until, now + float(retry_after))
+            state.refused_until = max(state.refused_until, now + float(retry_after))
 
     def throttled(self, name: str, seconds: float) -> None:
         """The upstream throttled this account (a 429 with ``retry-after``, no window used up)."""

@@ -58,12 +58,17 @@ class LaunchBackoff:
         return bool(self._pauses)
 
     def failed(self, profile: Profile, detail: str, launch_began: float) -> float | None:
-        """Count a failed launch; the pause it starts in seconds (None: the same attempt as
-        the last failure, a burst of spares started together, which does not lengthen it)."""
+        """Count a failed launch; the pause in seconds until the next attempt may start (the
+        same attempt as the last failure, a burst of spares started together, is not counted
+        again, and only makes sure the pause runs from now)."""
         pause = self._pauses.setdefault(backoff_key(profile), Pause())
         pause.last_error = detail.strip()[-500:]
         if pause.failures and launch_began < pause.noted_at:
-            return None
+            # Not counted again, but no new attempt right after it either: on a slow machine
+            # the pause could have run out while this launch was in flight.
+            delay = min(self._max_seconds, 2.0 ** (pause.failures - 1))
+            pause.until = max(pause.until, self._clock() + delay)
+            return delay
         pause.failures += 1
         pause.noted_at = self._clock()
         delay = min(self._max_seconds, 2.0 ** (pause.failures - 1))
