@@ -33,15 +33,8 @@ import httpx
 import psutil
 from common import median
 from harness import BridgeServer, find_test_cli
+from test_tap_cli_e2e import WEATHER
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 ANTHROPIC_WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",

@@ -28,6 +28,7 @@ import openai
 import pytest
 from fake_upstream import Reply, ToolUse, structured_reply
 from harness import BridgeServer
+from test_tap_cli_e2e import WEATHER
 
 from claude_cli_bridge.tap.rewrite import strip_environment_note
 
@@ -35,14 +36,6 @@ pytestmark = pytest.mark.timeout(300)
 
 PREFIX = "mcp__client__"
 RESUME_PROMPT = "Continue from where you left off."
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 # A 1x1 PNG.
 PIXEL = base64.b64encode(
     bytes.fromhex(

@@ -148,13 +148,13 @@ class AccountBook:
         state = self.states[name]
         now = self._clock()
         login = isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403))
+        until = now + float(getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS)
         limit = getattr(error, "limit", None)
         family = claim_family(limit[0]) if limit is not None else None
         if family is not None:
             # One family's window, kept apart from the windows' overall status, which the next
             # answer for another model (allowed) overwrites: the other models keep serving.
-            retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
-            state.refused_family[family] = max(state.refused_family.get(family, 0.0), now + float(retry_after))
+            state.refused_family[family] = max(state.refused_family.get(family, 0.0), until)
             return
         if len(self.states) == 1:
             return  # nowhere else to go: each request asks the upstream itself (windows aside)
@@ -162,8 +162,7 @@ class AccountBook:
             state.failing_until = now + LOGIN_RETRY_SECONDS
             state.failure = "the login is refused (not logged in, or the token was revoked)"
         else:
-            retry_after = getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS
-            state.refused_until = max(state.refused_until, now + float(retry_after))
+            state.refused_until = max(state.refused_until, until)
 
     def throttled(self, name: str, seconds: float) -> None:
         """The upstream throttled this account (a 429 with ``retry-after``, no window used up)."""

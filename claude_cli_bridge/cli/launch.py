@@ -217,11 +217,7 @@ class Launcher:
         worker = self.workers and not history
         if not (warm or worker):
             return await self._start(profile, history, tap.base_url(profile.account))
-        url, token = tap.warm_url(profile.account, warm=warm, worker=worker)
-        process = await self._start(profile, history, url)
-        weakref.finalize(process, tap.forget, token)
-        if worker:
-            process.worker, process.tap_token, process.max_turns = True, token, self.worker_max_turns
+        process = await self._start_on_own_url(tap, profile, history, warm=warm, worker=worker)
         if not warm:
             return process
         try:
@@ -234,12 +230,20 @@ class Launcher:
             log.warning("warming a spare failed (%s); launching it without the warm-up", exc)
             await process.stop()
             if worker:
-                url, token = tap.warm_url(profile.account, warm=False, worker=True)
-                process = await self._start(profile, history, url)
-                weakref.finalize(process, tap.forget, token)
-                process.worker, process.tap_token, process.max_turns = True, token, self.worker_max_turns
-                return process
+                return await self._start_on_own_url(tap, profile, history, warm=False, worker=True)
             return await self._start(profile, history, tap.base_url(profile.account))
+        return process
+
+    async def _start_on_own_url(
+        self, tap: Tap, profile: Profile, history: tuple[Message, ...], *, warm: bool, worker: bool
+    ) -> CliProcess:
+        """A process whose requests reach the tap under a URL of its own (the warm-up, a worker's
+        turns); the tap forgets the URL with the process."""
+        url, token = tap.warm_url(profile.account, warm=warm, worker=worker)
+        process = await self._start(profile, history, url)
+        weakref.finalize(process, tap.forget, token)
+        if worker:
+            process.worker, process.tap_token, process.max_turns = True, token, self.worker_max_turns
         return process
 
     async def _start(self, profile: Profile, history: tuple[Message, ...], url: str | None) -> CliProcess:

@@ -66,18 +66,22 @@ class LaunchBackoff:
         if pause.failures and launch_began < pause.noted_at:
             # Not counted again, but no new attempt right after it either: on a slow machine
             # the pause could have run out while this launch was in flight.
-            delay = min(self._max_seconds, 2.0 ** (pause.failures - 1))
+            delay = self._delay(pause)
             pause.until = max(pause.until, self._clock() + delay)
             return delay
         pause.failures += 1
         pause.noted_at = self._clock()
-        delay = min(self._max_seconds, 2.0 ** (pause.failures - 1))
+        delay = self._delay(pause)
         pause.until = self._clock() + delay
         log.error(
             "the Claude CLI failed to start (%d in a row); next attempt in %.0f s: %s",
             pause.failures, delay, pause.last_error or "no output",
         )  # fmt: skip
         return delay
+
+    def _delay(self, pause: Pause) -> float:
+        """1 s doubling with each failure in a row, at most ``max_seconds``."""
+        return min(self._max_seconds, 2.0 ** (pause.failures - 1))
 
     def refusal(self, profile: Profile) -> CliUnavailable | None:
         """The refusal while the profile's account, or the profile itself (the caller's own

@@ -43,10 +43,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .warmup import BILLING, fingerprint
+from .warmup import BILLING, REMINDER, fingerprint, first_text, own_texts, warmup_response
 
 EPHEMERAL: Final = {"type": "ephemeral"}
-REMINDER = "<system-reminder>"
 ANSWER_LOCALLY: Final = "answer-locally"
 IDENTITY_PREFIX = "You are a Claude agent"
 #: Private key on a thinking block of ``Assignment.messages``: the model that signed it. The
@@ -111,30 +110,13 @@ def canned_answer(body: dict[str, Any]) -> tuple[bytes, bytes]:
     """The tap's own answer to a worker's follow-up after the caller's tool calls: a short
     text (an empty answer makes the CLI ask again), no tokens counted. The bridge never
     passes it on: the turn's answer ended with the calls."""
-    from .warmup import warmup_response  # the same minimal answer as the warm-up's
-
-    return warmup_response(body)
+    return warmup_response(body)  # the same minimal answer as the warm-up's
 
 
 # -- the parts ---------------------------------------------------------------------------------
-def _own_texts(message: dict[str, Any]) -> list[str | None]:
-    """A user message's blocks other than the CLI's reminders (None for non-text blocks)."""
-    content = message.get("content")
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    if not isinstance(blocks, list):
-        return []
-    out: list[str | None] = []
-    for block in blocks:
-        text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
-        if isinstance(text, str) and text.startswith(REMINDER):
-            continue
-        out.append(text)
-    return out
-
-
 def _marker_index(messages: list[dict[str, Any]], marker: str) -> int:
     for n in range(len(messages) - 1, -1, -1):
-        if messages[n].get("role") == "user" and _own_texts(messages[n]) == [marker]:
+        if messages[n].get("role") == "user" and own_texts(messages[n].get("content")) == [marker]:
             return n
     raise InjectMismatch("the turn's placeholder prompt is not in the request")
 
@@ -296,8 +278,8 @@ def _system(system: Any, assignment: Assignment, worker_messages: list[dict[str,
         raise InjectMismatch("the worker's first system block is not the billing header")
     if not str(identity.get("text", "")).startswith(IDENTITY_PREFIX):
         raise InjectMismatch("the worker's second system block is not the CLI's identity")
-    worker_first = _first_text(next(m for m in worker_messages if m.get("role") == "user"))
-    caller_first = _first_text(assignment.messages[0])
+    worker_first = first_text(next(m for m in worker_messages if m.get("role") == "user"))
+    caller_first = first_text(assignment.messages[0])
     billing["text"] = _refingerprint(billing["text"], worker_first, caller_first)
     blocks = [billing, identity]
     if assignment.system:
@@ -323,10 +305,3 @@ def _refingerprint(header: str, worker_first: str, caller_first: str) -> str:
     if not found:
         raise InjectMismatch("the billing header carries no version digits")
     return out
-
-
-def _first_text(message: dict[str, Any]) -> str:
-    for text in _own_texts(message):
-        if text is not None:
-            return text
-    return ""

@@ -51,7 +51,7 @@ def is_warmup_request(body: dict[str, Any], text: str) -> bool:
     if any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         return False
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    return len(users) == 1 and _own_texts(users[0].get("content")) == [text]
+    return len(users) == 1 and own_texts(users[0].get("content")) == [text]
 
 
 def warmup_response(body: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -105,7 +105,7 @@ def strip_warmup(body: dict[str, Any], text: str) -> None:
         raise WarmupMismatch("no messages")
     first = messages[0]
     blocks = _blocks(first.get("content"))
-    if first.get("role") != "user" or _own_texts(blocks) != [text]:
+    if first.get("role") != "user" or own_texts(blocks) != [text]:
         raise WarmupMismatch("the first message is not the warm-up")
     reminders = [b for b in blocks if not _is_text(b, text)]
     reply_at = next((n for n, m in enumerate(messages) if m.get("role") == "assistant"), None)
@@ -124,7 +124,7 @@ def strip_warmup(body: dict[str, Any], text: str) -> None:
         # puts it on its last message, the CLI's system message after the caller's.
         out = _move_cache_mark(out)
     body["messages"] = out
-    _refingerprint(body, text, _first_text(caller))
+    _refingerprint(body, text, first_text(caller))
     if text in json.dumps(body, ensure_ascii=False):
         raise WarmupMismatch("the warm-up marker is still in the request")
 
@@ -154,7 +154,7 @@ def _refingerprint(body: dict[str, Any], warm: str, caller: str) -> None:
         system[n] = {**block, "text": BILLING.sub(swap, text)}
 
 
-def _first_text(message: dict[str, Any]) -> str:
+def first_text(message: dict[str, Any]) -> str:
     for block in _blocks(message.get("content")):
         plain = _plain(block)
         if plain is not None and not plain.startswith(REMINDER):
@@ -192,7 +192,7 @@ def _is_text(block: Any, text: str) -> bool:
     return _plain(block) == text
 
 
-def _own_texts(content: Any) -> list[str | None]:
+def own_texts(content: Any) -> list[str | None]:
     """A user message's blocks other than the CLI's reminders (None for non-text blocks)."""
     out: list[str | None] = []
     for block in _blocks(content):
