@@ -51,6 +51,7 @@ from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, 
 from .errors import (
     BridgeError,
     CliCrashed,
+    CliUnavailable,
     ExtraUsageRefused,
     FeatureUnavailable,
     InvalidRequest,
@@ -347,8 +348,15 @@ class BridgeEngine:
                         sent = True
                         yield event
                 return
-            except CliCrashed:
+            except CliCrashed as error:
                 died = bool(leased) and not leased[0].alive
+                if died and attempt and not sent and not getattr(leased[0], "started", True):
+                    # The retry's process too exited before it ever spoke: the CLI fails to
+                    # start (a broken binary). That is the pool's 503, whichever process the
+                    # race between a death and its backoff let through.
+                    raise CliUnavailable(
+                        f"The Claude CLI fails to start: {leased[0].failure() or 'it exited at once'}", retry_after=1
+                    ) from error
                 if sent or attempt or not died:
                     raise
                 log.warning("CLI process %s died before its turn's first output; retrying on a new one", leased[0].pid)
