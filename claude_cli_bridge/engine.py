@@ -321,6 +321,9 @@ class BridgeEngine:
                     note(failover_from=account)
                 continue
             self.book.served(account)
+            charge = self.book.charge(caller, account)  # the key's part of the 5-hour window
+            if charge is not None:
+                note(window_used=charge.used, window_reset=charge.resets_at)
             return
 
     async def _on_account(

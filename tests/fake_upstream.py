@@ -205,6 +205,22 @@ def unified_headers(
     return headers
 
 
+@dataclass
+class RisingWindow:
+    """A 5-hour window whose utilization rises by ``step`` with each answer; ``readings``
+    says what was sent."""
+
+    start: float
+    step: float
+    resets_at: int
+    readings: list[float] = field(default_factory=list)
+
+    def next_headers(self) -> dict[str, str]:
+        utilization = round(self.start + self.step * len(self.readings), 4)
+        self.readings.append(utilization)
+        return unified_headers(five_hour=(utilization, self.resets_at))
+
+
 def structured_reply(body: dict[str, Any], value: dict[str, Any]) -> Reply | None:
     """What the fake model says to a ``--json-schema`` turn: the CLI offers a StructuredOutput
     tool (input_schema = the schema) and ends the turn once it is called."""
@@ -231,6 +247,8 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self.default_reply = Reply()
         self.handler: Callable[[dict[str, Any]], Reply | None] | None = None
+        #: A subscription whose 5-hour utilization rises with every answer (``rising_window``).
+        self._rising: RisingWindow | None = None
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -252,8 +270,17 @@ class FakeAnthropic:
         with self._lock:
             self._by_token.setdefault(token, []).extend(replies)
 
+    def rising_window(self, start: float, step: float, resets_at: int) -> RisingWindow:
+        """From now on every 200 answer of /v1/messages carries the unified headers of a
+        5-hour window used ``start``, then ``step`` more with each answer (``resets_at``
+        epoch seconds); ``reset()`` ends it."""
+        with self._lock:
+            self._rising = RisingWindow(start, step, resets_at)
+            return self._rising
+
     def reset(self) -> None:
         with self._lock:
+            self._rising = None
             self._queue.clear()
             self._by_token.clear()
             self.received.clear()
@@ -321,12 +348,14 @@ class FakeAnthropic:
                 status_code=reply.status,
                 headers=headers,
             )
+        headers = dict(reply.headers)
+        with self._lock:
+            if self._rising is not None:
+                headers.update(self._rising.next_headers())
         if not body.get("stream"):
             record.finished = True
-            return JSONResponse(self._whole_message(body, reply), headers=reply.headers)
-        return StreamingResponse(
-            self._stream(body, reply, record), media_type="text/event-stream", headers=reply.headers
-        )
+            return JSONResponse(self._whole_message(body, reply), headers=headers)
+        return StreamingResponse(self._stream(body, reply, record), media_type="text/event-stream", headers=headers)
 
     def _usage(self, reply: Reply) -> dict[str, int]:
         return {

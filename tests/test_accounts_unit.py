@@ -14,7 +14,7 @@ from claude_cli_bridge.accounts.credentials import account_env
 from claude_cli_bridge.accounts.keys import KeyRing, sha256_hex
 from claude_cli_bridge.accounts.limits import KeyLimits
 from claude_cli_bridge.core.caller import Caller
-from claude_cli_bridge.core.limits import RateLimitInfo
+from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.errors import AccountsRefused, CliNotLoggedIn, KeyLimitReached, UpstreamError
 
 ENV = {"TOKEN_A": "tok-a", "KEY_C": "key-c", "HOME": "/home/me", "ANTHROPIC_API_KEY": "server-key"}
@@ -78,6 +78,15 @@ key_sha256 = "{sha256_hex("bob-key").upper()}"
         ('[accounts."a b"]\noauth_token_env = "TOKEN_A"\n', "the name must be"),
         ('[accounts.a]\noauth_token_env = "not a name"\n', "must name an environment variable"),
         ("[other]\nx = 1\n", "unknown table 'other'"),
+        ('[accounts.a]\noauth_token_env = "TOKEN_A"\ntokens_per_day = 5\n', "a key's setting; put it in a"),
+        ('[accounts.a]\noauth_token_env = "TOKEN_A"\nextra_usage = "yes"\n', 'extra_usage must be "refuse"'),
+        *(
+            (
+                f'[accounts.a]\noauth_token_env = "TOKEN_A"\n[keys.k]\nkey_sha256 = "{"a" * 64}"\nwindow_share = {v}\n',
+                "window_share must be a number above 0 and at most 1",
+            )
+            for v in ("-0.1", "1.5", "0", '"half"', "true")
+        ),
     ],
 )
 def test_bad_entries_are_named_with_their_fix(tmp_path, text, words):
@@ -236,3 +245,52 @@ def test_a_reload_that_would_remove_every_key_keeps_the_running_ones(tmp_path):
     assert ring.required and ring.identify("kk") is not None and ring.identify(None) is None
     path.write_text(one_key + '[accounts.b]\noauth_token_env = "TOKEN_A"\n')
     assert reloader.reload() and "restart" in reloader.problem  # a new account needs a restart
+
+
+def test_window_shares_charge_each_rise_to_the_key_whose_turn_ended():
+    """The first reading sets the baseline; each later one charges its rise to the turn's key;
+    a new window (another reset) is charged whole; a key at its share is held back on that
+    account until the reset, and on every account: a 429 naming the share."""
+    from claude_cli_bridge.accounts.shares import WindowShares
+
+    shares = WindowShares()
+    assert shares.charge("alice", "a", (0.10, 5000)) is None  # the baseline
+    assert shares.charge("alice", "a", (0.25, 5000)).used == pytest.approx(0.15)
+    assert shares.charge("bob", "a", (0.30, 5000)).used == pytest.approx(0.05)
+    assert shares.charge("bob", "a", (0.30, 5000)) is None  # no rise
+    assert shares.charge("alice", "a", (0.07, 23000)).used == pytest.approx(0.07)  # a new window: whole
+    assert shares.used("alice", "a", 5000) == pytest.approx(0.15) and shares.used("bob", "a", 5000) == 0.05
+    shares.load([{"key_label": "alice", "account": "a", "window_used": 0.2, "window_reset": 23000},
+                 {"key_label": "bob", "account": "a", "window_used": None, "window_reset": None}])  # fmt: skip
+    assert shares.used("alice", "a", 23000) == pytest.approx(0.27)
+
+    now = [1000.0]
+    book = AccountBook(load_two_keys(), None, clock=lambda: now[0])
+    alice = Caller("alice", ("a", "c"), window_share=0.25)
+    book.read("a", RateLimitInfo("allowed", windows=(WindowReading("five_hour", 0.1, 5000),)))
+    assert book.charge(alice, "a") is None  # the baseline
+    book.read("a", RateLimitInfo("allowed", windows=(WindowReading("five_hour", 0.4, 5000),)))
+    assert book.charge(alice, "a").used == pytest.approx(0.3)
+    assert book.order(alice) == ["c"] and book.order(Caller("bob", ("a", "c"))) == ["a", "c"]
+    book.refused("c", UpstreamError("no", status=429, retry_after=60))
+    refusal = book.refusal(alice)
+    assert isinstance(refusal, KeyLimitReached) and "window_share (0.25)" in refusal.message
+    assert refusal.retry_after == 60  # c frees first
+    now[0] = 5000.0  # the window resets: a new one, nothing of it used
+    assert book.order(alice) == ["a", "c"]
+
+
+def test_an_account_that_allows_extra_usage_keeps_serving_past_a_used_up_window():
+    from claude_cli_bridge.accounts.config import Account, AccountsConfig
+
+    config = AccountsConfig((Account("a", "oauth_token", "TOKEN_A", "allow"), Account("c", "oauth_token", "TOKEN_C")))
+    book = AccountBook(config, None, clock=lambda: 1000.0)
+    used_up = RateLimitInfo(
+        "rejected", window="five_hour", resets_at=9000, overage_status="allowed", using_overage=True
+    )
+    for name in ("a", "c"):
+        book.read(name, used_up)
+    caller = Caller("alice", ("a", "c"))
+    assert book.order(caller) == ["a"]  # c refuses extra usage (the default)
+    book.read("a", RateLimitInfo("rejected", window="five_hour", resets_at=9000, overage_status="rejected"))
+    assert book.order(caller) == []  # no extra usage either: a is out too

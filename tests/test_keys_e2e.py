@@ -182,3 +182,57 @@ def test_keys_added_and_revoked_take_effect_without_a_restart(start_bridge, fake
     server.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: status(BOB) == 200 and status(DANA) == 401, timeout=15)
     assert health()["accounts_file"]["problem"] == ""
+
+
+ERIN = "ccb-e2e-erin-3b6d"
+
+
+def test_a_keys_window_share_refuses_past_it_in_each_sdk_and_survives_a_restart(start_bridge, fake, tmp_path):
+    """window_share = 0.25 with a 5-hour window that rises 0.1 with every answer: the first
+    reading sets the baseline, then each turn is charged its rise; once Erin's charges reach a
+    quarter of account a's window her turns are refused in each SDK's terms, with Retry-After
+    until the window's reset, while Bob (no share, another key) is still served; the charges
+    are in the usage ledger and come back after a restart."""
+    import json
+    import time
+
+    resets_at = int(time.time()) + 3 * 3600
+    shared = FILE.replace('accounts = ["b"]\n[keys.ci]', 'accounts = ["a"]\n[keys.ci]')  # Bob on a too
+    shared += f'\n[keys.erin]\nkey_sha256 = "{sha256_hex(ERIN)}"\naccounts = ["a"]\nwindow_share = 0.25\n'
+    path = tmp_path / "accounts.toml"
+    path.write_text(shared)
+    data = tmp_path / "data"
+    env = {"ACCOUNTS_FILE": str(path), "TOKEN_A": TOKEN_A, "TOKEN_B": TOKEN_B, "ANTHROPIC_API_KEY": None}
+    window = fake.rising_window(start=0.1, step=0.1, resets_at=resets_at)
+    server = start_bridge(DATA_DIR=str(data), **env)
+    erin = openai.OpenAI(base_url=server.openai_url, api_key=ERIN, max_retries=0)
+    served = 0
+    with pytest.raises(openai.RateLimitError, match="window_share") as raised:
+        for _ in range(8):
+            erin.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+            served += 1
+            wait_for(lambda n=served: server.log().count("key=erin") >= n)  # its record (and charge) is done
+    # The first answer only sets the baseline; the next three are charged 0.1 each: 0.3 >= 0.25.
+    assert served == 4 and len(window.readings) >= 4
+    assert (
+        resets_at - time.time() - 60 < int(raised.value.response.headers["retry-after"]) <= resets_at - time.time() + 1
+    )
+    with pytest.raises(anthropic.RateLimitError, match="erin"):
+        anthropic.Anthropic(base_url=server.base_url, api_key=ERIN, max_retries=0).messages.create(
+            model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(ollama.ResponseError, match="window_share"):
+        ollama.Client(host=server.ollama_url, headers={"Authorization": f"Bearer {ERIN}"}).chat(
+            model="sonnet", messages=[{"role": "user", "content": "hi"}]
+        )
+    bob = openai.OpenAI(base_url=server.openai_url, api_key=BOB, max_retries=0)
+    assert bob.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}]).choices
+    rows = [json.loads(line) for f in data.glob("usage-*.jsonl") for line in f.read_text().splitlines()]
+    charged = [row["window_used"] for row in rows if row["key_label"] == "erin" and row["window_used"]]
+    assert sum(charged) == pytest.approx(0.3) and {r["window_reset"] for r in rows if r["window_used"]} == {resets_at}
+    server.stop()
+    again = start_bridge(DATA_DIR=str(data), **env)
+    with pytest.raises(openai.RateLimitError, match="window_share"):
+        openai.OpenAI(base_url=again.openai_url, api_key=ERIN, max_retries=0).chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "hi"}]
+        )

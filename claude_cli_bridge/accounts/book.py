@@ -30,9 +30,10 @@ from typing import Any
 from ..cli.result import window_exhausted
 from ..core.caller import Caller
 from ..core.limits import RateLimitInfo, claim_family, limits_model, model_family
-from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, UpstreamError
-from ..windows import SubscriptionWindows
+from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, KeyLimitReached, UpstreamError
+from ..windows import SubscriptionWindows, human_duration
 from .config import DEFAULT_ACCOUNT, AccountsConfig
+from .shares import SHARED_WINDOW, WindowCharge, WindowShares
 
 #: How long an account whose login failed is left alone before a turn tries it again.
 LOGIN_RETRY_SECONDS = 60.0
@@ -77,6 +78,11 @@ class AccountBook:
             for account in config.accounts
         }
         self.failovers = 0
+        # Each key's share of each account's 5-hour window (``window_share``): the baseline is
+        # each account's last reading; server.py loads the current windows' charges.
+        self.shares = WindowShares()
+        for name in self.states:
+            self.shares.baseline(name, self.five_hour(name))
 
     # -- reading -----------------------------------------------------------------------
     def windows(self, name: str = DEFAULT_ACCOUNT) -> SubscriptionWindows:
@@ -93,9 +99,34 @@ class AccountBook:
         if family is not None and state.refused_family.get(family, 0.0) > now:
             moments.append(state.refused_family[family])
         rejection = state.windows.rejection()
-        if rejection is not None and limits_model(rejection[0], model):
+        if rejection is not None and limits_model(rejection[0], model) and not self._extra_usage_allowed(name):
             moments.append(float(rejection[1]))
         return max(moments) if moments else 0.0
+
+    def _extra_usage_allowed(self, name: str) -> bool:
+        """The account takes turns the upstream bills as extra usage (``extra_usage = "allow"``)
+        and its windows say that is what a turn now is (used up, overage allowed)."""
+        account = next((a for a in self.config.accounts if a.name == name), None)
+        return account is not None and account.extra_usage == "allow" and self.states[name].windows.using_overage
+
+    def five_hour(self, name: str) -> tuple[float, int] | None:
+        """The account's last 5-hour reading (utilization, reset epoch), if it has one."""
+        entry = self.states[name].windows.windows.get(SHARED_WINDOW) or {}
+        utilization, reset = entry.get("utilization"), entry.get("resets_at")
+        if isinstance(utilization, (int, float)) and isinstance(reset, (int, float)):
+            return float(utilization), int(reset)
+        return None
+
+    def share_until(self, caller: Caller, name: str) -> float:
+        """When ``caller`` may use ``name`` again after using its ``window_share`` of the
+        account's current 5-hour window (its reset); 0 while it may."""
+        if caller.window_share is None or caller.name is None:
+            return 0.0
+        reading = self.five_hour(name)
+        if reading is None or reading[1] <= self._clock():
+            return 0.0  # no reading, or the window has reset: nothing used of the new one
+        used = self.shares.used(caller.name, name, reading[1])
+        return float(reading[1]) if used >= caller.window_share else 0.0
 
     def allows(self, name: str, model: str | None = None) -> bool:
         return self.until(name, model) == 0.0
@@ -103,7 +134,11 @@ class AccountBook:
     def order(self, caller: Caller, holder: str | None = None, model: str | None = None) -> list[str]:
         """The caller's accounts that allow a turn of ``model`` now, in the order to try them:
         the one holding the conversation first (its process is warm), then the caller's preference."""
-        allowed = [name for name in caller.accounts if name in self.states and self.allows(name, model)]
+        allowed = [
+            name
+            for name in caller.accounts
+            if name in self.states and self.allows(name, model) and not self.share_until(caller, name)
+        ]
         if holder in allowed:
             allowed.remove(holder)
             allowed.insert(0, holder)
@@ -113,6 +148,9 @@ class AccountBook:
         """The 429 when none of the caller's accounts allows a turn of ``model``: Retry-After
         at the earliest."""
         now = self._clock()
+        shared = self._share_refusal(caller, model)
+        if shared is not None:
+            return shared
         if len(caller.accounts) == 1:
             state = self.states[caller.accounts[0]]
             rejection = state.windows.rejection()
@@ -133,7 +171,30 @@ class AccountBook:
             retry_after=wait,
         )
 
+    def _share_refusal(self, caller: Caller, model: str | None) -> KeyLimitReached | None:
+        """The 429 naming the key's ``window_share`` when that share is what stops it on some
+        account and no other account of the key allows the turn."""
+        names = [name for name in caller.accounts if name in self.states]
+        held = {name: self.share_until(caller, name) for name in names}
+        if not any(held.values()):
+            return None
+        now = self._clock()
+        moments = [max(held[name], self.until(name, model)) for name in names]
+        wait = max(1, math.ceil(min(moments) - now))
+        spent = [name for name in names if held[name]]
+        which = ", ".join(spent)
+        return KeyLimitReached(
+            f"The key {caller.name!r} used its window_share ({caller.window_share:g}) of the 5-hour window of "
+            f"account(s) {which}; the earliest frees in {human_duration(wait)} (at the window's reset).",
+            retry_after=wait,
+        )
+
     # -- updates -----------------------------------------------------------------------
+    def charge(self, caller: Caller, name: str) -> WindowCharge | None:
+        """A turn of ``caller`` on ``name`` ended: charge its key the rise of the account's
+        5-hour utilization since the reading charged last (``accounts.shares``)."""
+        return self.shares.charge(caller.name or "", name, self.five_hour(name))
+
     def read(self, name: str, info: RateLimitInfo) -> None:
         """A window reading for an account (the CLI's rate-limit event)."""
         self.states[name].windows.update(info)

@@ -44,8 +44,13 @@ LOGIN_FIELDS: dict[str, LoginKind] = {
     "oauth_token_env": "oauth_token",
     "api_key_env": "api_key",
 }
+#: What an account entry takes besides its login: ``extra_usage = "allow"`` lets its turns go on
+#: while the upstream bills them as extra usage (a used-up window with overage allowed); the
+#: default, "refuse", holds the account back until the window resets.
+ACCOUNT_OPTIONS = {"extra_usage": ("refuse", "allow")}
 KEY_FIELDS = {
     "key_sha256", "accounts", "models", "max_concurrent", "requests_per_minute", "tokens_per_day", "tokens_per_week",
+    "window_share",
 }  # fmt: skip
 #: Names end up in log lines, metric labels, headers and file names: keep them plain.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -67,6 +72,7 @@ class Account:
     name: str
     kind: LoginKind
     source: str = ""
+    extra_usage: Literal["refuse", "allow"] = "refuse"
 
     @property
     def variable(self) -> str | None:
@@ -96,6 +102,7 @@ class ClientKey:
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     tokens_per_week: int | None = None
+    window_share: float | None = None  # the most of each account's 5-hour window (0 < share <= 1)
 
 
 @dataclass(frozen=True)
@@ -180,12 +187,21 @@ def _tables(where: str, data: dict[str, Any], table: str) -> list[tuple[str, dic
 
 def _account(where: str, name: str, entry: dict[str, Any], environ: Mapping[str, str]) -> Account:
     label = f"{where}: [accounts.{name}]"
-    unknown = set(entry) - set(LOGIN_FIELDS)
+    unknown = set(entry) - set(LOGIN_FIELDS) - set(ACCOUNT_OPTIONS)
+    misplaced = sorted(unknown & KEY_FIELDS)
+    if misplaced:
+        raise AccountsFileError(
+            f"{label}: {misplaced[0]} is a key's setting; put it in a [keys.NAME] entry "
+            "(`claude-cli-bridge keys add NAME` prints one)."
+        )
     if unknown:
         raise AccountsFileError(
             f"{label}: unknown field {sorted(unknown)[0]!r}; an account has exactly one of "
-            "config_dir, oauth_token_env, api_key_env."
+            "config_dir, oauth_token_env, api_key_env, and optionally extra_usage."
         )
+    extra_usage = entry.get("extra_usage", "refuse")
+    if extra_usage not in ACCOUNT_OPTIONS["extra_usage"]:
+        raise AccountsFileError(f'{label}: extra_usage must be "refuse" (the default) or "allow".')
     given = [field for field in LOGIN_FIELDS if field in entry]
     if len(given) != 1:
         raise AccountsFileError(
@@ -203,12 +219,12 @@ def _account(where: str, name: str, entry: dict[str, Any], environ: Mapping[str,
                 f"{label}: config_dir {value} is not a directory; log in with "
                 f"`CLAUDE_CONFIG_DIR={value} claude` (then /login) first."
             )
-        return Account(name, "config_dir", str(directory))
+        return Account(name, "config_dir", str(directory), extra_usage)
     if not _ENV_NAME.match(value):
         raise AccountsFileError(f"{label}: {field} must name an environment variable, e.g. MY_TOKEN.")
     if not environ.get(value):
         raise AccountsFileError(f"{label}: the variable {value} ({field}) is not set; export it before starting.")
-    return Account(name, LOGIN_FIELDS[field], value)
+    return Account(name, LOGIN_FIELDS[field], value, extra_usage)
 
 
 def _key(where: str, name: str, entry: dict[str, Any], accounts: tuple[str, ...]) -> ClientKey:
@@ -234,12 +250,19 @@ def _key(where: str, name: str, entry: dict[str, Any], accounts: tuple[str, ...]
         not isinstance(models, list) or not models or not all(isinstance(m, str) and m.strip() for m in models)
     ):
         raise AccountsFileError(f"{label}: models must be a non-empty list of model names or aliases.")
-    limits = {}
+    limits: dict[str, Any] = {}
     for field in ("max_concurrent", "requests_per_minute", "tokens_per_day", "tokens_per_week"):
         value = entry.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise AccountsFileError(f"{label}: {field} must be a whole number of at least 1.")
         limits[field] = value
+    share = entry.get("window_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
+        raise AccountsFileError(
+            f"{label}: window_share must be a number above 0 and at most 1 (0.25: a quarter of each "
+            "account's 5-hour window)."
+        )
+    limits["window_share"] = None if share is None else float(share)
     return ClientKey(
         name,
         digest.lower(),

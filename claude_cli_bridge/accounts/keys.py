@@ -88,4 +88,5 @@ def caller_of(key: ClientKey) -> Caller:
         requests_per_minute=key.requests_per_minute,
         tokens_per_day=key.tokens_per_day,
         tokens_per_week=key.tokens_per_week,
+        window_share=key.window_share,
     )

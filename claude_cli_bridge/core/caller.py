@@ -22,6 +22,7 @@ class Caller:
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     tokens_per_week: int | None = None
+    window_share: float | None = None  # the most of each account's 5-hour window it may use
 
     @property
     def tenant(self) -> str:

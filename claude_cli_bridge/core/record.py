@@ -27,6 +27,10 @@ class RequestRecord:
     account: str = ""  # the account whose login served the turn
     failover_from: str = ""  # the account that refused the turn first, if one did
     extra_usage: str = ""  # the account whose turn the upstream refused as extra usage, if one did
+    # What the turn was charged of its account's 5-hour window (a fraction) and that window's
+    # reset (epoch seconds): the keys' window_share (accounts.shares).
+    window_used: float | None = None
+    window_reset: int | None = None
     model: str = ""  # as requested (resolved alias), empty for requests without a model
     upstream_model: str = ""  # the model id the upstream answered with
     stream: bool | None = None

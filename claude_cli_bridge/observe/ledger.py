@@ -32,7 +32,7 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_wri
 USAGE_FIELDS = (
     "time", "api", "route", "model", "upstream_model", "key_label", "account", "failover_from", "stream", "how",
     "wait_s", "first_token_s", "duration_s", *TOKEN_FIELDS, "stop_reason", "status", "in_band_error", "client_gone",
-    "error",
+    "error", "window_used", "window_reset",
 )  # fmt: skip
 ERROR_FIELDS = (
     "time", "api", "method", "path", "route", "model", "key_label", "account", "status", "in_band_error", "error",
