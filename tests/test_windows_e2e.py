@@ -214,3 +214,48 @@ def test_a_turn_billed_as_extra_usage_is_named_and_counted(start_bridge, fake):
     rows = [json.loads(line) for f in server.data_dir.glob("errors-*.jsonl") for line in f.read_text().splitlines()]
     assert [row["extra_usage"] for row in rows] == ["default"]  # the ledger names it too
     assert chat(server).status_code == 200  # the next turn is asked again (nothing is marked)
+
+
+def test_an_account_that_allows_extra_usage_keeps_serving_past_its_used_up_window(start_bridge, fake, tmp_path):
+    """Both accounts' 5-hour windows are used up with overage allowed (the upstream bills the
+    next turns as extra usage): account a (extra_usage = "allow") keeps serving, account b
+    (the default) is held back until the reset, a 429 naming the window."""
+    from test_accounts_e2e import TOKEN_A, TOKEN_B
+    from test_keys_e2e import ALICE, BOB
+
+    from claude_cli_bridge.accounts.keys import sha256_hex
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        '[accounts.a]\noauth_token_env = "TOKEN_A"\nextra_usage = "allow"\n[accounts.b]\noauth_token_env = "TOKEN_B"\n'
+        f'[keys.alice]\nkey_sha256 = "{sha256_hex(ALICE)}"\naccounts = ["a"]\n'
+        f'[keys.bob]\nkey_sha256 = "{sha256_hex(BOB)}"\naccounts = ["b"]\n'
+    )
+    server = start_bridge(ACCOUNTS_FILE=str(path), TOKEN_A=TOKEN_A, TOKEN_B=TOKEN_B, ANTHROPIC_API_KEY=None)
+    reset = int(time.time()) + 3600
+    fake.default_reply = Reply(
+        headers=unified_headers(
+            "rejected", five_hour=(1.0, reset), overage=(0.1, reset + 86400), window_status={"overage": "allowed"}
+        )
+    )
+
+    def turn(key: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.openai_url}/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,
+        )
+
+    try:
+        assert turn(ALICE).status_code == 200 and turn(BOB).status_code == 200  # the readings arrive
+        accounts = httpx.get(
+            f"{server.base_url}/health", headers={"authorization": f"Bearer {ALICE}"}, timeout=10
+        ).json()["accounts"]
+        assert accounts["a"]["subscription"]["using_overage"] and accounts["b"]["subscription"]["using_overage"]
+        assert turn(ALICE).status_code == 200  # extra usage allowed on a
+        refused = turn(BOB)
+    finally:
+        fake.default_reply = Reply()
+    assert refused.status_code == 429 and "5-hour" in refused.json()["error"]["message"]
+    assert reset - time.time() - 60 < int(refused.headers["retry-after"]) <= reset - time.time() + 1
