@@ -85,10 +85,14 @@ def create_app(
     keyring = KeyRing(accounts or single_account(), settings.api_keys())
     # Every turn fills its request's record (observe/): the request log, usage ledger,
     # /metrics and the dashboard read it.
+    apply_accounts = getattr(engine, "apply_accounts", None)  # a test double may have no accounts
     engine = ObservedEngine(engine)
     observer = Observer(settings, engine.status)
 
-    reloader = AccountsReloader(accounts, keyring) if accounts is not None and accounts.from_file else None
+    reloader = None
+    if accounts is not None and accounts.from_file:
+        # Keys apply at once, accounts through the engine.
+        reloader = AccountsReloader(accounts, keyring, apply_accounts=apply_accounts)
 
     stack = contextlib.AsyncExitStack()
 

@@ -85,7 +85,8 @@ class BridgeEngine:
         self.features = features or ProbeReport.unprobed(cli_version)
         self.accounts = accounts or (book.config if book is not None else single_account())
         state_dir = state_dir or Path(settings.state_dir) / f"run-{uuid.uuid4().hex[:8]}"
-        environ = process_env()
+        environ = self._environ = process_env()
+        self._state_dir = state_dir
         self.launcher = Launcher(
             cli_path,
             state_dir,
@@ -133,6 +134,28 @@ class BridgeEngine:
         # so it is the most recent).
         accounts = self.accounts.names[: max(1, self.settings.spare_profiles)] if self.workers else [default.account]
         self.pool.start([dataclasses.replace(default, account=name) for name in reversed(accounts)])
+
+    def apply_accounts(self, config: AccountsConfig) -> list[str]:
+        """The accounts file's ``[accounts.*]`` read again (``accounts.reload``): later turns
+        use the new accounts. The processes of an account removed, or whose environment
+        changes (its login, or a new account's secret variable it must no longer carry), are
+        stopped once idle (a running turn finishes); those of every other account stay warm.
+        Returns the accounts whose processes are stopped."""
+        envs = {
+            account.name: account_env(account, config, self._environ, self._state_dir) for account in config.accounts
+        }
+        retired = [name for name in self.accounts.names if name not in envs or envs[name] != self.launcher.env_of(name)]
+        self.launcher.replace_account_envs(envs)
+        self.book.apply(config)
+        self.accounts = config
+        self.anonymous = Caller(None, config.names)
+        for name in retired:
+            self.pool.retire_account(name)
+        log.info(
+            "accounts applied: %s; processes stopped for %s", ", ".join(config.names) or "none",
+            ", ".join(retired) or "none",
+        )  # fmt: skip
+        return retired
 
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)

@@ -4,6 +4,8 @@ anthropic and ollama SDKs, and two keys sending the same history never share a p
 
 from __future__ import annotations
 
+import contextlib
+
 import anthropic
 import httpx
 import ollama
@@ -212,11 +214,13 @@ def test_a_keys_window_share_refuses_past_it_in_each_sdk_and_survives_a_restart(
             erin.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
             served += 1
             wait_for(lambda n=served: server.log().count("key=erin") >= n)  # its record (and charge) is done
-    # The first answer only sets the baseline; the next three are charged 0.1 each: 0.3 >= 0.25.
-    assert served == 4 and len(window.readings) >= 4
-    assert (
-        resets_at - time.time() - 60 < int(raised.value.response.headers["retry-after"]) <= resets_at - time.time() + 1
-    )
+    # The first answer only sets the baseline; each later one is charged its rise of 0.1, so
+    # the fourth answer brings Erin to 0.3 >= 0.25 (a third, if a side call of a CLI process
+    # took a reading of its own first: its rise is charged to the next turn that ends).
+    seen = list(window.readings)
+    assert served in (3, 4) and len(seen) >= served
+    retry_after = int(raised.value.response.headers["retry-after"])
+    assert resets_at - time.time() - 60 < retry_after <= resets_at - time.time() + 1
     with pytest.raises(anthropic.RateLimitError, match="erin"):
         anthropic.Anthropic(base_url=server.base_url, api_key=ERIN, max_retries=0).messages.create(
             model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
@@ -229,10 +233,67 @@ def test_a_keys_window_share_refuses_past_it_in_each_sdk_and_survives_a_restart(
     assert bob.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}]).choices
     rows = [json.loads(line) for f in data.glob("usage-*.jsonl") for line in f.read_text().splitlines()]
     charged = [row["window_used"] for row in rows if row["key_label"] == "erin" and row["window_used"]]
-    assert sum(charged) == pytest.approx(0.3) and {r["window_reset"] for r in rows if r["window_used"]} == {resets_at}
+    assert sum(charged) == pytest.approx(seen[-1] - seen[0]) and sum(charged) >= 0.25
+    assert {r["window_reset"] for r in rows if r["window_used"]} == {resets_at}
     server.stop()
     again = start_bridge(DATA_DIR=str(data), **env)
     with pytest.raises(openai.RateLimitError, match="window_share"):
         openai.OpenAI(base_url=again.openai_url, api_key=ERIN, max_retries=0).chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+TOKEN_C = "sk-ant-oat01-SECRET-ACCOUNT-C-90be11"
+
+
+def logins_of(server) -> dict[int, str]:
+    """Each CLI process under the server and the OAuth token its environment holds ("")."""
+    import psutil
+
+    logins = {}
+    for pid in server.cli_pids():
+        with contextlib.suppress(psutil.Error):
+            logins[pid] = psutil.Process(pid).environ().get("CLAUDE_CODE_OAUTH_TOKEN", "")
+    return logins
+
+
+def test_accounts_added_and_removed_take_effect_without_a_restart(start_bridge, fake, tmp_path):
+    """Account b removed and c added to a running bridge's file: Bob's key (moved to c) reaches
+    the upstream with c's token within seconds, b's processes are stopped, a's warm processes
+    are untouched (they never carried c's token: a variable holding a credential is withheld
+    from every other account from the start), /health lists a and c."""
+    path = tmp_path / "accounts.toml"
+    path.write_text(FILE)
+    env = {"TOKEN_A": TOKEN_A, "TOKEN_B": TOKEN_B, "TOKEN_C": TOKEN_C, "ANTHROPIC_API_KEY": None}
+    server = start_bridge(ACCOUNTS_FILE=str(path), **env)
+
+    def turn(key: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.openai_url}/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,
+        )
+
+    assert turn(ALICE).status_code == 200 and turn(BOB).status_code == 200
+    before = logins_of(server)
+    assert TOKEN_B in before.values() and TOKEN_C not in before.values()
+    warm_a = {pid for pid, token in before.items() if token == TOKEN_A}
+    assert warm_a
+    changed = FILE.replace('[accounts.b]\noauth_token_env = "TOKEN_B"', '[accounts.c]\noauth_token_env = "TOKEN_C"')
+    path.write_text(changed.replace('accounts = ["b"]', 'accounts = ["c"]'))
+
+    def bob_on_c() -> bool:
+        fake.received.clear()
+        response = turn(BOB)
+        return response.status_code == 200 and {call.token for call in fake.received} == {TOKEN_C}
+
+    assert wait_for(bob_on_c, timeout=20)
+    assert wait_for(lambda: TOKEN_B not in logins_of(server).values(), timeout=20)  # b's processes stopped
+    # a's warm processes untouched (the pool may still retire a surplus spare of its own)
+    assert "processes stopped for b" in server.log() and warm_a & set(logins_of(server))
+    for process_env_token in logins_of(server).values():
+        assert process_env_token in (TOKEN_A, TOKEN_C)
+    health = httpx.get(f"{server.base_url}/health", headers={"authorization": f"Bearer {ALICE}"}, timeout=10).json()
+    assert set(health["accounts"]) == {"a", "c"} and health["accounts_file"]["problem"] == ""
+    assert TOKEN_C not in server.log() and TOKEN_B not in server.log()

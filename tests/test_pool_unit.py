@@ -629,3 +629,31 @@ async def test_workers_serve_turn_after_turn_from_one_process_without_replacemen
     h.pool._post(Tick())
     await h.pool.settled()
     assert len(h.live()) == 1 and h.pool.status()["spare"] == 1  # kept, not retired as surplus
+
+
+async def test_retiring_an_account_stops_its_idle_processes_now_and_busy_ones_after_their_turn(harness):
+    """The accounts file changed (engine.apply_accounts): account b's processes go (idle ones
+    at once, a busy one when its turn ends, not cut), account a's stay, no spare is refilled
+    for b, and a turn asking for b later launches a process of the new login."""
+    a, b = dataclasses.replace(P, account="a"), dataclasses.replace(P, account="b")
+    h = harness(warm=[a, b], spare_profiles=2)
+    h.pool.workers = True
+    await h.pool.settled()
+    assert sorted(p.profile.account for p in h.live()) == ["a", "b"]
+    lease, manager = await h.take(b, ())
+    lease.first_output()
+    busy = lease.process
+    await h.pool.settled()
+    idle_b = [p for p in h.live() if p.profile.account == "b" and p is not busy]
+    h.pool.retire_account("b")
+    await h.pool.settled()
+    assert busy.alive and not any(p.alive for p in idle_b)  # the running turn is not cut
+    busy.started = True
+    await h.give(manager)
+    await h.pool.settled()
+    assert not busy.alive and [p.profile.account for p in h.live()] == ["a"]
+    h.pool._post(Tick())
+    await h.pool.settled()
+    assert [p.profile.account for p in h.live()] == ["a"]  # no spare refilled for b
+    async with h.pool.lease(b, ()) as again:
+        assert again.process.alive and again.process not in idle_b and again.process is not busy

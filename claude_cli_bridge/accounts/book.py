@@ -73,15 +73,32 @@ class AccountBook:
     def __init__(self, config: AccountsConfig, data_dir: Path | None, clock: Callable[[], float] = time.time):
         self.config = config
         self._clock = clock
-        self.states = {
-            account.name: AccountState(SubscriptionWindows(data_dir, clock=clock, file_name=windows_file(account.name)))
-            for account in config.accounts
-        }
+        self._data_dir = data_dir
+        self.states = {account.name: self._new_state(account.name) for account in config.accounts}
         self.failovers = 0
         # Each key's share of each account's 5-hour window (``window_share``): the baseline is
         # each account's last reading; server.py loads the current windows' charges.
         self.shares = WindowShares()
         for name in self.states:
+            self.shares.baseline(name, self.five_hour(name))
+
+    def _new_state(self, name: str) -> AccountState:
+        return AccountState(SubscriptionWindows(self._data_dir, clock=self._clock, file_name=windows_file(name)))
+
+    def apply(self, config: AccountsConfig) -> None:
+        """The accounts file's accounts, read again: an added account starts from its last
+        windows (its file), a removed one is forgotten (a turn still running on it ends
+        without being counted), a changed login is a fresh start of its refusals."""
+        old = {account.name: account for account in self.config.accounts}
+        states = {}
+        fresh = []
+        for account in config.accounts:
+            kept = self.states.get(account.name) if old.get(account.name) == account else None
+            states[account.name] = kept if kept is not None else self._new_state(account.name)
+            if kept is None:
+                fresh.append(account.name)
+        self.states, self.config = states, config
+        for name in fresh:
             self.shares.baseline(name, self.five_hour(name))
 
     # -- reading -----------------------------------------------------------------------
@@ -193,20 +210,27 @@ class AccountBook:
     def charge(self, caller: Caller, name: str) -> WindowCharge | None:
         """A turn of ``caller`` on ``name`` ended: charge its key the rise of the account's
         5-hour utilization since the reading charged last (``accounts.shares``)."""
+        if name not in self.states:
+            return None
         return self.shares.charge(caller.name or "", name, self.five_hour(name))
 
     def read(self, name: str, info: RateLimitInfo) -> None:
         """A window reading for an account (the CLI's rate-limit event)."""
-        self.states[name].windows.update(info)
+        if name in self.states:  # not an account removed while its turn ran
+            self.states[name].windows.update(info)
 
     def served(self, name: str) -> None:
-        state = self.states[name]
+        state = self.states.get(name)
+        if state is None:
+            return
         state.turns += 1
         state.failing_until, state.failure = 0.0, ""
 
     def refused(self, name: str, error: BaseException) -> None:
         """The account refused a turn: mark it until its reset (or for a while)."""
-        state = self.states[name]
+        state = self.states.get(name)
+        if state is None:
+            return
         now = self._clock()
         login = isinstance(error, CliNotLoggedIn) or (isinstance(error, UpstreamError) and error.status in (401, 403))
         until = now + float(getattr(error, "retry_after", None) or DEFAULT_REFUSAL_SECONDS)
@@ -227,7 +251,8 @@ class AccountBook:
 
     def throttled(self, name: str, seconds: float) -> None:
         """The upstream throttled this account (a 429 with ``retry-after``, no window used up)."""
-        self.states[name].throttle = (self._clock(), seconds)
+        if name in self.states:
+            self.states[name].throttle = (self._clock(), seconds)
 
     def throttle_since(self, name: str, since: float) -> float | None:
         """The retry-after of a throttle seen at or after ``since`` (wall clock), if any."""
@@ -235,7 +260,8 @@ class AccountBook:
         return throttle[1] if throttle is not None and throttle[0] >= since else None
 
     def failed_over(self, name: str) -> None:
-        self.states[name].failovers_from += 1
+        if name in self.states:
+            self.states[name].failovers_from += 1
         self.failovers += 1
 
     def status(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Names, never keys or hashes, are what logs, the ledger, metrics and the dashboar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -55,10 +56,15 @@ class KeyRing:
     def has_shared_keys(self) -> bool:
         return bool(self._shared)
 
-    def replace(self, keys: tuple[ClientKey, ...]) -> None:
-        """The accounts file's keys, read again (``accounts.reload``); the shared keys stay.
-        One assignment: a request being identified sees the old list or the new one."""
-        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in keys] + self._shared
+    def replace(self, config: AccountsConfig) -> None:
+        """The accounts file read again (``accounts.reload``): its keys, and the shared keys
+        and the anonymous caller on its accounts. One assignment each: a request being
+        identified sees the old list or the new one."""
+        everything = config.names
+        shared = Caller(SHARED_KEY_NAME, everything)
+        self._shared = [dataclasses.replace(known, caller=shared) for known in self._shared]
+        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys] + self._shared
+        self.anonymous = Caller(None, everything)
 
     @property
     def required(self) -> bool:

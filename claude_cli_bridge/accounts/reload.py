@@ -1,10 +1,10 @@
 """The accounts file read again without a restart: on SIGHUP and when it changes on disk.
 
 What a reload applies at once: the client keys (a key added, revoked, or given new models,
-limits or budgets): the next request is judged by the new file. Running turns and warm
-processes are untouched. What it does not apply: a change to the ``[accounts.*]`` entries
-(logins added, removed or changed), which the processes were launched with; the reload says
-so (log line, ``/health``) and the keys still apply. A file that no longer reads keeps the
+limits or budgets): the next request is judged by the new file; and the ``[accounts.*]``
+entries (logins added, removed or changed), through ``apply_accounts`` (the engine's): the
+processes of a removed or changed account are stopped once their turn ends, those of every
+other account stay warm. Running turns are never cut. A file that no longer reads keeps the
 running configuration and says why, in one log line naming the entry and the fix (no secret:
 the loader names variables, never their values); ``/health`` says only that it failed.
 """
@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class AccountsReloader:
         keyring: KeyRing,
         environ: Mapping[str, str] | None = None,
         poll_seconds: float = POLL_SECONDS,
+        apply_accounts: Callable[[AccountsConfig], object] | None = None,
     ):
         assert running.from_file is not None
         self.path: Path = running.from_file
@@ -43,6 +44,7 @@ class AccountsReloader:
         self._keyring = keyring
         self._environ = environ
         self._poll = poll_seconds
+        self._apply_accounts = apply_accounts
         self._stamp = self._stat()
         self.reloads = 0
         self.problem = ""  # why the last reload did not apply everything ("" when it did)
@@ -67,15 +69,19 @@ class AccountsReloader:
             self.problem = "the accounts file now has no [keys.*]: that would open every route; the running keys stay"
             log.error("accounts file not reloaded: %s", self.problem)
             return False
-        self._keyring.replace(config.keys)
-        self.running = dataclasses.replace(self.running, keys=config.keys)
         self.reloads += 1
+        self.problem = ""
         if config.accounts != self.running.accounts:
-            self.problem = "[accounts.*] entries changed: restart the bridge to apply them (the keys were applied)"
-            log.warning("accounts file reloaded: %d keys applied; %s", len(config.keys), self.problem)
-        else:
-            self.problem = ""
-            log.info("accounts file reloaded: %d keys", len(config.keys))
+            if self._apply_accounts is None:
+                self.problem = "[accounts.*] entries changed: restart the bridge to apply them (the keys were applied)"
+                config = dataclasses.replace(config, accounts=self.running.accounts)
+            else:
+                # Accounts first: a new key may name a new account.
+                self._apply_accounts(config)
+        self._keyring.replace(config)
+        self.running = config
+        log.info("accounts file reloaded: %d accounts, %d keys%s", len(config.accounts), len(config.keys),
+                 f"; {self.problem}" if self.problem else "")  # fmt: skip
         return True
 
     async def watch(self) -> None:

@@ -50,8 +50,11 @@ class WindowShares:
         self._used: dict[tuple[str, str, int], float] = {}  # (key, account, reset) -> fraction used
 
     def baseline(self, account: str, reading: tuple[float, int] | None) -> None:
-        """The account's last reading before this server ran (nothing is charged for it)."""
-        if reading is not None:
+        """The account's last reading before this server ran, or before its login was added
+        or changed (nothing is charged for it); None: none known."""
+        if reading is None:
+            self._baseline.pop(account, None)
+        else:
             self._baseline[account] = reading
 
     def load(self, rows: Iterable[dict[str, Any]]) -> None:

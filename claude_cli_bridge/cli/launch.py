@@ -183,6 +183,15 @@ class Launcher:
             env["CLAUDE_CONFIG_DIR"] = str(self.state_dir / "cli-config")
         self._envs = {"default": env}
 
+    def replace_account_envs(self, account_envs: dict[str, dict[str, str]]) -> None:
+        """Each account's environment after the accounts file changed (``engine``): later
+        launches use it; a removed account cannot be launched any more."""
+        self._envs = {name: dict(env) for name, env in account_envs.items()}
+        for env in self._envs.values():
+            private = self._private_dir(env)
+            if private is not None:
+                private.mkdir(exist_ok=True, mode=0o700)
+
     def env_of(self, account: str) -> dict[str, str]:
         """The environment an account's processes start from (before the profile's part)."""
         return dict(self._envs[account])

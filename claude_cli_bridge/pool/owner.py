@@ -74,6 +74,7 @@ from .records import (
     PooledProcess,
     PoolLimits,
     Request,
+    RetireAccount,
     Return,
     Spoke,
     State,
@@ -114,6 +115,7 @@ class Pool(Generic[P]):
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
         self._close_waiters: list[Close] = []
+        self._generations: dict[str, int] = {}  # account -> login generation (retire_account)
         # Workers (tap.inject): a process given back after a turn is a spare again, so a busy
         # one counts towards its profile's spares (else each turn would launch a replacement
         # and each tick retire the surplus).
@@ -128,6 +130,12 @@ class Pool(Generic[P]):
         self._owner = asyncio.create_task(self._run(), name="pool-owner")
         self._reaper = asyncio.create_task(self._reap_forever(), name="pool-reaper")
         self._post(Tick())
+
+    def retire_account(self, account: str) -> None:
+        """Stop every process of ``account`` (its login changed or was removed): idle ones
+        now, busy ones when their turn ends (the turn is not cut), launching ones when they
+        are up; no spare is kept for it until a turn asks for it again."""
+        self._post(RetireAccount(account))
 
     @contextlib.asynccontextmanager
     async def lease(
@@ -307,6 +315,8 @@ class Pool(Generic[P]):
                 entry = self._by_process.get(id(message.process))
                 if entry is not None:
                     entry.first_output_due = 0.0
+            elif isinstance(message, RetireAccount):
+                self._on_retire_account(message.account)
             elif isinstance(message, Close):
                 self._on_close(message)
         except Exception:
@@ -351,7 +361,7 @@ class Pool(Generic[P]):
             return
         if new_conversation(entry.history):
             self._spares.ended(entry.profile)
-        if self._closing or not process.reusable:
+        if self._closing or not process.reusable or self._outdated(entry):
             if not process.alive:
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
             self._retire(entry)
@@ -393,7 +403,7 @@ class Pool(Generic[P]):
         watcher = asyncio.ensure_future(self._watch(entry, process))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        if self._closing:
+        if self._closing or (self._outdated(entry) and request is None):
             entry.state = "spare"
             self._retire(entry)
         elif request is not None and not request.future.done() and request in self._waiting:
@@ -432,6 +442,17 @@ class Pool(Generic[P]):
             return  # the request's own options (an invalid schema): a 400 for it, no failure of the CLI
         entry.failure_noted = True
         self._note_failure(entry.profile, process.failure(), entry.launch_began)
+
+    def _on_retire_account(self, account: str) -> None:
+        self._generations[account] = self._generations.get(account, 0) + 1
+        self._spares.forget(account)
+        for entry in list(self._entries.values()):
+            if entry.profile.account == account and entry.state in ("spare", "held"):
+                self._retire(entry)
+
+    def _outdated(self, entry: Entry) -> bool:
+        """Launched with a login of its account that has since changed or gone."""
+        return entry.generation != self._generations.get(entry.profile.account, 0)
 
     def _on_close(self, close: Close) -> None:
         self._closing = True
@@ -634,7 +655,8 @@ class Pool(Generic[P]):
 
     # -- launching, retiring, watching -----------------------------------------------------
     def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: Request | None) -> None:
-        entry = Entry(profile, history, for_request=request, launch_began=self._clock())
+        entry = Entry(profile, history, for_request=request, launch_began=self._clock(),
+                      generation=self._generations.get(profile.account, 0))  # fmt: skip
         self._entries[entry.id] = entry
 
         async def launch() -> None:

@@ -134,6 +134,9 @@ class Entry:
     # A new process's first turn runs until its first output (or this time): spare launches
     # wait for it (_fill_spares).
     first_output_due: float = 0.0
+    # The account's login generation it was launched with (Pool.retire_account): an older
+    # one is stopped as soon as it is idle.
+    generation: int = 0
 
 
 @dataclass(eq=False)
@@ -199,6 +202,11 @@ class Spoke:
 @dataclass
 class Tick:
     memory_bytes: int | None = None
+
+
+@dataclass
+class RetireAccount:
+    account: str
 
 
 @dataclass

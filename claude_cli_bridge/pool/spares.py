@@ -47,6 +47,14 @@ class SpareDemand:
     def ended(self, profile: Profile) -> None:
         self._in_flight[profile] = max(0, self._in_flight.get(profile, 0) - 1)
 
+    def forget(self, account: str) -> None:
+        """No more spares for ``account``'s profiles (its login changed or is gone)."""
+        for profile in [p for p in self.recent if p.account == account]:
+            del self.recent[profile]
+        for profile in [p for p in self._in_flight if p.account == account]:
+            del self._in_flight[profile]
+        self._peaks = deque(peak for peak in self._peaks if peak[1].account != account)
+
     def latest(self) -> list[Profile]:
         """Profiles by last use, most recent first."""
         return list(reversed(self.recent))
