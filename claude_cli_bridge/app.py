@@ -56,9 +56,10 @@ def render_error(request: Request, error: BridgeError) -> JSONResponse:
 
 
 def key_budgets(accounts: AccountsConfig | None, settings: Settings, observer: Observer) -> TokenBudgets | None:
-    """The keys' token budgets (None when no key has one), counted from the usage ledger of the
-    last eight days (so they survive a restart) and charged with every served request."""
-    if accounts is None or not any(k.tokens_per_day or k.tokens_per_week for k in accounts.keys):
+    """The keys' token budgets (None without an accounts file: no named key), counted from the
+    usage ledger of the last eight days (so they survive a restart) and charged with every
+    served request; kept for every key, as a reload may give one a budget."""
+    if accounts is None or accounts.from_file is None:
         return None
     budgets = TokenBudgets()
     budgets.load(read_usage(settings.data_dir, 8))
@@ -86,6 +87,7 @@ def create_app(
     # Every turn fills its request's record (observe/): the request log, usage ledger,
     # /metrics and the dashboard read it.
     apply_accounts = getattr(engine, "apply_accounts", None)  # a test double may have no accounts
+    book = getattr(engine, "book", None)
     engine = ObservedEngine(engine)
     observer = Observer(settings, engine.status)
 
@@ -122,6 +124,7 @@ def create_app(
     app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
     # Per-request checks every turn passes (api.pipeline): the key's models and limits.
     budgets = key_budgets(accounts, settings, observer)
+    app.state.budgets, app.state.book = budgets, book  # the keys' budgets on the dashboard
     app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model, budgets)]
 
     @app.exception_handler(BridgeError)

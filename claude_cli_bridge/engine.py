@@ -312,6 +312,7 @@ class BridgeEngine:
             except BridgeError as error:
                 if isinstance(error, ExtraUsageRefused) and not produced:
                     note(extra_usage=account)
+                    self.book.refused_as_extra_usage(account)
                     # Never a silent move to another subscription: only an API-key account the
                     # operator listed for this key may take the turn.
                     later = [n for n in self.book.order(caller, model=base.model) if n not in tried]

@@ -215,7 +215,8 @@ def test_the_dashboard_shows_each_account_its_failovers_and_usage_by_account_and
     screenshot(url, tmp_path / "dashboard.png")
     accounts = {row[0]: row for row in page.rows["accounts"][1:]}
     assert accounts["a"][2] == "refused" and accounts["a"][5] == "1"  # failed over once
-    assert accounts["b"][2] == "ok" and accounts["b"][4] == "1" and "25%" in accounts["b"][6]
+    assert accounts["b"][2] == "ok" and accounts["b"][4] == "1" and "25%" in accounts["b"][7]
+    assert accounts["a"][6] == accounts["b"][6] == "refused (not in use)"  # extra usage: the default
     assert "1 failover" in page.by_id["failovers"]
     by_account = {row[0]: row for row in page.rows["usage-account"][1:]}
     assert by_account["b"][1] == "1"

@@ -99,4 +99,18 @@ def test_accounts_lists_each_account_and_usage_groups_by_key_or_account(tmp_path
     monkeypatch.setenv("WORK_TOKEN", "sk-ant-oat01-SECRET")
     args = ["usage", "--by", "key", "--data-dir", str(tmp_path), "--accounts-file", str(tmp_path / "accounts.toml")]
     assert main(args) == 0
-    assert "alice: 7 of 100 today, 7 of 1,000 this week" in capsys.readouterr().out
+    assert "alice: 7 of 100 today; 7 of 1,000 this week" in capsys.readouterr().out
+    # A window_share: the key's part of the account's current 5-hour window, from the ledger.
+    import time
+
+    reset = int(time.time()) + 3600
+    row.update(window_used=0.125, window_reset=reset)
+    (tmp_path / f"usage-{day}.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "windows-work.json").write_text(
+        json.dumps({"status": "allowed", "windows": {"five_hour": {"utilization": 0.4, "resets_at": reset}}})
+    )
+    (tmp_path / "accounts.toml").write_text(
+        '[accounts.work]\noauth_token_env = "WORK_TOKEN"\n' + budget + "window_share = 0.25\n"
+    )
+    assert main(args) == 0
+    assert "12.5% of work's 5-hour window (share 25%)" in capsys.readouterr().out

@@ -231,6 +231,12 @@ def test_a_keys_window_share_refuses_past_it_in_each_sdk_and_survives_a_restart(
         )
     bob = openai.OpenAI(base_url=server.openai_url, api_key=BOB, max_retries=0)
     assert bob.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}]).choices
+    budgets = httpx.get(
+        f"{server.base_url}/dashboard/data", headers={"authorization": f"Bearer {BOB}"}, timeout=10
+    ).json()["key_budgets"]
+    [erins] = [row for row in budgets if row["key"] == "erin"]  # the dashboard's key budgets
+    assert erins["window_share"] == 0.25 and erins["windows"]["a"]["used"] >= 0.25
+    assert erins["windows"]["a"]["resets_at"] == resets_at
     rows = [json.loads(line) for f in data.glob("usage-*.jsonl") for line in f.read_text().splitlines()]
     charged = [row["window_used"] for row in rows if row["key_label"] == "erin" and row["window_used"]]
     assert sum(charged) == pytest.approx(seen[-1] - seen[0]) and sum(charged) >= 0.25

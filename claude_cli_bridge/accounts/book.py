@@ -54,6 +54,7 @@ class AccountState:
     throttle: tuple[float, float] | None = None
     # Refusals of one model family's window (seven_day_opus...): family -> until (wall clock).
     refused_family: dict[str, float] = field(default_factory=dict)
+    extra_usage_refusals: int = 0  # turns the upstream refused as extra usage, since start
 
 
 def windows_file(name: str) -> str:
@@ -102,6 +103,10 @@ class AccountBook:
             self.shares.baseline(name, self.five_hour(name))
 
     # -- reading -----------------------------------------------------------------------
+    def now(self) -> float:
+        """The book's clock (wall clock; a test's own)."""
+        return self._clock()
+
     def windows(self, name: str = DEFAULT_ACCOUNT) -> SubscriptionWindows:
         return self.states[name].windows
 
@@ -259,6 +264,10 @@ class AccountBook:
         throttle = self.states[name].throttle if name in self.states else None
         return throttle[1] if throttle is not None and throttle[0] >= since else None
 
+    def refused_as_extra_usage(self, name: str) -> None:
+        if name in self.states:
+            self.states[name].extra_usage_refusals += 1
+
     def failed_over(self, name: str) -> None:
         if name in self.states:
             self.states[name].failovers_from += 1
@@ -284,6 +293,8 @@ class AccountBook:
                 "failure": state.failure if condition == "failing" else "",
                 "turns": state.turns,
                 "failovers_from": state.failovers_from,
+                "extra_usage": account.extra_usage,  # the account's option: refuse or allow
+                "extra_usage_refusals": state.extra_usage_refusals,
                 "subscription": state.windows.snapshot(),
             }
         return result

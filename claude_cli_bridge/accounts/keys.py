@@ -66,6 +66,11 @@ class KeyRing:
         self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys] + self._shared
         self.anonymous = Caller(None, everything)
 
+    def named(self) -> list[Caller]:
+        """The accounts file's keys as callers (not the shared keys), in file order."""
+        shared = {id(known) for known in self._shared}
+        return [known.caller for known in self._known if id(known) not in shared]
+
     @property
     def required(self) -> bool:
         return bool(self._known)

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
+from ..core.caller import Caller
 from ..settings import Settings
 from ..windows import SubscriptionWindows
-from .book import windows_file
+from .book import AccountBook, windows_file
+from .budgets import TokenBudgets
 from .config import NAME_PATTERN, AccountsFileError, from_settings
-from .keys import new_key, sha256_hex
+from .keys import caller_of, new_key, sha256_hex
+
+
+def key_budgets(callers: Iterable[Caller], budgets: TokenBudgets, book: AccountBook) -> list[dict[str, Any]]:
+    """Each key that has a budget, its use against it (the dashboard, ``usage --by key``):
+    tokens today and this ISO week, and per account the fraction of the current 5-hour window
+    charged to it (``accounts.shares``; an account without a current reading is left out)."""
+    rows = []
+    for caller in callers:
+        if caller.name is None or not (caller.tokens_per_day or caller.tokens_per_week or caller.window_share):
+            continue
+        today, week = budgets.used(caller.name)
+        windows = {}
+        if caller.window_share:
+            for account in caller.accounts:
+                reading = book.five_hour(account) if account in book.states else None
+                if reading is not None and reading[1] > book.now():  # the current window, not a past one
+                    used = book.shares.used(caller.name, account, reading[1])
+                    windows[account] = {"used": used, "resets_at": reading[1]}
+        rows.append({
+            "key": caller.name,
+            "tokens_today": today,
+            "tokens_per_day": caller.tokens_per_day,
+            "tokens_this_week": week,
+            "tokens_per_week": caller.tokens_per_week,
+            "window_share": caller.window_share,
+            "windows": windows,
+        })  # fmt: skip
+    return rows
 
 
 def print_accounts(settings: Settings, out: Callable[[str], None] = print) -> int:
@@ -48,28 +79,32 @@ def print_accounts(settings: Settings, out: Callable[[str], None] = print) -> in
 
 
 def print_budgets(settings: Settings, out: Callable[[str], None] = print) -> None:
-    """Each key's use against its token budgets (``usage --by key``), from the usage ledger."""
+    """Each key's use against its budgets (``usage --by key``), from the usage ledger and the
+    accounts' last window readings."""
     from ..observe.ledger import read_usage
-    from .budgets import TokenBudgets
 
     try:
         config = from_settings(settings.accounts_file)
     except AccountsFileError:
         return  # `accounts` and `doctor` say why
-    budgeted = [key for key in config.keys if key.tokens_per_day or key.tokens_per_week]
-    if not budgeted:
-        return
     budgets = TokenBudgets()
     budgets.load(read_usage(settings.data_dir, 8))
-    out("Budgets (input plus output tokens; UTC day, ISO week):")
-    for key in budgeted:
-        today, week = budgets.used(key.name)
+    book = AccountBook(config, settings.data_dir)
+    book.shares.load(read_usage(settings.data_dir, 2))
+    rows = key_budgets((caller_of(key) for key in config.keys), budgets, book)
+    if not rows:
+        return
+    out("Budgets (input plus output tokens, UTC day and ISO week; share of each account's current 5-hour window):")
+    for row in rows:
         parts = []
-        if key.tokens_per_day:
-            parts.append(f"{today:,} of {key.tokens_per_day:,} today")
-        if key.tokens_per_week:
-            parts.append(f"{week:,} of {key.tokens_per_week:,} this week")
-        out(f"  {key.name}: {', '.join(parts)}")
+        if row["tokens_per_day"]:
+            parts.append(f"{row['tokens_today']:,} of {row['tokens_per_day']:,} today")
+        if row["tokens_per_week"]:
+            parts.append(f"{row['tokens_this_week']:,} of {row['tokens_per_week']:,} this week")
+        if row["window_share"]:
+            used = [f"{w['used'] * 100:.1f}% of {name}'s" for name, w in row["windows"].items()] or ["nothing of any"]
+            parts.append(f"{', '.join(used)} 5-hour window (share {row['window_share'] * 100:g}%)")
+        out(f"  {row['key']}: {'; '.join(parts)}")
 
 
 def print_new_key(name: str, out: Callable[[str], None] = print) -> int:

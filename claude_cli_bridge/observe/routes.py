@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .. import __version__
+from ..accounts.report import key_budgets
 from ..errors import ModelNotFound
 from .metrics import CONTENT_TYPE
 
@@ -62,12 +63,21 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
         "subscription": status.get("subscription") or {},
         "accounts": status.get("accounts") or {},
         "failovers": status.get("failovers") or 0,
+        "key_budgets": _key_budgets(request),
         "usage_by_key": observer.ledger.summary(14, "key"),
         "usage_by_account": observer.ledger.summary(14, "account"),
         "recent": recent[:50],
         "usage": observer.ledger.summary(14),
         "errors": observer.ledger.errors_by_route(14),
     }
+
+
+def _key_budgets(request: Request) -> list[dict[str, Any]]:
+    """Each key's use against its budgets (none without an accounts file)."""
+    state = request.app.state
+    if getattr(state, "budgets", None) is None or getattr(state, "book", None) is None:
+        return []
+    return key_budgets(state.keyring.named(), state.budgets, state.book)
 
 
 def _with_memory(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:

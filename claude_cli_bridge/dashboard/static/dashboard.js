@@ -101,8 +101,26 @@ function drawAccounts(accounts, failovers) {
   setText("failovers", failovers ? `(${failovers} failover${failovers === 1 ? "" : "s"} since start)` : "");
   fillTable("accounts", Object.entries(accounts).map(([name, a]) =>
     row([name, a.login, a.state + (a.failure ? `: ${a.failure}` : ""), [a.available_in_s ? duration(a.available_in_s) : "now", "num"],
-      [num(a.turns), "num"], [num(a.failovers_from), "num"], windowsText(a.subscription)], a.state === "ok" ? "" : "failed")),
+      [num(a.turns), "num"], [num(a.failovers_from), "num"], extraUsageText(a), windowsText(a.subscription)],
+    a.state === "ok" ? "" : "failed")),
   "No account.");
+}
+
+function extraUsageText(a) {
+  // The account's option, whether its windows say turns are billed as extra usage now, and
+  // the turns the upstream refused as extra usage since start.
+  const inUse = (a.subscription || {}).using_overage ? "in use" : "not in use";
+  const refused = a.extra_usage_refusals ? `, ${num(a.extra_usage_refusals)} refused` : "";
+  return `${a.extra_usage === "allow" ? "allowed" : "refused"} (${inUse}${refused})`;
+}
+
+function drawBudgets(rows) {
+  const of = (used, limit) => (limit ? `${num(used)} of ${num(limit)}` : "–");
+  fillTable("key-budgets", rows.map((b) => {
+    const windows = Object.entries(b.windows || {}).map(([name, w]) => `${(w.used * 100).toFixed(1)}% of ${name}`);
+    const share = b.window_share ? `${windows.join(", ") || "nothing yet"} (share ${b.window_share * 100}%)` : "–";
+    return row([b.key, [of(b.tokens_today, b.tokens_per_day), "num"], [of(b.tokens_this_week, b.tokens_per_week), "num"], share]);
+  }), "No key has a budget.");
 }
 
 function byGroup(usage, group) {
@@ -198,6 +216,7 @@ async function refresh() {
     setText("degraded", (data.degraded || []).join("; "));  // why, when degraded
     drawWindows(data.subscription || {});
     drawAccounts(data.accounts || {}, data.failovers || 0);
+    drawBudgets(data.key_budgets || []);
     fillTable("usage-key", byGroup(data.usage_by_key || [], "key"), "No usage recorded in the last 14 days.");
     fillTable("usage-account", byGroup(data.usage_by_account || [], "account"), "No usage recorded in the last 14 days.");
     drawPool(data.pool || {}, data.processes || []);
