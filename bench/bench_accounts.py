@@ -4,6 +4,10 @@ accounts file and with one (3 accounts, 10 keys, the caller's key with models, c
 and per-minute limits), alternating, in one run; plus the engine's own choice of account
 (``AccountBook.order`` over 3 accounts) timed alone, since the scripted engine skips it.
 
+A third client has the same keys with budgets (``tokens_per_day``, ``tokens_per_week``,
+``window_share``), checked on every request, and the choice of account is timed with a key
+that has a window share too: what budgets add, as a ratio to the same keys without them.
+
 Reports the p50 and p95 of each and the p50 difference (the issue's bound: 0.2 ms).
 
     python bench/bench_accounts.py [--requests 2000]
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import sys
 import time
@@ -31,6 +36,7 @@ from claude_cli_bridge.accounts.config import Account, AccountsConfig, ClientKey
 from claude_cli_bridge.accounts.keys import sha256_hex
 from claude_cli_bridge.app import create_app
 from claude_cli_bridge.core.caller import Caller
+from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.settings import Settings
 
 BODY = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
@@ -48,6 +54,16 @@ ACCOUNTS = AccountsConfig(
         )
         for i in range(10)
     ),
+)
+# The same keys with budgets. ``from_file`` names a file that does not exist: budgets are kept
+# for an accounts file's keys, and the reloader finds nothing to read again.
+BUDGETED = AccountsConfig(
+    ACCOUNTS.accounts,
+    tuple(
+        dataclasses.replace(key, tokens_per_day=10**12, tokens_per_week=10**13, window_share=0.5)
+        for key in ACCOUNTS.keys
+    ),
+    from_file=Path("/nonexistent/bench-accounts.toml"),
 )
 
 
@@ -69,28 +85,43 @@ def quantiles(values: list[float]) -> tuple[float, float]:
 
 
 async def main(requests: int) -> None:
-    plain, keyed = client(None), client(ACCOUNTS)
+    plain, keyed, budgeted = client(None), client(ACCOUNTS), client(BUDGETED)
     headers = {"authorization": f"Bearer {KEY}"}
-    async with plain, keyed:
-        for _ in range(50):  # warm both
+    async with plain, keyed, budgeted:
+        for _ in range(50):  # warm all three
             await timed(plain, {})
             await timed(keyed, headers)
-        without, with_keys = [], []
+            await timed(budgeted, headers)
+        without, with_keys, with_budgets = [], [], []
         for _ in range(requests):
             without.append(await timed(plain, {}))
             with_keys.append(await timed(keyed, headers))
+            with_budgets.append(await timed(budgeted, headers))
     (p50_a, p95_a), (p50_b, p95_b) = quantiles(without), quantiles(with_keys)
+    p50_c, p95_c = quantiles(with_budgets)
     print(f"request without ACCOUNTS_FILE: p50 {p50_a:.3f} ms, p95 {p95_a:.3f} ms")
     print(f"request with a key and limits: p50 {p50_b:.3f} ms, p95 {p95_b:.3f} ms")
+    print(f"request with a key, limits and budgets: p50 {p50_c:.3f} ms, p95 {p95_c:.3f} ms")
     print(f"added by the key (p50): {p50_b - p50_a:+.3f} ms ({p50_b / p50_a:.3f}x)")
+    print(f"added by its budgets (p50): {p50_c - p50_b:+.3f} ms ({p50_c / p50_b:.3f}x the key without budgets)")
 
-    book = AccountBook(ACCOUNTS, None)
-    caller = Caller("user7", ("a", "b", "c"))
     rounds = 100_000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        book.order(caller, "b")
-    print(f"choice of account (3 accounts): {(time.perf_counter() - started) / rounds * 1e6:.2f} us")
+    book = AccountBook(BUDGETED, None)
+    for name in ("a", "b", "c"):  # a current 5-hour reading on each account, and some of it used
+        book.read(name, RateLimitInfo("allowed", windows=(WindowReading("five_hour", 0.1, int(time.time()) + 3600),)))
+        book.charge(Caller("user7", ("a", "b", "c")), name)
+    timings = {}
+    for label, caller in (
+        ("without budgets", Caller("user7", ("a", "b", "c"))),
+        ("with a window share", Caller("user7", ("a", "b", "c"), window_share=0.5)),
+    ):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            book.order(caller, "b")
+        timings[label] = (time.perf_counter() - started) / rounds * 1e6
+        print(f"choice of account (3 accounts, {label}): {timings[label]:.2f} us")
+    ratio = timings["with a window share"] / timings["without budgets"]
+    print(f"the window share's check: {ratio:.2f}x the choice without it")
 
 
 if __name__ == "__main__":
