@@ -252,6 +252,16 @@ def test_a_keys_window_share_refuses_past_it_in_each_sdk_and_survives_a_restart(
 TOKEN_C = "sk-ant-oat01-SECRET-ACCOUNT-C-90be11"
 
 
+def chat_as(server, key: str, text: str = "hi") -> httpx.Response:
+    """One OpenAI chat turn with ``key``, over plain HTTP (the status is the test's business)."""
+    return httpx.post(
+        f"{server.openai_url}/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "sonnet", "messages": [{"role": "user", "content": text}]},
+        timeout=60,
+    )
+
+
 def logins_of(server) -> dict[int, str]:
     """Each CLI process under the server and the OAuth token its environment holds ("")."""
     import psutil
@@ -274,12 +284,7 @@ def test_accounts_added_and_removed_take_effect_without_a_restart(start_bridge, 
     server = start_bridge(ACCOUNTS_FILE=str(path), **env)
 
     def turn(key: str) -> httpx.Response:
-        return httpx.post(
-            f"{server.openai_url}/chat/completions",
-            headers={"authorization": f"Bearer {key}"},
-            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
-            timeout=60,
-        )
+        return chat_as(server, key)
 
     assert turn(ALICE).status_code == 200 and turn(BOB).status_code == 200
     before = logins_of(server)

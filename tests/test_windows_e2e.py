@@ -221,7 +221,7 @@ def test_an_account_that_allows_extra_usage_keeps_serving_past_its_used_up_windo
     next turns as extra usage): account a (extra_usage = "allow") keeps serving, account b
     (the default) is held back until the reset, a 429 naming the window."""
     from test_accounts_e2e import TOKEN_A, TOKEN_B
-    from test_keys_e2e import ALICE, BOB
+    from test_keys_e2e import ALICE, BOB, chat_as
 
     from claude_cli_bridge.accounts.keys import sha256_hex
 
@@ -240,12 +240,7 @@ def test_an_account_that_allows_extra_usage_keeps_serving_past_its_used_up_windo
     )
 
     def turn(key: str) -> httpx.Response:
-        return httpx.post(
-            f"{server.openai_url}/chat/completions",
-            headers={"authorization": f"Bearer {key}"},
-            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]},
-            timeout=60,
-        )
+        return chat_as(server, key)
 
     try:
         assert turn(ALICE).status_code == 200 and turn(BOB).status_code == 200  # the readings arrive
