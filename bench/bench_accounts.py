@@ -34,7 +34,7 @@ from scripted_engine import ScriptedEngine
 from claude_cli_bridge.accounts.book import AccountBook
 from claude_cli_bridge.accounts.config import Account, AccountsConfig, ClientKey
 from claude_cli_bridge.accounts.keys import sha256_hex
-from claude_cli_bridge.app import create_app
+from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.core.caller import Caller
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.settings import Settings

@@ -129,7 +129,7 @@ def engine_rates(
     threads: int | None,
     repeat: int,
 ) -> dict[str, Rate]:
-    from claude_cli_bridge.embeddings import EmbeddingEngine
+    from claude_cli_bridge.embeddings.engine import EmbeddingEngine
 
     engine = EmbeddingEngine(settings_for(model_dir, cache_dir), batch_size=batch_size, threads=threads)
     loop = asyncio.new_event_loop()
@@ -157,8 +157,8 @@ def serve(model_dir: Path, cache_dir: Path, port: int, batch_size: int, threads:
     import uvicorn
     from scripted_engine import ScriptedEngine  # tests/ is on the path
 
-    from claude_cli_bridge.app import create_app
-    from claude_cli_bridge.embeddings import EmbeddingEngine
+    from claude_cli_bridge.api.app import create_app
+    from claude_cli_bridge.embeddings.engine import EmbeddingEngine
 
     settings = settings_for(model_dir, cache_dir)
     embeddings = EmbeddingEngine(settings, batch_size=batch_size, threads=threads)
@@ -270,7 +270,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from claude_cli_bridge.embeddings import DEFAULT_BATCH_SIZE
+    from claude_cli_bridge.embeddings.engine import DEFAULT_BATCH_SIZE
 
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE
     if args.serve:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from claude_cli_bridge.app import create_app
+from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
 from claude_cli_bridge.settings import Settings

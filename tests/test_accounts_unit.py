@@ -194,7 +194,7 @@ def test_each_account_environment_holds_its_own_login_only(tmp_path):
 
 def test_remembered_thinking_comes_back_to_the_tenant_that_made_it_only():
     from claude_cli_bridge.core.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock
-    from claude_cli_bridge.thinking_memory import ThinkingMemory
+    from claude_cli_bridge.engine.thinking import ThinkingMemory
 
     memory = ThinkingMemory()
     call = ToolUseBlock("toolu_1", "weather", '{"city":"Paris"}')

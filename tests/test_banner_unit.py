@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from claude_cli_bridge.banner import banner_lines
+from claude_cli_bridge.run.banner import banner_lines
 from claude_cli_bridge.settings import Settings
 
 

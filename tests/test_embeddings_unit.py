@@ -13,7 +13,7 @@ import pytest
 
 from claude_cli_bridge.api.ollama import embeddings as ollama
 from claude_cli_bridge.api.openai import embeddings as openai
-from claude_cli_bridge.embeddings import EmbeddingEngine, EmbedResult, check_limits, short_name, strip_tag
+from claude_cli_bridge.embeddings.engine import EmbeddingEngine, EmbedResult, check_limits, short_name, strip_tag
 from claude_cli_bridge.errors import EmbeddingUnavailable, InvalidRequest
 from claude_cli_bridge.settings import Settings
 

@@ -13,7 +13,7 @@ from scripted_engine import ScriptedEngine, text_turn
 
 from claude_cli_bridge.accounts.config import Account, AccountsConfig, ClientKey
 from claude_cli_bridge.accounts.keys import sha256_hex
-from claude_cli_bridge.app import create_app
+from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.settings import Settings
 
 ALICE, BOB, CI = "ccb-alice-key-1", "ccb-bob-key-2", "ccb-ci-key-3"

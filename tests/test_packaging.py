@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cli_bridge.command import flag_name
+from claude_cli_bridge.run.command import flag_name
 from claude_cli_bridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def test_requirements_txt_equals_the_package_dependencies():
 
 
 def test_the_console_script_is_declared():
-    assert pyproject()["project"]["scripts"] == {"claude-cli-bridge": "claude_cli_bridge.command:console_script"}
+    assert pyproject()["project"]["scripts"] == {"claude-cli-bridge": "claude_cli_bridge.run.command:console_script"}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from scripted_engine import ScriptedEngine
 
-from claude_cli_bridge.app import create_app
+from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.errors import Refused
 
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}

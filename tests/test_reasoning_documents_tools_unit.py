@@ -22,9 +22,9 @@ from claude_cli_bridge.core.documents import document_from_file_data, pdf_from_b
 from claude_cli_bridge.core.messages import DocumentBlock, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnRequest, Usage
+from claude_cli_bridge.embeddings.token_ids import decode, encoding_for, load_cl100k
 from claude_cli_bridge.errors import InvalidRequest, ModelNotFound, RequestTooLarge, UpstreamError
 from claude_cli_bridge.settings import Settings, parse_model_aliases
-from claude_cli_bridge.token_ids import decode, encoding_for, load_cl100k
 
 PDF = b"%PDF-1.7\n%%EOF\n"
 PDF_B64 = base64.b64encode(PDF).decode()
@@ -387,7 +387,7 @@ async def test_ollama_tags_list_the_aliases():
 # -- signed thinking before tool calls -----------------------------------------------------------
 def test_thinking_memory_puts_signed_thinking_back_before_the_calls():
     from claude_cli_bridge.core.messages import Message, ThinkingBlock
-    from claude_cli_bridge.thinking_memory import ThinkingMemory
+    from claude_cli_bridge.engine.thinking import ThinkingMemory
 
     memory = ThinkingMemory(limit=2)
     signed = ThinkingBlock("plan", "sig", model="claude-sonnet-5-5")

@@ -32,7 +32,7 @@ SURFACES = {
 
 @dataclasses.dataclass
 class LeasingEngine(ScriptedEngine):
-    """Notes what BridgeEngine notes once it has leased a process (engine.py)."""
+    """Notes what BridgeEngine notes once it has leased a process (engine/bridge.py)."""
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         note(conversation_id=request.conversation_key or "conv-chosen-by-pool", how="held")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cli_bridge.server import StartupError, check_binding
+from claude_cli_bridge.run.server import StartupError, check_binding
 from claude_cli_bridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,14 +83,14 @@ def test_env_example_is_generated_from_the_settings_class():
 
 
 def test_pool_limits_defaults_are_the_settings_defaults():
-    from claude_cli_bridge.engine import pool_limits
+    from claude_cli_bridge.engine.bridge import pool_limits
     from claude_cli_bridge.pool import PoolLimits
 
     assert pool_limits(Settings(_env_file=None)) == PoolLimits()
 
 
 def test_keys_of_the_accounts_file_allow_a_public_bind():
-    from claude_cli_bridge.server import StartupError, check_binding
+    from claude_cli_bridge.run.server import StartupError, check_binding
 
     settings = Settings(_env_file=None, host="0.0.0.0")
     with pytest.raises(StartupError, match="without keys"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from claude_cli_bridge.accounts.windows import SubscriptionWindows
 from claude_cli_bridge.cli.result import upstream_error
 from claude_cli_bridge.cli.wire import TurnParser, rate_limit_info
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.errors import UpstreamError
-from claude_cli_bridge.windows import SubscriptionWindows
 
 NOW = 1_800_000_000
 

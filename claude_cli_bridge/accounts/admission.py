@@ -1,5 +1,5 @@
 """The per-key checks a turn passes before it starts (installed on the turn pipeline,
-``api/pipeline``, by ``app.py``): the key may ask for this model, and its limits leave room
+``api/pipeline``, by ``api/app.py``): the key may ask for this model, and its limits leave room
 for one more turn. The concurrency slot is held for the turn's length.
 """
 

@@ -31,9 +31,9 @@ from ..cli.result import window_exhausted
 from ..core.caller import Caller
 from ..core.limits import RateLimitInfo, claim_family, limits_model, model_family
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, KeyLimitReached, UpstreamError
-from ..windows import SubscriptionWindows, human_duration
 from .config import DEFAULT_ACCOUNT, AccountsConfig
 from .shares import SHARED_WINDOW, WindowCharge, WindowShares
+from .windows import SubscriptionWindows, human_duration
 
 #: How long an account whose login failed is left alone before a turn tries it again.
 LOGIN_RETRY_SECONDS = 60.0
@@ -78,7 +78,7 @@ class AccountBook:
         self.states = {account.name: self._new_state(account.name) for account in config.accounts}
         self.failovers = 0
         # Each key's share of each account's 5-hour window (``window_share``): the baseline is
-        # each account's last reading; server.py loads the current windows' charges.
+        # each account's last reading; run/server.py loads the current windows' charges.
         self.shares = WindowShares()
         for name in self.states:
             self.shares.baseline(name, self.five_hour(name))

@@ -8,11 +8,11 @@ from typing import Any
 
 from ..core.caller import Caller
 from ..settings import Settings
-from ..windows import SubscriptionWindows
 from .book import AccountBook, windows_file
 from .budgets import TokenBudgets
 from .config import NAME_PATTERN, AccountsFileError, from_settings
 from .keys import caller_of, new_key, sha256_hex
+from .windows import SubscriptionWindows
 
 
 def key_budgets(callers: Iterable[Caller], budgets: TokenBudgets, book: AccountBook) -> list[dict[str, Any]]:

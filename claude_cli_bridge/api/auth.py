@@ -1,5 +1,5 @@
 """Where a request's client key is read from, and which routes need one (``accounts.keys``
-identifies the key; ``app.py`` refuses requests without a valid one).
+identifies the key; ``api/app.py`` refuses requests without a valid one).
 
 Keys come as ``Authorization: Bearer KEY`` (OpenAI SDKs, Ollama clients), ``x-api-key``
 (Anthropic style), or as the password of ``Authorization: Basic`` (a browser opening the

@@ -22,7 +22,7 @@ from ..errors import BridgeError, CliCrashed, EmbeddingUnavailable, InvalidReque
 from . import state
 
 if TYPE_CHECKING:
-    from ..embeddings import EmbeddingEngine
+    from ..embeddings.engine import EmbeddingEngine
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

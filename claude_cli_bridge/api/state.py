@@ -11,7 +11,7 @@ from ..core.caller import Caller
 from ..core.turn import Engine
 
 if TYPE_CHECKING:  # types only: api/ does not depend on the wiring at run time
-    from ..embeddings import EmbeddingEngine
+    from ..embeddings.engine import EmbeddingEngine
     from ..settings import Settings
     from .pipeline import TurnCheck
 
@@ -37,7 +37,7 @@ def turn_checks(request: Request) -> list[TurnCheck]:
 
 def caller(request: Request) -> Caller | None:
     """Who sent the request (its key's name and what it may do), as the key middleware found
-    it (``app.py``); None where no middleware ran (the anonymous caller then)."""
+    it (``api/app.py``); None where no middleware ran (the anonymous caller then)."""
     return cast("Caller | None", getattr(request.state, "caller", None))
 
 

@@ -3,7 +3,7 @@
 ``RateLimitInfo`` is one reading of the windows (the CLI's ``rate_limit_event`` lines, parsed
 by ``cli.wire.rate_limit_info``): the overall status, the window that limits and its reset,
 and each window's use. It is never shown to clients (the engine keeps the latest state, see
-``windows.py``).
+``accounts/windows.py``).
 """
 
 from __future__ import annotations

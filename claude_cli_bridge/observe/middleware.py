@@ -66,7 +66,7 @@ class ObserveMiddleware:
         if scope["type"] != "http" or not observed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        # The key's name is noted by the app's key check (app.py), which identifies the caller.
+        # The key's name is noted by the app's key check (api/app.py), which identifies the caller.
         record = RequestRecord(method=scope["method"], path=scope["path"], api=api_of(scope["path"]))
         state = {"status": 0, "done": False}
 

@@ -16,7 +16,7 @@ Thinking: ``thinking`` ``{"type": "disabled"}`` turns the model's thinking off;
 as the API does. ``budget_tokens`` cannot be passed on (the CLI sets no budget: it asks for
 adaptive thinking and an effort), so it is accepted and ``output_config.effort`` chooses the
 effort. The blocks carry an empty ``signature``: the upstream's signature stays in the bridge,
-which puts the thinking back itself when a tool loop goes on (``thinking_memory``).
+which puts the thinking back itself when a tool loop goes on (``engine/thinking.py``).
 """
 
 from __future__ import annotations

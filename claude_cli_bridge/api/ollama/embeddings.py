@@ -29,7 +29,7 @@ from ..common import embedding_engine, read_json
 from ..schema import json_body
 
 if TYPE_CHECKING:
-    from ...embeddings import EmbeddingEngine, EmbedResult
+    from ...embeddings.engine import EmbeddingEngine, EmbedResult
 
 router = APIRouter()
 

@@ -18,34 +18,34 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from . import __version__
-from .accounts.admission import key_check
-from .accounts.budgets import TokenBudgets
-from .accounts.config import AccountsConfig, single_account
-from .accounts.keys import KeyRing
-from .accounts.limits import KeyLimits
-from .accounts.reload import AccountsReloader
-from .api import auth, error_shapes
-from .api.anthropic.router import router as anthropic_router
-from .api.common import describe_validation_error
-from .api.ollama.embeddings import router as ollama_embeddings_router
-from .api.ollama.router import router as ollama_router
-from .api.openai.embeddings import router as openai_embeddings_router
-from .api.openai.router import router as openai_router
-from .api.responses.router import router as responses_router
-from .core.record import RequestRecord
-from .core.turn import Engine
+from .. import __version__
+from ..accounts.admission import key_check
+from ..accounts.budgets import TokenBudgets
+from ..accounts.config import AccountsConfig, single_account
+from ..accounts.keys import KeyRing
+from ..accounts.limits import KeyLimits
+from ..accounts.reload import AccountsReloader
+from ..core.record import RequestRecord
+from ..core.turn import Engine
+from ..embeddings.engine import EmbeddingEngine
+from ..errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
+from ..observe.engine import ObservedEngine
+from ..observe.hub import Observer
+from ..observe.ledger import read_usage
+from ..observe.middleware import ObserveMiddleware
+from ..observe.routes import router as observe_router
+from ..settings import Settings
+from ..tap.routes import router as tap_router
+from . import auth, error_shapes
+from .anthropic.router import router as anthropic_router
+from .common import describe_validation_error
 from .drain import Drain, DrainMiddleware
-from .embeddings import EmbeddingEngine
-from .errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
-from .observe.engine import ObservedEngine
-from .observe.hub import Observer
-from .observe.ledger import read_usage
-from .observe.middleware import ObserveMiddleware
-from .observe.routes import router as observe_router
+from .ollama.embeddings import router as ollama_embeddings_router
+from .ollama.router import router as ollama_router
+from .openai.embeddings import router as openai_embeddings_router
+from .openai.router import router as openai_router
 from .readiness import readiness
-from .settings import Settings
-from .tap.routes import router as tap_router
+from .responses.router import router as responses_router
 
 log = logging.getLogger(__name__)
 

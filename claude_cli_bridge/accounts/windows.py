@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .core.limits import WINDOW_LABELS, RateLimitInfo, window_label
+from ..core.limits import WINDOW_LABELS, RateLimitInfo, window_label
 
 log = logging.getLogger(__name__)
 

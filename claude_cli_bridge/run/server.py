@@ -14,22 +14,22 @@ from types import FrameType
 
 import uvicorn
 
-from . import __version__, tap
-from .accounts import config as accounts_config
-from .accounts.book import AccountBook
-from .app import create_app
+from .. import __version__, tap
+from ..accounts import config as accounts_config
+from ..accounts.book import AccountBook
+from ..accounts.windows import SubscriptionWindows
+from ..api.app import create_app
+from ..api.drain import Drain
+from ..cli.launch import WorkDirUnusable, prepare_work_dir
+from ..cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
+from ..cli.probe import ProbeReport, run_probes
+from ..cli.version import check_range, dotted, parse_version
+from ..embeddings.engine import EmbeddingEngine
+from ..engine.bridge import BridgeEngine
+from ..observe.ledger import read_usage
+from ..observe.requestlog import configure_logging
+from ..settings import Settings
 from .banner import banner_lines
-from .cli.launch import WorkDirUnusable, prepare_work_dir
-from .cli.locate import CliMissing, cli_version, find_cli, shadowed_bundle
-from .cli.probe import ProbeReport, run_probes
-from .cli.version import check_range, dotted, parse_version
-from .drain import Drain
-from .embeddings import EmbeddingEngine
-from .engine import BridgeEngine
-from .observe.ledger import read_usage
-from .observe.requestlog import configure_logging
-from .settings import Settings
-from .windows import SubscriptionWindows
 
 log = logging.getLogger("claude_cli_bridge")
 

@@ -19,17 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tap
-from .accounts.config import AccountsConfig, AccountsFileError, from_settings, single_account
-from .accounts.credentials import account_env
-from .cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
-from .cli.locate import CliMissing, LoginUnknown, cli_version, find_cli, login_status, shadowed_bundle
-from .cli.probe import FATAL, FEATURES, ProbeReport, run_probes, workers_supported
-from .cli.profile import DROPPED_ENV
-from .cli.version import FEATURE_MINIMUMS, check_range, dotted, parse_version
+from .. import tap
+from ..accounts.config import AccountsConfig, AccountsFileError, from_settings, single_account
+from ..accounts.credentials import account_env
+from ..accounts.windows import SubscriptionWindows
+from ..cli.launch import ENV_LOGINS, WorkDirUnusable, prepare_work_dir, process_env
+from ..cli.locate import CliMissing, LoginUnknown, cli_version, find_cli, login_status, shadowed_bundle
+from ..cli.probe import FATAL, FEATURES, ProbeReport, run_probes, workers_supported
+from ..cli.profile import DROPPED_ENV
+from ..cli.version import FEATURE_MINIMUMS, check_range, dotted, parse_version
+from ..settings import Settings
 from .server import StartupError, check_binding
-from .settings import Settings
-from .windows import SubscriptionWindows
 
 MIN_PYTHON = (3, 11)
 SHORT_KEY = 16
@@ -377,8 +377,8 @@ def check_conversations(settings: Settings, version: str, probes: ProbeReport | 
 def check_embeddings(settings: Settings) -> Check:
     """Loadable now (a local directory or the cache), or where it will be downloaded; no download."""
     if settings.embed_model_path.strip():
-        from .embeddings import EmbeddingEngine
-        from .errors import EmbeddingUnavailable
+        from ..embeddings.engine import EmbeddingEngine
+        from ..errors import EmbeddingUnavailable
 
         engine = EmbeddingEngine(settings, threads=1)
         try:
@@ -393,7 +393,7 @@ def check_embeddings(settings: Settings) -> Check:
     try:
         import fastembed
 
-        from .embeddings import _quietly  # a cache miss is expected here, not an error to print
+        from ..embeddings.engine import _quietly  # a cache miss is expected here, not an error to print
 
         _quietly(lambda: fastembed.TextEmbedding(name, cache_dir=str(cache), threads=1, local_files_only=True))
     except Exception:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .core.messages import Message, ThinkingBlock, ToolUseBlock
+from ..core.messages import Message, ThinkingBlock, ToolUseBlock
 
 #: Tool-calling turns remembered; the oldest are forgotten first (a client that never sends
 #: results back must not grow the memory).

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import AliasChoices, ValidationError
 
-from . import __version__
-from .settings import Settings
+from .. import __version__
+from ..settings import Settings
 
 COMMANDS = ("serve", "doctor", "models", "usage", "accounts", "keys")
 
@@ -170,7 +170,7 @@ def _doctor(settings: Settings) -> int:
 
 
 def _models(settings: Settings) -> int:
-    from .core.served import served_models
+    from ..core.served import served_models
 
     served = served_models(settings.model_alias_map(), settings.embed_alias_list())
     print("Chat models (any claude-* id also passes through to the CLI):")
@@ -188,24 +188,24 @@ def _models(settings: Settings) -> int:
 
 
 def _usage(settings: Settings, days: int, as_json: bool, by: str = "model") -> int:
-    from .observe.ledger import print_summary
+    from ..observe.ledger import print_summary
 
     code = print_summary(settings.data_dir, days, as_json, by=by)
     if code == 0 and by == "key" and not as_json and settings.accounts_file:
-        from .accounts.report import print_budgets
+        from ..accounts.report import print_budgets
 
         print_budgets(settings)
     return code
 
 
 def _accounts(settings: Settings) -> int:
-    from .accounts.report import print_accounts
+    from ..accounts.report import print_accounts
 
     return print_accounts(settings)
 
 
 def _keys_add(name: str) -> int:
-    from .accounts.report import print_new_key
+    from ..accounts.report import print_new_key
 
     return print_new_key(name)
 

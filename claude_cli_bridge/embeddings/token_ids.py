@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbeddingUnavailable, InvalidRequest
+from ..errors import EmbeddingUnavailable, InvalidRequest
 
 CL100K = "cl100k_base"
 #: OpenAI embedding model names and the tiktoken encoding their token ids come from.

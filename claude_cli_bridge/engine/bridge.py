@@ -31,24 +31,25 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .accounts.book import AccountBook, is_refusal
-from .accounts.config import AccountsConfig, single_account
-from .accounts.credentials import account_env
-from .cli.client_tools import split_continuation
-from .cli.launch import Launcher, process_env
-from .cli.probe import ProbeReport, workers_supported
-from .cli.profile import Profile, check_schema_size, cli_retries, profile_for
-from .cli.version import FEATURE_MINIMUMS, dotted
-from .cli.worker import assignment_for
-from .core.caller import Caller
-from .core.limits import RateLimitInfo
-from .core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from .core.models import resolve_model
-from .core.record import note
-from .core.stops import StopScanner
-from .core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
-from .core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
-from .errors import (
+from ..accounts.book import AccountBook, is_refusal
+from ..accounts.config import AccountsConfig, single_account
+from ..accounts.credentials import account_env
+from ..accounts.windows import SubscriptionWindows
+from ..cli.client_tools import split_continuation
+from ..cli.launch import Launcher, process_env
+from ..cli.probe import ProbeReport, workers_supported
+from ..cli.profile import Profile, check_schema_size, cli_retries, profile_for
+from ..cli.version import FEATURE_MINIMUMS, dotted
+from ..cli.worker import assignment_for
+from ..core.caller import Caller
+from ..core.limits import RateLimitInfo
+from ..core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from ..core.models import resolve_model
+from ..core.record import note
+from ..core.stops import StopScanner
+from ..core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
+from ..core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
+from ..errors import (
     BridgeError,
     CliCrashed,
     CliUnavailable,
@@ -57,12 +58,11 @@ from .errors import (
     InvalidRequest,
     UpstreamError,
 )
-from .pool import Pool, PoolLimits
-from .settings import Settings
-from .tap import tap_for
-from .tap.headers import rate_limit_from_headers
-from .thinking_memory import ThinkingMemory
-from .windows import SubscriptionWindows
+from ..pool import Pool, PoolLimits
+from ..settings import Settings
+from ..tap import tap_for
+from ..tap.headers import rate_limit_from_headers
+from .thinking import ThinkingMemory
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ windows as last seen, and settings to copy into each kind of client. Pure: text 
 
 from __future__ import annotations
 
-from .settings import Settings
+from ..settings import Settings
 
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
 

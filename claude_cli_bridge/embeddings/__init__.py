@@ -1,0 +1,1 @@
+"""Embeddings served locally (sentence-transformers models), and token ids for Ollama clients."""
