@@ -79,6 +79,17 @@ def test_not_logged_in_fails_with_the_fix(tmp_path):
     assert "claude setup-token" in login and "CLAUDE_CODE_OAUTH_TOKEN" in login
 
 
+def test_a_config_dir_account_not_logged_in_names_its_own_directory_in_the_fix(tmp_path):
+    work = tmp_path / "claude-work"
+    work.mkdir()
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(f'[accounts.work]\nconfig_dir = "{work}"\n')
+    code, lines = doctor(tmp_path, CLAUDE_CLI_PATH=find_test_cli(), ACCOUNTS_FILE=str(accounts))
+    assert code == 1
+    login = line(lines, "account work")
+    assert login.startswith("[FAIL]") and f"run `CLAUDE_CONFIG_DIR={work} claude` once" in login
+
+
 def test_a_login_in_the_users_config_warns_about_the_e_mail_address(tmp_path):
     config = tmp_path / "config"
     config.mkdir()

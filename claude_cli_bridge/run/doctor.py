@@ -193,6 +193,9 @@ def check_login(cli: tuple[str, str], env: dict[str, str] | None = None, name: s
             f"from the environment ({', '.join(from_env)}); the CLI runs with a private configuration directory",
         )
     path, _ = cli
+    # A config_dir account logs in in its own directory, not the default ~/.claude.
+    directory = env.get("CLAUDE_CONFIG_DIR") if name.startswith("account ") else None
+    run = f"`CLAUDE_CONFIG_DIR={directory} claude`" if directory else "`claude`"
     try:
         status = login_status(path, {key: value for key, value in env.items() if key not in DROPPED_ENV})
     except LoginUnknown as exc:
@@ -200,14 +203,14 @@ def check_login(cli: tuple[str, str], env: dict[str, str] | None = None, name: s
             name,
             False,
             f"`claude auth status` gave no answer ({exc})",
-            fix="run `claude` once and log in, or " + SETUP_TOKEN_HINT,
+            fix=f"run {run} once and log in, or " + SETUP_TOKEN_HINT,
         )
     if not status.logged_in:
         return Check(
             name,
             False,
             "the CLI is not logged in (`claude auth status`: loggedIn false)",
-            fix="run `claude` once and log in with your subscription (/login), or " + SETUP_TOKEN_HINT,
+            fix=f"run {run} once and log in with your subscription (/login), or " + SETUP_TOKEN_HINT,
         )
     detail = f"logged in ({status.method or '?'}" + (f", {status.subscription} plan" if status.subscription else "")
     detail += f") in {status.config_dir or '~/.claude'}"
