@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ STATE_FILE = "windows.json"
 
 
 class SubscriptionWindows:
-    def __init__(self, data_dir: Path | None = None, clock=time.time, file_name: str = STATE_FILE):
+    def __init__(
+        self, data_dir: Path | None = None, clock: Callable[[], float] = time.time, file_name: str = STATE_FILE
+    ):
         self._path = data_dir / file_name if data_dir is not None else None
         self._clock = clock
         self.status: str | None = None  # overall: allowed, allowed_warning, rejected

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -99,7 +100,7 @@ def create_app(
     stack = contextlib.AsyncExitStack()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
         if reloader is not None:  # the accounts file read again on SIGHUP and on change
             await stack.enter_async_context(reloader.running_in_background())

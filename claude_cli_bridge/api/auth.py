@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..core.caller import Caller
 from ..core.record import note
@@ -63,7 +64,7 @@ class CallerMiddleware:
         self.keyring = keyring
         self.refuse = refuse
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

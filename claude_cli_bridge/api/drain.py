@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -47,7 +48,7 @@ class DrainMiddleware:
         self.drain = drain
         self.refuse = refuse
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

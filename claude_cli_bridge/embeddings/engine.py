@@ -32,10 +32,11 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import EmbeddingUnavailable, InvalidRequest
 from . import token_ids
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Files an ``EMBED_MODEL_PATH`` directory must hold (a sentence-transformers ONNX export).
 LOCAL_MODEL_FILES = ("model.onnx", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -235,7 +237,7 @@ class EmbeddingEngine:
     def _max_chars(self) -> int:
         return self._settings.embed_max_chars
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # --- on the worker thread -------------------------------------------------------------
@@ -275,7 +277,8 @@ class EmbeddingEngine:
                     "cl100k_base under an OpenAI model name (text-embedding-3-small...)",
                     param="input",
                 )
-        return loaded.tokenizer.decode_batch(ids, skip_special_tokens=True)
+        decoded: list[str] = loaded.tokenizer.decode_batch(ids, skip_special_tokens=True)
+        return decoded
 
     def _ensure_loaded(self) -> int:
         if self._loaded is not None:

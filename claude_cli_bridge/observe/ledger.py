@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,12 +47,14 @@ def served(record: RequestRecord) -> bool:
     return record.turn and (record.status < 400 or record.usage is not None or record.first_token_s is not None)
 
 
-def _today(clock=time.time) -> str:
+def _today(clock: Callable[[], float] = time.time) -> str:
     return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%d")
 
 
 class Ledger:
-    def __init__(self, data_dir: Path, retention_days: int, clock=time.time, summary_days: int = 31):
+    def __init__(
+        self, data_dir: Path, retention_days: int, clock: Callable[[], float] = time.time, summary_days: int = 31
+    ):
         self.dir = data_dir
         self.retention_days = retention_days
         self._clock = clock
@@ -130,7 +133,7 @@ class Ledger:
         prune(self.dir, self.retention_days, self._clock)
 
 
-def prune(data_dir: Path, retention_days: int, clock=time.time) -> list[Path]:
+def prune(data_dir: Path, retention_days: int, clock: Callable[[], float] = time.time) -> list[Path]:
     """Delete usage and error files older than ``retention_days`` (0 keeps everything)."""
     if retention_days <= 0 or not data_dir.is_dir():
         return []
@@ -144,12 +147,12 @@ def prune(data_dir: Path, retention_days: int, clock=time.time) -> list[Path]:
     return removed
 
 
-def read_usage(data_dir: Path, days: int, clock=time.time) -> list[dict[str, Any]]:
+def read_usage(data_dir: Path, days: int, clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
     """Every usage row of the last ``days`` days (today included), oldest first."""
     return read_rows(data_dir, "usage", days, clock)
 
 
-def read_rows(data_dir: Path, kind: str, days: int, clock=time.time) -> list[dict[str, Any]]:
+def read_rows(data_dir: Path, kind: str, days: int, clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
     """Every row of the ``kind`` files (usage, errors) of the last ``days`` days, oldest first."""
     if not data_dir.is_dir():
         return []
@@ -218,7 +221,9 @@ def _rows(totals: dict[str, dict[str, dict[str, int]]], first_day: str, by: str 
     ]
 
 
-def print_summary(data_dir: Path, days: int, as_json: bool, out=print, by: str = "model") -> int:
+def print_summary(
+    data_dir: Path, days: int, as_json: bool, out: Callable[[str], None] = print, by: str = "model"
+) -> int:
     """``claude-cli-bridge usage``: requests and tokens per day and model (or key, account)."""
     rows = summarise(read_usage(data_dir, days), by)
     if as_json:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .. import __version__
@@ -118,7 +118,7 @@ class _StatusCollector(Collector):
     def __init__(self, status: Callable[[], dict[str, Any]]):
         self._status = status
 
-    def describe(self) -> list:
+    def describe(self) -> list[Metric]:
         return []  # nothing fixed: read at collection
 
     def collect(self) -> Iterator[Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette.types import Message, Receive, Scope, Send
+
 from ..core.record import RequestRecord, current_record
 
 UNOBSERVED_PREFIXES = (
@@ -62,7 +64,7 @@ class ObserveMiddleware:
         self.app = app
         self.finish = finish
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not observed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -70,7 +72,7 @@ class ObserveMiddleware:
         record = RequestRecord(method=scope["method"], path=scope["path"], api=api_of(scope["path"]))
         state = {"status": 0, "done": False}
 
-        async def observing_send(message: dict) -> None:
+        async def observing_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message = {**message, "headers": [*(message.get("headers") or []), *router_headers(record)]}

@@ -37,13 +37,14 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import certifi
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from .inject import ANSWER_LOCALLY, Assignment, InjectMismatch, canned_answer, splice
 from .rewrite import encode, strip_environment_note
@@ -114,7 +115,7 @@ class _QuietServer(uvicorn.Server):
     """uvicorn without its signal handling: the bridge's own server owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
-    def capture_signals(self):
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -132,7 +133,7 @@ class Tap:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self._server: _QuietServer | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._client: UpstreamClient | None = None
         self.seen: deque[dict[str, Any]] = deque()  # what the model saw (LOG_CONTENT only)
         self._seen_bytes = 0
@@ -210,7 +211,7 @@ class Tap:
         return {"port": self.port, "upstream": origin(self.settings.upstream), **self.counters}
 
     # -- the relay -----------------------------------------------------------------------------
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         label, token, path = self._route(scope.get("raw_path") or scope["path"].encode())
@@ -231,14 +232,14 @@ class Tap:
         except (WarmupMismatch, InjectMismatch) as exc:
             self.counters["refused"] += 1
             log.warning("tap: refused a request it cannot make faithful: %s", exc)
-            message = f"The bridge's upstream tap refused this request (not what this CLI should send: {exc})."
-            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            why = f"The bridge's upstream tap refused this request (not what this CLI should send: {exc})."
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": why}})
             return
         except Exception as exc:  # never forwarded as it came: it may hold the note (host details)
             self.counters["refused"] += 1
             log.error("tap: could not rewrite a request body (%s); refused", type(exc).__name__)
-            message = f"The bridge's upstream tap could not rewrite this request ({type(exc).__name__})."
-            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
+            why = f"The bridge's upstream tap could not rewrite this request ({type(exc).__name__})."
+            await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": why}})
             return
         if isinstance(rewritten, tuple):  # the warm-up: answered here, never forwarded
             content_type, data = rewritten
@@ -280,7 +281,7 @@ class Tap:
         return label, token, path
 
     async def _forward(  # noqa: PLR0917 - one call site, each argument is the request's
-        self, scope: dict[str, Any], label: str, path: bytes, body: bytes, send: Callable, answered: asyncio.Event
+        self, scope: Scope, label: str, path: bytes, body: bytes, send: Send, answered: asyncio.Event
     ) -> None:
         assert self._client is not None
         headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
@@ -408,7 +409,7 @@ def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-async def _relay(response: UpstreamResponse, send: Callable) -> None:
+async def _relay(response: UpstreamResponse, send: Send) -> None:
     """Pass the raw body on as it arrives. Reading and writing run apart: whatever arrived
     while the last write was being made goes out as one write (nothing waits for more; under
     load fewer, larger writes)."""
@@ -443,12 +444,12 @@ async def _relay(response: UpstreamResponse, send: Callable) -> None:
         reader.cancel()
 
 
-async def _disconnected(receive: Callable) -> None:
+async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _reply(send: Callable, status: int, body: dict[str, Any]) -> None:
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -32,6 +32,7 @@ from ...core.images import image_from_base64
 from ...core.messages import (
     Block,
     DocumentBlock,
+    ImageBlock,
     Message,
     TextBlock,
     ToolResultBlock,
@@ -226,7 +227,7 @@ def _document(block: p.OtherBlock, where: str, max_bytes: int) -> DocumentBlock:
     )
 
 
-def _image(block: p.ImageBlock, where: str, max_image_bytes: int):
+def _image(block: p.ImageBlock, where: str, max_image_bytes: int) -> ImageBlock:
     source = block.source
     if source.type == "base64" and source.data is not None:
         return image_from_base64(source.data, max_image_bytes, where)

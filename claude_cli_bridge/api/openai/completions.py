@@ -89,7 +89,7 @@ def _prompt(prompt: str | list[Any] | None) -> str:
     if isinstance(prompt, list) and not all(isinstance(item, str) for item in prompt):
         raise InvalidRequest("prompt must be a string (token-id prompts are not supported).", param="prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
-        return prompt[0]
+        return str(prompt[0])
     if isinstance(prompt, list) and len(prompt) > 1:
         raise InvalidRequest(
             f"prompt holds {len(prompt)} prompts; send one per request (the Claude CLI answers one at a time).",
