@@ -80,7 +80,7 @@ class Harness:
         self.stop_delay = 0.0
         self.pool = Pool(self.launch, PoolLimits(**{"queue_timeout_seconds": 0.3, "spare_profiles": 0, **limits}))
 
-    async def launch(self, profile, history):
+    async def launch(self, profile, history, spare=False):
         await asyncio.sleep(self.launch_delay)
         if self.launch_error is not None:
             raise self.launch_error

@@ -89,7 +89,7 @@ async def test_a_request_that_does_not_fit_the_warm_up_is_refused_with_a_clear_5
     tap, and nothing of it reaches the upstream."""
     from harness import find_test_cli
 
-    from claude_cli_bridge.cli.launch import SPARE_LAUNCH, Launcher
+    from claude_cli_bridge.cli.launch import Launcher
     from claude_cli_bridge.cli.profile import Profile
     from claude_cli_bridge.core.messages import Message, TextBlock
     from claude_cli_bridge.errors import UpstreamError
@@ -100,8 +100,7 @@ async def test_a_request_that_does_not_fit_the_warm_up_is_refused_with_a_clear_5
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ANTHROPIC_API_KEY": "sk-test"}
     launcher = Launcher(find_test_cli(), tmp_path / "state", env, tmp_path / "work", max_retries=0, tap=tap)
     launcher.prepare()
-    SPARE_LAUNCH.set(True)
-    process = await launcher(Profile(model="sonnet"), ())
+    process = await launcher(Profile(model="sonnet"), (), spare=True)
     try:
         assert tap.counters["warmups_answered"] == 1 and process.history == ()
         tap.warmup_text = "something else"  # what the tap expects no longer fits the request

@@ -11,12 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
@@ -29,7 +25,6 @@ from ..accounts.reload import AccountsReloader
 from ..core.record import RequestRecord
 from ..core.turn import Engine
 from ..embeddings.engine import EmbeddingEngine
-from ..errors import BridgeError, Draining, InvalidRequest, ModelNotFound, Unauthorized
 from ..observe.engine import ObservedEngine
 from ..observe.hub import Observer
 from ..observe.ledger import read_usage
@@ -37,23 +32,18 @@ from ..observe.middleware import ObserveMiddleware
 from ..observe.routes import router as observe_router
 from ..settings import Settings
 from ..tap.routes import router as tap_router
-from . import auth, error_shapes
+from . import auth, handlers
 from .anthropic.router import router as anthropic_router
-from .common import describe_validation_error
 from .drain import Drain, DrainMiddleware
 from .ollama.embeddings import router as ollama_embeddings_router
 from .ollama.router import router as ollama_router
 from .openai.embeddings import router as openai_embeddings_router
 from .openai.router import router as openai_router
-from .readiness import readiness
+from .ops import router as ops_router
 from .responses.router import router as responses_router
+from .responses.store import ResponseStore
 
 log = logging.getLogger(__name__)
-
-
-def render_error(request: Request, error: BridgeError) -> JSONResponse:
-    """An error no turn surface rendered, in the shape its path implies."""
-    return error_shapes.for_path(request.url.path).render(error)
 
 
 def key_budgets(accounts: AccountsConfig | None, settings: Settings, observer: Observer) -> TokenBudgets | None:
@@ -87,8 +77,9 @@ def create_app(
     keyring = KeyRing(accounts or single_account(), settings.api_keys())
     # Every turn fills its request's record (observe/): the request log, usage ledger,
     # /metrics and the dashboard read it.
-    apply_accounts = getattr(engine, "apply_accounts", None)  # a test double may have no accounts
-    book = getattr(engine, "book", None)
+    # What the app reads of the real engine besides turns (a test double may have none of it).
+    apply_accounts = getattr(engine, "apply_accounts", None)
+    book, tap = getattr(engine, "book", None), getattr(engine, "tap", None)
     engine = ObservedEngine(engine)
     observer = Observer(settings, engine.status)
 
@@ -122,73 +113,17 @@ def create_app(
     app.state.embeddings = embeddings
     app.state.observer = observer
     app.state.keyring = keyring
-    app.state.drain = drain = Drain()  # begun by server.DrainingServer on SIGTERM
+    app.state.drain = drain = Drain()  # begun by run.server.DrainingServer on SIGTERM
+    app.state.reloader = reloader
+    app.state.tap = tap  # what the model saw, on the dashboard (tap.routes)
+    app.state.responses_store = ResponseStore.from_settings(settings)  # previous_response_id
     # Per-request checks every turn passes (api.pipeline): the key's models and limits.
     budgets = key_budgets(accounts, settings, observer)
     app.state.budgets, app.state.book = budgets, book  # the keys' budgets on the dashboard
     app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model, budgets)]
 
-    @app.exception_handler(BridgeError)
-    async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
-        return render_error(request, exc)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        # Logged with its traceback by the server; the client gets the API's error shape only.
-        return render_error(request, BridgeError("Internal error; see the server log."))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return render_error(request, InvalidRequest(describe_validation_error(exc)))  # type: ignore[arg-type]
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            error: BridgeError = ModelNotFound(f"No route {request.method} {request.url.path} on this server.")
-            error.code = "not_found"
-        else:
-            error = BridgeError(str(exc.detail))
-            error.status = exc.status_code
-            error.kind = "invalid_request_error"
-        return render_error(request, error)
-
-    @app.get("/health", tags=["bridge"])
-    async def health(request: Request) -> Any:
-        status = engine.status()
-        if drain.draining:  # 503 at once: a router's health check takes this bridge out
-            status = {**status, "status": "draining"}
-        summary = {
-            "status": status.get("status", "ok"),
-            "version": __version__,
-            "cli_found": True,
-            "cli_version": status.get("cli_version"),
-        }
-        if keyring.identify(auth.presented_key(dict(request.headers))) is None:
-            body = summary  # open to anyone: no paths, process ids or pool details without a key
-        else:
-            body = {**summary, **status}
-            if reloader is not None:
-                body["accounts_file"] = reloader.status()
-        return JSONResponse(body, status_code=503) if drain.draining else body
-
-    @app.get("/ready", tags=["bridge"])
-    @app.head("/ready", include_in_schema=False)
-    async def ready() -> JSONResponse:
-        """Whether a turn would be taken now; reads state only (no quota, no process)."""
-        verdict = readiness(
-            engine.status(),
-            queue_size=settings.queue_size,
-            draining=drain.draining,
-            drain_retry_after=settings.drain_retry_after_seconds,
-        )
-        headers = {"retry-after": str(verdict.retry_after)} if verdict.retry_after is not None else {}
-        return JSONResponse(verdict.body(), status_code=200 if verdict.ready else 503, headers=headers)
-
-    @app.get("/", include_in_schema=False)
-    @app.head("/", include_in_schema=False)
-    async def root() -> PlainTextResponse:
-        return PlainTextResponse("Ollama is running")
-
+    handlers.install(app)
+    app.include_router(ops_router)
     app.include_router(openai_router)
     app.include_router(openai_embeddings_router)
     app.include_router(responses_router)
@@ -198,20 +133,10 @@ def create_app(
     app.include_router(observe_router)
     app.include_router(tap_router)  # what the model saw (LOG_CONTENT only)
 
-    def refuse_key(request: Request) -> Response:
-        response = render_error(
-            request,
-            Unauthorized("Missing or invalid API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."),
-        )
-        if request.url.path.startswith("/dashboard"):
-            # A browser asks for the key (as the password; any user name) itself.
-            response.headers["www-authenticate"] = 'Basic realm="claude-cli-bridge", charset="UTF-8"'
-        return response
-
     # A plain ASGI middleware, not @app.middleware("http"): Starlette's BaseHTTPMiddleware
     # hides a client's disconnect from the handlers below it (a non-streaming turn whose
     # client left would run to its end).
-    app.add_middleware(auth.CallerMiddleware, keyring=keyring, refuse=refuse_key)
+    app.add_middleware(auth.CallerMiddleware, keyring=keyring, refuse=handlers.refuse_key)
 
     origins = settings.cors_origin_list()
     if origins:
@@ -231,15 +156,6 @@ def create_app(
             ],
         )
 
-    def refuse_draining(request: Request) -> JSONResponse:
-        return render_error(
-            request,
-            Draining(
-                "This server is shutting down; send the request to another server or retry shortly.",
-                retry_after=settings.drain_retry_after_seconds,
-            ),
-        )
-
-    app.add_middleware(DrainMiddleware, drain=drain, refuse=refuse_draining)
+    app.add_middleware(DrainMiddleware, drain=drain, refuse=handlers.refuse_draining)
     app.add_middleware(ObserveMiddleware, finish=observer.finish)  # outermost: 401s are recorded too
     return app

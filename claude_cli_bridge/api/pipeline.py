@@ -19,7 +19,7 @@ Errors before the first byte render in ``Surface.errors``, the surface's own sha
 the path (an unexpected exception as a 500 "internal error", logged with its traceback); after
 it the writer's in-band error frames say what failed.
 
-Per-request checks: ``app.state.turn_checks`` (``state.turn_checks``) is a list of async
+Per-request checks: ``app.state.turn_checks`` (``turn_checks``) is a list of async
 callables ``check(TurnCheckContext)``, run in order after the turn is translated, its model
 resolved and its caller (``state.caller``: the key middleware's finding) put on the
 TurnRequest, and before the engine is called. Each sees the surface (so it knows the
@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -118,6 +118,12 @@ class TurnCheckContext:
 TurnCheck = Callable[[TurnCheckContext], Awaitable[None]]
 
 
+def turn_checks(request: Request) -> list[TurnCheck]:
+    """The per-request checks every turn passes before the engine is called; empty unless the
+    app installed some (``app.state.turn_checks``)."""
+    return cast("list[TurnCheck]", getattr(request.app.state, "turn_checks", []))
+
+
 @dataclass(frozen=True)
 class Surface(Generic[B]):
     """One turn surface's declaration: everything ``run_turn`` needs to know about it."""
@@ -177,7 +183,7 @@ async def _run(surface: Surface[Any], request: Request, headers: dict[str, str])
     turn.caller = state.caller(request)
     releases: list[Callable[[], None]] = []
     try:
-        for check in state.turn_checks(request):
+        for check in turn_checks(request):
             await check(TurnCheckContext(surface, request, turn, headers, releases))
         events = _releasing(engine.stream(turn), releases)
         if prepared.stream:

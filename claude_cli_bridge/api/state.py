@@ -13,7 +13,6 @@ from ..core.turn import Engine
 if TYPE_CHECKING:  # types only: api/ does not depend on the wiring at run time
     from ..embeddings.engine import EmbeddingEngine
     from ..settings import Settings
-    from .pipeline import TurnCheck
 
 
 def settings(request: Request) -> Settings:
@@ -27,12 +26,6 @@ def engine(request: Request) -> Engine:
 def embeddings(request: Request) -> EmbeddingEngine | None:
     """The embedding engine, or None when this server has none."""
     return cast("EmbeddingEngine | None", getattr(request.app.state, "embeddings", None))
-
-
-def turn_checks(request: Request) -> list[TurnCheck]:
-    """The per-request checks every turn passes before the engine is called (``pipeline``);
-    empty unless something installed some (``app.state.turn_checks``)."""
-    return cast("list[TurnCheck]", getattr(request.app.state, "turn_checks", []))
 
 
 def caller(request: Request) -> Caller | None:
@@ -51,6 +44,3 @@ def get(request: Request, name: str) -> Any:
     """Another value kept on app state (a surface's own, such as the Responses store); None if unset."""
     return getattr(request.app.state, name, None)
 
-
-def put(request: Request, name: str, value: Any) -> None:
-    setattr(request.app.state, name, value)

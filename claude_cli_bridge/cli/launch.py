@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import os
@@ -51,9 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Set by the pool around a spare's launch (a process launched ahead of demand, with no
-#: history): only those run the warm-up turn; a request waiting for its process does not.
-SPARE_LAUNCH: contextvars.ContextVar[bool] = contextvars.ContextVar("SPARE_LAUNCH", default=False)
 WARMUP_TIMEOUT_SECONDS = 60
 
 # Defence in depth: the CLI runs with no built-in tools (--tools ""), but features that read
@@ -218,11 +214,13 @@ class Launcher:
                 private.mkdir(exist_ok=True, mode=0o700)
         prepare_work_dir(self.work_dir)
 
-    async def __call__(self, profile: Profile, history: tuple[Message, ...]) -> CliProcess:
+    async def __call__(self, profile: Profile, history: tuple[Message, ...], spare: bool = False) -> CliProcess:
+        """A new process for ``profile`` holding ``history``. ``spare``: launched by the pool
+        ahead of demand (no request waits for it): only a spare runs the warm-up turn."""
         tap = self.tap
         if tap is None:
             return await self._start(profile, history, None)
-        warm = SPARE_LAUNCH.get() and self.warm_spares and not history and _warmable(profile)
+        warm = spare and self.warm_spares and not history and _warmable(profile)
         worker = self.workers and not history
         if not (warm or worker):
             return await self._start(profile, history, tap.base_url(profile.account))

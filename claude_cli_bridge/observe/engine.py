@@ -4,7 +4,8 @@
 request's ``RequestRecord`` the model, the time to the first event, the TurnDone's tokens and
 how the CLI process was found, and a failure (its code and kind, never its message: see
 ``loggable``) with whether it happened after the first byte.
-Everything else is passed through unchanged.
+The engine's other methods (start, close, status, resolve_model) are passed through; nothing
+else is (``create_app`` takes what it needs of the real engine itself).
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from ..errors import BridgeError
 class ObservedEngine:
     def __init__(self, inner: Engine):
         self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def resolve_model(self, requested: str | None) -> str:
         return self.inner.resolve_model(requested)

@@ -54,7 +54,6 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic
 
-from ..cli.launch import SPARE_LAUNCH
 from ..cli.profile import Profile
 from ..core.messages import Message
 from ..errors import BridgeError, CliCrashed, PoolBusy
@@ -660,9 +659,8 @@ class Pool(Generic[P]):
         self._entries[entry.id] = entry
 
         async def launch() -> None:
-            SPARE_LAUNCH.set(request is None)  # this task's own context: the launcher may warm it
             try:
-                process = await self._launch(profile, history)
+                process = await self._launch(profile, history, request is None)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:

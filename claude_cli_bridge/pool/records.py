@@ -64,7 +64,9 @@ P = TypeVar("P", bound=PooledProcess)
 #: (bench/bench_tap.py: a launch beside a warmed spare's first turn made its time to first
 #: token 1.5x a follow-up's on an idle machine).
 SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS = 1.0
-Launch = Callable[[Profile, tuple[Message, ...]], Awaitable[P]]
+#: ``launch(profile, history, spare)``: a new process; ``spare`` when no request waits for it
+#: (the launcher may warm it up first).
+Launch = Callable[[Profile, tuple[Message, ...], bool], Awaitable[P]]
 
 
 @dataclass

@@ -23,7 +23,7 @@ OFF = "Off: start the bridge with LOG_CONTENT=on (and the tap on) to keep what t
 
 
 def _entries(request: Request) -> tuple[bool, list[dict[str, Any]]]:
-    tap = getattr(request.app.state.engine, "tap", None)
+    tap = getattr(request.app.state, "tap", None)
     if tap is None or tap.settings.record <= 0:
         return False, []
     return True, [{k: v for k, v in entry.items() if k != "size"} for entry in reversed(tap.seen)]

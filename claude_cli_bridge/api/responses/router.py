@@ -37,14 +37,8 @@ class ResponseNotFound(BridgeError):
 
 
 def response_store(request: Request) -> ResponseStore:
-    """The app's store, made on first use from the settings."""
-    store = state.get(request, "responses_store")
-    if store is None:
-        settings = state.settings(request)
-        directory = settings.state_dir / "responses" if settings.responses_store_persist else None
-        store = ResponseStore(settings.responses_store_max, directory, settings.responses_store_max_mb * 1024 * 1024)
-        state.put(request, "responses_store", store)
-    return cast(ResponseStore, store)
+    """The app's store (``create_app`` makes it)."""
+    return cast(ResponseStore, state.get(request, "responses_store"))
 
 
 def _messages(body: ResponsesRequest) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.messages import Block, ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock, canonical_json
+from ...settings import Settings
 
 log = logging.getLogger(__name__)
 _ID = re.compile(r"^resp_[A-Za-z0-9]{1,64}$")
@@ -65,6 +66,12 @@ class StoredResponse:
 
 
 class ResponseStore:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResponseStore:
+        """The store the settings ask for (in memory; also on disk with RESPONSES_STORE_PERSIST)."""
+        directory = settings.state_dir / "responses" if settings.responses_store_persist else None
+        return cls(settings.responses_store_max, directory, settings.responses_store_max_mb * 1024 * 1024)
+
     def __init__(self, max_entries: int, directory: Path | None = None, max_bytes: int = 256 * 1024 * 1024):
         self.max_entries = max(0, max_entries)
         self.max_bytes = max(0, max_bytes)
