@@ -48,13 +48,13 @@ def test_models_lists_the_catalog(capsys):
     assert "sonnet" in out and "text-embedding-3-small" in out
 
 
-def test_the_readme_table_of_settings_is_generated_from_the_settings_class():
+def test_the_table_of_settings_in_the_docs_is_generated_from_the_settings_class():
     from pathlib import Path
 
     from claude_cli_bridge.run.command import settings_table
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert settings_table() in readme, "run: scripts/settings-docs"
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    assert settings_table() in page, "run: scripts/settings-docs"
 
 
 def test_keys_add_prints_a_new_key_once_and_the_entry_with_its_hash(capsys):
