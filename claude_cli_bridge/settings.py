@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     accounts_file: str = Field(
         "",
         description=(
-            "TOML file of accounts (logins) and client keys (README: Accounts and keys); "
+            "TOML file of accounts (logins) and client keys (docs/accounts.md); "
             "empty = one account from the environment or your own CLI login."
         ),
     )

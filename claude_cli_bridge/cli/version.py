@@ -6,7 +6,7 @@ suite runs against (``scripts/cli-version``; a test keeps the two equal): newer 
 start with a warning naming both. Between the two, the feature probes (``cli.probe``) decide
 what is switched on; ``FEATURE_MINIMUMS`` only words the refusal ("client tools need Claude
 Code >= X; this is Y"). The figures come from running the probes against published
-versions (README, "CLI versions").
+versions (docs/operating.md, "CLI versions").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ OLDEST_SUPPORTED: Version = (2, 1, 277)  # scripts/cli-floor; CI probes it
 NEWEST_TESTED: Version = (2, 1, 332)  # scripts/cli-version; CI runs the suite on it
 UPGRADE_COMMAND = "npm install -g @anthropic-ai/claude-code@latest"
 
-# The oldest version each feature was seen working in, by the probes (README, "CLI versions"):
+# The oldest version each feature was seen working in, by the probes (docs/operating.md, "CLI versions"):
 # caller text is delivered uninterpreted from 2.1.250 (client_composed), deferred tool results
 # are matched from 2.1.277; the others work from 2.1.204 or earlier.
 FEATURE_MINIMUMS: dict[str, Version] = {

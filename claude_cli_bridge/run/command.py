@@ -8,7 +8,7 @@ to ``Settings`` as init arguments, which pydantic-settings ranks first).
 
 Why argparse rather than pydantic-settings' own CLI source: the older names of some settings
 (``SERVER_HOST``, ``SERVER_PORT``) are alias choices that would become flags of their own, and
-booleans, JSON maps and subcommands need the exact spelling documented in the README.
+booleans, JSON maps and subcommands need the exact spelling documented in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def _keys_add(name: str) -> int:
 
 
 def settings_table() -> str:
-    """The README's table of settings (flag, environment variable, default, description),
+    """docs/configuration.md's table of settings (flag, environment variable, default, description),
     generated from ``Settings``; ``scripts/settings-docs`` writes it and a test compares."""
     rows = ["| Flag | Environment | Default | What it does |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions request models (https://platform.openai.com/docs/api-reference/chat).
 
 Unknown fields are accepted and ignored (``extra="allow"``): clients send many. Fields the
-bridge cannot honour are listed in the README's compatibility table.
+bridge cannot honour are listed in docs/surfaces.md's compatibility table.
 """
 
 from __future__ import annotations
