@@ -62,7 +62,7 @@ class ResponsesRequest(_Lenient):
 
     stream: bool | None = None
     tools: list[dict[str, Any]] | None = None
-    """Function tools (and namespace groups of them); hosted tools are left out, see docs/surfaces.md (Responses API)."""
+    """Function tools (and namespace groups of them); hosted tools are left out, see docs/surfaces.md."""
 
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
