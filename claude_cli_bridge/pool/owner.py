@@ -51,14 +51,13 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic
 
 from ..cli.profile import Profile
 from ..core.messages import Message
 from ..errors import BridgeError, CliCrashed, PoolBusy
-from .backoff import BackoffKey, LaunchBackoff
-from .held import HeldConversations
+from .backoff import LaunchBackoff
 from .records import (
     KILLED,
     SPARES_WAIT_FOR_FIRST_OUTPUT_SECONDS,
@@ -76,7 +75,6 @@ from .records import (
     RetireAccount,
     Return,
     Spoke,
-    State,
     Stopped,
     Submit,
     Tick,
@@ -89,6 +87,7 @@ from .records import (
     total_rss,
 )
 from .spares import SpareDemand
+from .table import ProcessTable
 
 log = logging.getLogger("claude_cli_bridge.pool")
 
@@ -99,17 +98,13 @@ class Pool(Generic[P]):
         self.limits = limits
         self._clock = clock
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
-        self._entries: dict[int, Entry] = {}
-        self._by_process: dict[int, Entry] = {}  # id(process) -> entry
-        self._conversations = HeldConversations()  # without workers only
+        self._table = ProcessTable(self._post)
         self._waiting: deque[Request] = deque()
         self._spares = SpareDemand(
             clock, limits.spare_demand_window_seconds, limits.spare_profiles, limits.max_spares_per_profile
         )
-        self._backoff = LaunchBackoff(clock, limits.backoff_max_seconds, self._count_launching)
+        self._backoff = LaunchBackoff(clock, limits.backoff_max_seconds, self._table.launching)
         self._memory_bytes = 0
-        self._tasks: set[asyncio.Task[None]] = set()  # launches and stops
-        self._watchers: set[asyncio.Task[None]] = set()  # one per live process, until it exits
         self._owner: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
@@ -196,22 +191,26 @@ class Pool(Generic[P]):
         """The account whose held process holds exactly ``history`` for ``tenant`` with this
         profile on some account (None: no process holds it). A read of the owner's state for
         the engine's choice of account; the lease itself decides."""
-        return self._conversations.account_of(profile, fingerprint_of(tenant, history))
+        return self._table.conversations.account_of(profile, fingerprint_of(tenant, history))
+
+    @property
+    def _entries(self) -> dict[int, Entry]:
+        return self._table.entries
 
     @property
     def _held(self) -> OrderedDict[tuple[Profile, str], Entry]:
-        return self._conversations.by_slot
+        return self._table.conversations.by_slot
 
     @property
     def _keys(self) -> dict[str, Entry]:
-        return self._conversations.by_key
+        return self._table.conversations.by_key
 
     def status(self) -> dict[str, Any]:
         """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
         states = dict.fromkeys(("starting", "spare", "held", "busy", "stopping"), 0)
-        for entry in self._entries.values():
+        for entry in self._table.entries.values():
             states[entry.state] += 1
-        live = [e for e in self._entries.values() if e.process is not None and e.state != "stopping"]
+        live = [e for e in self._table.entries.values() if e.process is not None and e.state != "stopping"]
         return {
             "processes": len(live),  # launched and not stopping; "starting" and "stopping" apart
             **states,
@@ -222,7 +221,7 @@ class Pool(Generic[P]):
                 p.model + (" (custom)" if custom(p) else ""): n for p, n in self._spare_targets().items()
             },
             "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
-            "models": sorted({e.profile.model for e in self._entries.values() if e.state != "stopping"}),
+            "models": sorted({e.profile.model for e in self._table.entries.values() if e.state != "stopping"}),
             "backoff": self._backoff.status(),
             "counters": dict(self.counters),
             "degraded": self.degraded(),
@@ -262,20 +261,18 @@ class Pool(Generic[P]):
             if task is not None:
                 task.cancel()
         await asyncio.gather(*[t for t in (self._owner, self._reaper) if t is not None], return_exceptions=True)
-        for task in [*self._tasks, *self._watchers]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._watchers, return_exceptions=True)
+        await self._table.cancel_all()
 
     async def settled(self) -> None:
         """Return once every message, launch and stop in flight has been handled."""
         while True:
             await asyncio.sleep(0)
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            if self._table.tasks:
+                await asyncio.gather(*list(self._table.tasks), return_exceptions=True)
                 continue
             if self._inbox.empty():
                 await asyncio.sleep(0)
-                if self._inbox.empty() and not self._tasks:
+                if self._inbox.empty() and not self._table.tasks:
                     return
 
     # -- the owner ---------------------------------------------------------------------
@@ -307,11 +304,11 @@ class Pool(Generic[P]):
             elif isinstance(message, Died):
                 self._on_died(message.entry)
             elif isinstance(message, Stopped):
-                self._forget(message.entry)
+                self._table.forget(message.entry)
             elif isinstance(message, Tick):
                 self._on_tick(message)
             elif isinstance(message, Spoke):
-                entry = self._by_process.get(id(message.process))
+                entry = self._table.entry_of(message.process)
                 if entry is not None:
                     entry.first_output_due = 0.0
             elif isinstance(message, RetireAccount):
@@ -355,7 +352,7 @@ class Pool(Generic[P]):
             future.cancel()
 
     def _on_return(self, process: PooledProcess, key: str | None, hold: bool = True) -> None:
-        entry = self._by_process.get(id(process))
+        entry = self._table.entry_of(process)
         if entry is None or entry.state != "busy":
             return
         if new_conversation(entry.history):
@@ -363,7 +360,7 @@ class Pool(Generic[P]):
         if self._closing or not process.reusable or self._outdated(entry):
             if not process.alive:
                 self._note_early_death(entry)  # before the retry's request is handled (FIFO)
-            self._retire(entry)
+            self._table.retire(entry)
             return
         self._backoff.worked(entry.profile, entry.launch_began)  # launched since the last failure, and it served
         entry.served = True
@@ -373,14 +370,14 @@ class Pool(Generic[P]):
         elif hold:
             self._make_held(entry, key)
         else:
-            self._retire(entry)
+            self._table.retire(entry)
 
     def _on_launched(self, message: Launched) -> None:
         entry, request = message.entry, message.entry.for_request
         entry.for_request = None
         if message.process is None:
             self.counters["launch_failures"] += 1
-            del self._entries[entry.id]
+            del self._table.entries[entry.id]
             error = message.error
             detail = error.message if isinstance(error, BridgeError) else str(error)
             if not (isinstance(error, BridgeError) and error.status < 500):  # not the request's own fault
@@ -394,17 +391,11 @@ class Pool(Generic[P]):
                 self._refuse(request, error if isinstance(error, BridgeError) else CliCrashed(
                     f"The Claude CLI could not be started: {detail}"))  # fmt: skip
             return
-        process = message.process
         self.counters["launched"] += 1
-        entry.process = process
-        entry.launched_at = self._clock()
-        self._by_process[id(process)] = entry
-        watcher = asyncio.ensure_future(self._watch(entry, process))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        self._table.launched(entry, message.process, self._clock())
         if self._closing or (self._outdated(entry) and request is None):
             entry.state = "spare"
-            self._retire(entry)
+            self._table.retire(entry)
         elif request is not None and not request.future.done() and request in self._waiting:
             self._waiting.remove(request)
             self._grant(request, entry, "cold")
@@ -421,7 +412,7 @@ class Pool(Generic[P]):
             return
         self._note_early_death(entry)
         if entry.state in ("spare", "held"):
-            self._retire(entry)
+            self._table.retire(entry)
 
     def _note_early_death(self, entry: Entry) -> None:
         """A process that exited by itself before it ever spoke, soon after launch, failed to
@@ -445,9 +436,9 @@ class Pool(Generic[P]):
     def _on_retire_account(self, account: str) -> None:
         self._generations[account] = self._generations.get(account, 0) + 1
         self._spares.forget(account)
-        for entry in list(self._entries.values()):
+        for entry in list(self._table.entries.values()):
             if entry.profile.account == account and entry.state in ("spare", "held"):
-                self._retire(entry)
+                self._table.retire(entry)
 
     def _outdated(self, entry: Entry) -> bool:
         """Launched with a login of its account that has since changed or gone."""
@@ -458,17 +449,17 @@ class Pool(Generic[P]):
         for request in list(self._waiting):
             self._waiting.remove(request)
             self._refuse(request, PoolBusy("The server is shutting down.", retry_after=5))
-        for entry in list(self._entries.values()):
+        for entry in list(self._table.entries.values()):
             if entry.state in ("spare", "held") or (close.force and entry.state == "busy"):
-                self._retire(entry)
+                self._table.retire(entry)
         self._close_waiters.append(close)
 
     def _check_closed(self) -> None:
         if not self._close_waiters:
             return
-        busy = any(e.state in ("busy", "starting") for e in self._entries.values())
+        busy = any(e.state in ("busy", "starting") for e in self._table.entries.values())
         for close in list(self._close_waiters):
-            if (close.force and not self._entries) or (not close.force and not busy):
+            if (close.force and not self._table.entries) or (not close.force and not busy):
                 self._close_waiters.remove(close)
                 if not close.done.done():
                     close.done.set_result(None)
@@ -478,17 +469,17 @@ class Pool(Generic[P]):
             self._memory_bytes = tick.memory_bytes
         now = self._clock()
         targets = self._spare_targets()
-        for entry in list(self._entries.values()):
+        for entry in list(self._table.entries.values()):
             if entry.state == "spare":
-                idle = self._count("spare", entry.profile) + self._returning(entry.profile)
+                idle = self._table.count("spare", entry.profile) + self._returning(entry.profile)
                 # A worker is any conversation's next turn: one per profile stays until idle.
                 surplus = idle > max(targets.get(entry.profile, 0), 1 if self.workers else 0)
                 if now - entry.idle_since > self.limits.spare_idle_seconds or surplus:
-                    self._retire(entry)
+                    self._table.retire(entry)
             elif entry.state == "held" and now - entry.idle_since > self.limits.conversation_idle_seconds:
-                self._retire(entry)
+                self._table.retire(entry)
         while self._memory_bytes > self.limits.max_memory_bytes and self._evict_one():
-            self._memory_bytes -= self._memory_bytes // max(1, self._live_count())
+            self._memory_bytes -= self._memory_bytes // max(1, self._table.live_count())
 
     # -- decisions ---------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -509,7 +500,7 @@ class Pool(Generic[P]):
                 request.launching = True
                 self._start_launch(request.profile, request.history, request)
                 continue
-            if self._count("stopping") < len([r for r in self._waiting if not r.launching]):
+            if self._table.count("stopping") < len([r for r in self._waiting if not r.launching]):
                 self._evict_one()
             break
         if not any(not r.launching for r in self._waiting):
@@ -519,14 +510,14 @@ class Pool(Generic[P]):
         """Grant a held process with exactly this history, or a spare for a new conversation."""
         if request.future.done() or request.fresh:
             return False
-        held = self._conversations.take(request.profile, request.fingerprint)
+        held = self._table.conversations.take(request.profile, request.fingerprint)
         if held is not None:
             if held.process is not None and held.process.alive:
                 self._grant(request, held, "held")
                 return True
             self._retire_dead(held)
         if new_conversation(request.history):
-            spares = [e for e in self._entries.values() if e.state == "spare" and e.profile == request.profile]
+            spares = [e for e in self._table.entries.values() if e.state == "spare" and e.profile == request.profile]
             for spare in sorted(spares, key=lambda e: e.idle_since):
                 if spare.process is not None and spare.process.alive:
                     self._grant(request, spare, "spare")
@@ -538,7 +529,7 @@ class Pool(Generic[P]):
         # The id the conversation keeps (returned as X-Conversation-Id): sending it back, or
         # the same history, finds this process again.
         key = request.key or entry.key or scoped(request.tenant, new_conversation_id())
-        self._conversations.release_key(entry)
+        self._table.conversations.release_key(entry)
         entry.state, entry.tenant = "busy", request.tenant
         if new_conversation(request.history):
             self._spares.began(request.profile)
@@ -558,43 +549,43 @@ class Pool(Generic[P]):
     def _make_held(self, entry: Entry, key: str | None) -> None:
         entry.state, entry.idle_since = "held", self._clock()
         entry.fingerprint = fingerprint_of(entry.tenant, entry.history)
-        for replaced in self._conversations.hold(entry, key):
-            self._retire(replaced)
-        while len(self._conversations) > self.limits.max_conversations:
-            oldest = self._conversations.oldest()
+        for replaced in self._table.conversations.hold(entry, key):
+            self._table.retire(replaced)
+        while len(self._table.conversations) > self.limits.max_conversations:
+            oldest = self._table.conversations.oldest()
             assert oldest is not None
             self.counters["evictions"] += 1
-            self._retire(oldest)
+            self._table.retire(oldest)
 
     def _drop_diverged(self, key: str, profile: Profile, fingerprint: str) -> None:
         """A conversation id whose held process holds another history has diverged (edited,
         regenerated, trimmed): that process can never match again."""
-        entry = self._conversations.diverged(key, profile, fingerprint)
+        entry = self._table.conversations.diverged(key, profile, fingerprint)
         if entry is not None:
-            self._retire(entry)
+            self._table.retire(entry)
 
     def _has_room(self) -> bool:
         """Whether one more process fits. Processes still stopping count: they are alive
         until they exit, and MAX_PROCESSES bounds live processes."""
-        if len(self._entries) >= self.limits.max_processes:
+        if len(self._table.entries) >= self.limits.max_processes:
             return False
-        per_process = self._memory_bytes / max(1, self._live_count())
-        return self._memory_bytes + per_process * self._count("starting") < self.limits.max_memory_bytes
+        per_process = self._memory_bytes / max(1, self._table.live_count())
+        return self._memory_bytes + per_process * self._table.count("starting") < self.limits.max_memory_bytes
 
     def _evict_one(self) -> bool:
         """Retire one idle process to make room: spares beyond their profile's target, then
         any spare, then the least recently used conversation. False if none is idle."""
         targets = self._spare_targets()
-        spares = [e for e in self._entries.values() if e.state == "spare"]
-        spares.sort(key=lambda e: (self._count("spare", e.profile) <= targets.get(e.profile, 0), e.idle_since))
+        spares = [e for e in self._table.entries.values() if e.state == "spare"]
+        spares.sort(key=lambda e: (self._table.count("spare", e.profile) <= targets.get(e.profile, 0), e.idle_since))
         if spares:
             self.counters["evictions"] += 1
-            self._retire(spares[0])
+            self._table.retire(spares[0])
             return True
-        oldest = self._conversations.oldest()
+        oldest = self._table.conversations.oldest()
         if oldest is not None:
             self.counters["evictions"] += 1
-            self._retire(oldest)
+            self._table.retire(oldest)
             return True
         return False
 
@@ -616,9 +607,9 @@ class Pool(Generic[P]):
         if self._closing:
             return
         now = self._clock()
-        if any(e.state == "busy" and e.first_output_due > now for e in self._entries.values()):
+        if any(e.state == "busy" and e.first_output_due > now for e in self._table.entries.values()):
             return  # a new process's first turn has not spoken yet (see _grant)
-        turns_running = any(entry.state == "busy" for entry in self._entries.values())
+        turns_running = any(entry.state == "busy" for entry in self._table.entries.values())
         recent = self._spares.latest()
         last_use = self._spares.recent
         for profile, wanted in sorted(self._spare_targets().items(), key=lambda item: -last_use.get(item[0], 0)):
@@ -628,35 +619,32 @@ class Pool(Generic[P]):
             if self._backoff.touches(profile):
                 target = min(target, 1)  # after failures: one attempt at a time, no spawn loop
             while (
-                self._count("spare", profile) + self._count_launching_spares(profile) + self._returning(profile)
+                self._table.count("spare", profile) + self._table.launching_spares(profile) + self._returning(profile)
                 < target
             ):
                 if not self._has_room():
-                    first_of_latest = recent and profile == recent[-1] and self._count("spare", profile) == 0
-                    if first_of_latest and not self._count_launching_spares(profile) and not self._count("stopping"):
-                        oldest = self._conversations.oldest()
+                    first_of_latest = recent and profile == recent[-1] and self._table.count("spare", profile) == 0
+                    if (
+                        first_of_latest
+                        and not self._table.launching_spares(profile)
+                        and not self._table.count("stopping")
+                    ):
+                        oldest = self._table.conversations.oldest()
                         if oldest is not None:
                             self.counters["evictions"] += 1
-                            self._retire(oldest)
+                            self._table.retire(oldest)
                     return
                 self._start_launch(profile, (), None)
 
     def _returning(self, profile: Profile) -> int:
         """Busy workers of the profile: each comes back as a spare after its turn."""
-        if not self.workers:
-            return 0
-        return sum(1 for e in self._entries.values() if e.state == "busy" and e.profile == profile
-                   and new_conversation(e.history))  # fmt: skip
-
-    def _count_launching_spares(self, profile: Profile) -> int:
-        return sum(1 for e in self._entries.values() if e.state == "starting" and e.profile == profile
-                   and e.for_request is None)  # fmt: skip
+        return self._table.returning(profile) if self.workers else 0
 
     # -- launching, retiring, watching -----------------------------------------------------
     def _start_launch(self, profile: Profile, history: tuple[Message, ...], request: Request | None) -> None:
         entry = Entry(profile, history, for_request=request, launch_began=self._clock(),
                       generation=self._generations.get(profile.account, 0))  # fmt: skip
-        self._entries[entry.id] = entry
+        self._table.add(entry)
 
         async def launch() -> None:
             try:
@@ -668,56 +656,14 @@ class Pool(Generic[P]):
             else:
                 self._post(Launched(entry, process, None))
 
-        self._spawn_task(launch())
+        self._table.spawn(launch())
 
     def _retire_dead(self, entry: Entry) -> None:
         """Retire an idle process found dead before its watcher reported it: a spare handed
         back dead by its launch (its warm-up's early exit) still counts as a failed launch,
         or a request arriving first would launch again at once instead of backing off."""
         self._note_early_death(entry)
-        self._retire(entry)
-
-    def _retire(self, entry: Entry) -> None:
-        """Take a process out of every index now and stop it in the background (a turn still
-        running is interrupted by ``stop``); it counts against the limits until it has exited.
-        A process still starting is retired when its launch reports back."""
-        if entry.state in ("stopping", "starting"):
-            return
-        entry.state = "stopping"
-        self._unindex(entry)
-        process = entry.process
-        if process is None:
-            self._forget(entry)
-            return
-
-        async def stop() -> None:
-            try:
-                await process.stop()
-            except Exception:
-                log.exception("stopping CLI process %s failed", process.pid)
-            finally:
-                self._post(Stopped(entry))
-
-        self._spawn_task(stop())
-
-    async def _watch(self, entry: Entry, process: PooledProcess) -> None:
-        with contextlib.suppress(Exception):
-            await process.wait()
-        self._post(Died(entry))
-
-    def _unindex(self, entry: Entry) -> None:
-        self._conversations.remove(entry)
-
-    def _forget(self, entry: Entry) -> None:
-        self._unindex(entry)
-        self._entries.pop(entry.id, None)
-        if entry.process is not None:
-            self._by_process.pop(id(entry.process), None)
-
-    def _spawn_task(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._table.retire(entry)
 
     # -- failures ------------------------------------------------------------------------
     def _note_failure(self, profile: Profile, detail: str, launch_began: float) -> None:
@@ -730,17 +676,10 @@ class Pool(Generic[P]):
         works again (a fixed binary), so serving resumes without waiting for a turn."""
         if not self._backoff:
             return
-        for entry in self._entries.values():
+        for entry in self._table.entries.values():
             process = entry.process
             if process is not None and process.started and process.alive:
                 self._backoff.worked(entry.profile, entry.launch_began)  # (only what failed before)
-
-    def _count_launching(self, key: BackoffKey) -> int:
-        """Launches in flight for a backoff's unit: an account, or one profile."""
-        return sum(
-            1 for e in self._entries.values()
-            if e.state == "starting" and (e.profile.account == key if isinstance(key, str) else e.profile == key)
-        )  # fmt: skip
 
     def _refuse(self, request: Request, error: BaseException) -> None:
         if not request.future.done():
@@ -750,12 +689,7 @@ class Pool(Generic[P]):
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.limits.reap_interval_seconds)
-            processes = [e.process for e in self._entries.values() if e.process is not None]
+            processes = [e.process for e in self._table.entries.values() if e.process is not None]
             self._post(Tick(await asyncio.to_thread(total_rss, processes)))
 
     # -- counting --------------------------------------------------------------------------
-    def _count(self, state: State, profile: Profile | None = None) -> int:
-        return sum(1 for e in self._entries.values() if e.state == state and (profile is None or e.profile == profile))
-
-    def _live_count(self) -> int:
-        return sum(1 for e in self._entries.values() if e.process is not None)
