@@ -8,9 +8,14 @@
    ``claude -p``: TTFT medians; then 8 new conversations at once with a spare for each
    against 8 concurrent follow-ups, p95 TTFT; also with WARM_SPARES=off (before).
 3. Memory: the server with and without the tap, a warmed spare against an unwarmed one.
+4. The tap's upstream client, ours (tap/upstream.py) against aiohttp's (bench/aiohttp_upstream.py,
+   issue 29): two real taps in processes of their own in front of the same fake, one with each
+   client, read in turn with the fake directly: relay share of a 3000-chunk answer, added time
+   to first byte of a short one (p50, p95), and whether 20 chunks 20 ms apart arrive apart.
 
-    python bench/bench_tap.py            # about 5 minutes on 2 cores
-    python bench/bench_tap.py tap URL    # (internal) a tap in front of URL; prints its base URL
+    python bench/bench_tap.py                  # about 5 minutes on 2 cores
+    python bench/bench_tap.py upstream-client  # 4. alone, about a minute
+    python bench/bench_tap.py tap URL [aiohttp]  # (internal) a tap in front of URL; prints its base URL
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import itertools
+
 import httpx
+import psutil
 from common import (
     TAG_VAR,
     DirectCli,
@@ -54,8 +62,15 @@ def log(text: str) -> None:
 
 
 # -- a tap in a process of its own --------------------------------------------------------
-def _tap_main(upstream: str) -> None:
+def _tap_main(upstream: str, client: str = "ours") -> None:
     from claude_cli_bridge.tap import Tap, TapSettings
+
+    if client.startswith("aiohttp"):  # the same tap, its upstream side aiohttp's (issue 29)
+        from aiohttp_upstream import client_class
+
+        from claude_cli_bridge.tap import server
+
+        server.UpstreamClient = client_class(once=client == "aiohttp-once")  # type: ignore[misc, assignment]
 
     async def serve() -> None:
         tap = Tap(TapSettings(upstream=upstream), {})
@@ -68,11 +83,11 @@ def _tap_main(upstream: str) -> None:
 
 
 class TapProcess(FakeProcess):
-    def __init__(self, upstream: str, env: dict[str, str]):
+    def __init__(self, upstream: str, env: dict[str, str], client: str = "ours"):
         import subprocess
 
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "tap", upstream],
+            [sys.executable, __file__, "tap", upstream, client],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -230,12 +245,124 @@ def bursts(server: BridgeServer, tag: str, rounds: int = 3) -> dict[str, Any]:
     }
 
 
+# -- 4. the tap's upstream client: ours against aiohttp's ----------------------------------
+N_CLIENT_TTFB = 300
+N_CLIENT_RELAY = 20
+#: ours; aiohttp with trust_env (proxy and .netrc looked up per request, in a thread); aiohttp
+#: with the proxy looked up once (bench/aiohttp_upstream.py)
+UPSTREAM_CLIENTS = ("ours", "aiohttp", "aiohttp-once")
+
+
+def upstream_client(fake_url: str, taps: dict[str, TapProcess]) -> dict[str, Any]:
+    """Each round reads the fake directly and through each tap, the order rotated per round;
+    also the CPU time each tap process spent per answer."""
+    import aiohttp
+
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    bases = {"direct": fake_url, **{name: tap.base_url for name, tap in taps.items()}}
+    clients = {name: httpx.Client(timeout=60, transport=httpx.HTTPTransport(socket_options=nodelay)) for name in bases}
+    procs = {name: psutil.Process(tap.proc.pid) for name, tap in taps.items()}
+
+    def one(name: str, reply: str) -> list[float]:
+        """Seconds from the request to each read of the body (the last: the last byte)."""
+        body = {"model": "m", "max_tokens": 10, "stream": True, "messages": [{"role": "user", "content": reply}]}
+        started = time.perf_counter()
+        reads = []
+        with clients[name].stream("POST", bases[name] + "/v1/messages", json=body) as r:
+            for _ in r.iter_raw():
+                reads.append(time.perf_counter() - started)
+        return reads
+
+    names = list(bases)
+    cpu: dict[str, dict[str, float]] = {name: {} for name in taps}
+
+    def rounds(n: int, reply: str, label: str = "") -> dict[str, list[list[float]]]:
+        before = {name: sum(proc.cpu_times()[:2]) for name, proc in procs.items()}
+        out: dict[str, list[list[float]]] = {name: [] for name in names}
+        for i in range(n):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                out[name].append(one(name, reply))
+        if label:
+            for name, proc in procs.items():
+                cpu[name][label] = round((sum(proc.cpu_times()[:2]) - before[name]) / n * 1000, 2)
+        return out
+
+    rounds(5, SHORT)  # connections and caches warm, on both sides of each tap
+    rounds(2, marker(LONG))
+    short = rounds(N_CLIENT_TTFB, SHORT, "short")
+    long = rounds(N_CLIENT_RELAY, marker(LONG), "long")
+    paced = rounds(5, marker(20, 20))  # 20 text chunks, 20 ms apart: relayed as they come?
+    fake_port = httpx.URL(fake_url).port
+    upstream_connections = {  # kept alive: one each, however many answers
+        name: sum(1 for c in proc.net_connections("tcp") if c.raddr and c.raddr.port == fake_port)
+        for name, proc in procs.items()
+    }
+    for client in clients.values():
+        client.close()
+
+    ttfb = {name: [reads[0] for reads in short[name]] for name in names}
+    last = {name: median(reads[-1] for reads in long[name]) for name in names}
+    out: dict[str, Any] = {
+        "aiohttp_version": f"{aiohttp.__version__}, parser {aiohttp.http_parser.HttpResponseParser.__module__}",
+        "rounds": {"ttfb": N_CLIENT_TTFB, "relay": N_CLIENT_RELAY, "chunks": LONG},
+    }
+    for name in names:
+        entry: dict[str, Any] = {
+            "ttfb_p50_ms": round(percentile(ttfb[name], 50) * 1000, 3),
+            "ttfb_p95_ms": round(percentile(ttfb[name], 95) * 1000, 3),
+            "last_byte_median_ms": round(last[name] * 1000, 1),
+            "long_reads_median": median(len(reads) for reads in long[name]),
+        }
+        if name != "direct":
+            entry["ttfb_added_p50_ms"] = round((percentile(ttfb[name], 50) - percentile(ttfb["direct"], 50)) * 1000, 3)
+            entry["ttfb_added_p95_ms"] = round((percentile(ttfb[name], 95) - percentile(ttfb["direct"], 95)) * 1000, 3)
+            entry["relay_share"] = round(last["direct"] / last[name], 3)  # 1: the tap costs nothing
+            entry["tap_cpu_ms_per_answer"] = cpu[name]
+            entry["upstream_connections"] = upstream_connections[name]
+        gaps = [b - a for reads in paced[name] for a, b in itertools.pairwise(reads)]
+        entry["paced_20x20ms"] = {
+            "reads": [len(reads) for reads in paced[name]],
+            "gap_median_ms": round(median(gaps) * 1000, 1),
+            "first_byte_ms": round(median(reads[0] for reads in paced[name]) * 1000, 1),
+            "last_byte_ms": round(median(reads[-1] for reads in paced[name]) * 1000, 1),
+        }
+        out[name] = entry
+    for name in taps:
+        if name != "ours" and "ours" in taps:
+            out[f"{name}_over_ours"] = {
+                "last_byte": round(last[name] / last["ours"], 4),
+                "ttfb_p50": round(percentile(ttfb[name], 50) / percentile(ttfb["ours"], 50), 4),
+                "ttfb_p95": round(percentile(ttfb[name], 95) / percentile(ttfb["ours"], 95), 4),
+                "ttfb_added_p50": round(out[name]["ttfb_added_p50_ms"] / out["ours"]["ttfb_added_p50_ms"], 3),
+                "cpu_long": round(cpu[name]["long"] / cpu["ours"]["long"], 3),
+                "cpu_short": round(cpu[name]["short"] / cpu["ours"]["short"], 3),
+            }
+    return out
+
+
+def upstream_client_alone(env: dict[str, str]) -> dict[str, Any]:
+    fake = FakeProcess(env)
+    taps: dict[str, TapProcess] = {}
+    try:
+        for client in UPSTREAM_CLIENTS:
+            taps[client] = TapProcess(fake.base_url, env, client)
+        return {"load_before": os.getloadavg(), **upstream_client(fake.base_url, taps), "load_after": os.getloadavg()}
+    finally:
+        for tap in taps.values():
+            tap.stop()
+        fake.stop()
+
+
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "tap":
-        _tap_main(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "tap":
+        _tap_main(*sys.argv[2:])
         return 0
     tag = f"bench-tap-{os.getpid()}"
     env = dict(os.environ, **{TAG_VAR: tag})
+    if sys.argv[1:] == ["upstream-client"]:
+        log("4. the tap's upstream client, ours against aiohttp's")
+        print(json.dumps({"date": time.strftime("%Y-%m-%d"), "upstream_client": upstream_client_alone(env)}, indent=1))
+        return 0
     fake = FakeProcess(env)
     tap = TapProcess(fake.base_url, env)
     results: dict[str, Any] = {"cli": find_test_cli(), "date": time.strftime("%Y-%m-%d")}
@@ -289,6 +416,9 @@ def main() -> int:
         results["burst_unwarmed"] = bursts(unwarmed, "c")
         log(json.dumps(results["burst_unwarmed"]))
         unwarmed.stop()
+        log("4. the tap's upstream client, ours against aiohttp's")
+        results["upstream_client"] = upstream_client_alone(env)
+        log(json.dumps(results["upstream_client"]))
     finally:
         for s in servers:
             s.stop()
