@@ -17,33 +17,36 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claude_cli_bridge.__main__ import main
-from claude_cli_bridge.pool import Pool
+from claude_cli_bridge.pool.placement import Placement
 
 
-def _fill_spares_evicting(self: Pool) -> None:
-    """Pool._fill_spares, except that any profile short of its target may retire the least
+def _fill_spares_evicting(self: Placement[Any]) -> None:
+    """Placement.fill_spares, except that any profile short of its target may retire the least
     recently used idle conversation when there is no room (one at a time)."""
-    if self._closing:
+    state = self._s
+    if state.closing:
         return
-    for profile, target in sorted(self._spare_targets().items(), key=lambda item: -self._recent.get(item[0], 0)):
-        if self._backoff_error(profile) is not None:
+    last_use = state.spares.recent
+    for profile, target in sorted(self.spare_targets().items(), key=lambda item: -last_use.get(item[0], 0)):
+        if state.backoff.refusal(profile) is not None:
             continue
-        while self._count("spare", profile) + self._count_launching_spares(profile) < target:
-            if not self._has_room():
-                if not self._count("stopping") and self._held:
-                    oldest = next(iter(self._held.values()))
-                    self.counters["evictions"] += 1
-                    self._retire(oldest)
+        while state.table.count("spare", profile) + state.table.launching_spares(profile) < target:
+            if not self.has_room():
+                oldest = state.table.conversations.oldest()
+                if not state.table.count("stopping") and oldest is not None:
+                    state.counters["evictions"] += 1
+                    state.table.retire(oldest)
                 return
-            self._start_launch(profile, (), None)
+            self.start_launch(profile, (), None)
 
 
 if os.environ.get("BENCH_SPARES_EVICT"):
-    Pool._fill_spares = _fill_spares_evicting  # type: ignore[method-assign]
+    Placement.fill_spares = _fill_spares_evicting  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

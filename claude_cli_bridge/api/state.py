@@ -43,4 +43,3 @@ def tenant(request: Request) -> str:
 def get(request: Request, name: str) -> Any:
     """Another value kept on app state (a surface's own, such as the Responses store); None if unset."""
     return getattr(request.app.state, name, None)
-
