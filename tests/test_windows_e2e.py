@@ -149,24 +149,35 @@ def test_a_plain_throttle_answers_with_the_upstreams_own_retry_after(start_bridg
     assert chat(server).status_code == 200  # the account was not marked refused past it
 
 
-def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fake):
-    """A 7-day Opus window used up (claim seven_day_opus) refuses Opus turns on the account;
-    Sonnet turns keep being served there (issue 27, item 1)."""
+@pytest.mark.parametrize(
+    ("claim", "short", "family_model", "label"),
+    [
+        ("seven_day_opus", "7d_opus", "opus", "7-day Opus"),
+        # The weekly window of the "overage included" models: the CLI 2.1.332 scopes it to
+        # those models (its default list is Fable's) and reads its headers as 7d_oi.
+        ("seven_day_overage_included", "7d_oi", "claude-fable-5", "7-day Fable"),
+    ],
+)
+def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fake, claim, short, family_model, label):
+    """A weekly window of one model family used up (claim seven_day_opus, or the overage-included
+    models' 7d_oi) refuses that family's turns on the account; Sonnet and Haiku turns keep being
+    served there (issue 27, item 1)."""
     reset = int(time.time()) + 2 * 86400
-    opus_limit = {
+    family_limit = {
         "anthropic-ratelimit-unified-status": "rejected",
-        "anthropic-ratelimit-unified-representative-claim": "seven_day_opus",
+        "anthropic-ratelimit-unified-representative-claim": claim,
         "anthropic-ratelimit-unified-reset": str(reset),
-        "anthropic-ratelimit-unified-7d_opus-status": "rejected",
-        "anthropic-ratelimit-unified-7d_opus-utilization": "1.0",
-        "anthropic-ratelimit-unified-7d_opus-reset": str(reset),
+        f"anthropic-ratelimit-unified-{short}-status": "rejected",
+        f"anthropic-ratelimit-unified-{short}-utilization": "1.0",
+        f"anthropic-ratelimit-unified-{short}-reset": str(reset),
         "anthropic-ratelimit-unified-5h-utilization": "0.2",
         "anthropic-ratelimit-unified-5h-reset": str(int(time.time()) + 3600),
     }
+    family = family_model.removeprefix("claude-").split("-")[0]
 
     def model(body):
-        if "opus" in body.get("model", ""):
-            return Reply(status=429, error_type="rate_limit_error", error_message="usage limit", headers=opus_limit)
+        if family in body.get("model", ""):
+            return Reply(status=429, error_type="rate_limit_error", error_message="usage limit", headers=family_limit)
         return Reply(chunks=["sonnet answers"])
 
     fake.handler = model
@@ -179,16 +190,18 @@ def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fak
                 timeout=60,
             )
 
-        refused = ask("opus")
-        assert refused.status_code == 429 and "7-day Opus" in refused.json()["error"]["message"], refused.text
+        refused = ask(family_model)
+        assert refused.status_code == 429 and label in refused.json()["error"]["message"], refused.text
         assert int(refused.headers["retry-after"]) > 86400
         served = ask("sonnet")
         assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"] == "sonnet answers"
         calls = len(fake.model_calls())
-        again = ask("opus")  # refused before any upstream request: the window is known
+        again = ask(family_model)  # refused before any upstream request: the window is known
         assert again.status_code == 429 and len(fake.model_calls()) == calls
         assert ask("haiku").status_code == 200
         assert oauth_bridge.health()["accounts"]["default"]["state"] == "ok"  # the account still serves
+        windows = oauth_bridge.health()["subscription"]["windows"]
+        assert windows[claim]["label"].startswith(label) and windows[claim]["status"] == "rejected"
     finally:
         fake.handler = None
 

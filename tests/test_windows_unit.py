@@ -148,3 +148,25 @@ def test_a_rejection_whose_reset_passed_says_so_in_the_overall_state_and_the_win
     assert snapshot["status"] == "rejected"  # what was read, kept
     assert snapshot["state"] == "reset_passed" and snapshot["windows"]["five_hour"]["state"] == "reset_passed"
     assert windows.rejection() is None
+
+
+def test_the_claims_that_limit_one_model_family_as_the_cli_scopes_them():
+    """CLI 2.1.332 (docs/cli.md): five_hour, seven_day and overage limit every model; the weekly
+    Opus and Sonnet windows and the overage-included models' window (7d_oi, Fable) one family."""
+    from claude_cli_bridge.core.limits import claim_family, family_claim, limits_model
+    from claude_cli_bridge.tap.headers import rate_limit_from_headers
+
+    assert [claim_family(c) for c in ("five_hour", "seven_day", "overage", "seven_day_oauth_apps", None)] == [None] * 5
+    assert claim_family("seven_day_opus") == "opus" and claim_family("seven_day_overage_included") == "fable"
+    assert family_claim("fable") == "seven_day_overage_included" and family_claim("opus") == "seven_day_opus"
+    assert limits_model("seven_day_overage_included", "claude-fable-5") and not limits_model(
+        "seven_day_overage_included", "sonnet"
+    )
+    info = rate_limit_from_headers({
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-representative-claim": "seven_day_overage_included",
+        "anthropic-ratelimit-unified-7d_oi-utilization": "1.0",
+        "anthropic-ratelimit-unified-7d_oi-reset": "1800000000",
+    })  # fmt: skip
+    assert info is not None and info.window == "seven_day_overage_included"
+    assert [w.name for w in info.windows] == ["seven_day_overage_included"]

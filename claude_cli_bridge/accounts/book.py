@@ -29,7 +29,7 @@ from typing import Any
 
 from ..cli.result import window_exhausted
 from ..core.caller import Caller
-from ..core.limits import RateLimitInfo, claim_family, limits_model, model_family
+from ..core.limits import RateLimitInfo, claim_family, family_claim, limits_model, model_family
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, KeyLimitReached, UpstreamError
 from .config import DEFAULT_ACCOUNT, AccountsConfig
 from .shares import SHARED_WINDOW, WindowCharge, WindowShares
@@ -180,7 +180,7 @@ class AccountBook:
                 return window_exhausted(rejection[0], rejection[1], "", now)  # which window, and its reset
             family = model_family(model)
             if family is not None and state.refused_family.get(family, 0.0) > now:
-                return window_exhausted(f"seven_day_{family}", math.ceil(state.refused_family[family]), "", now)
+                return window_exhausted(family_claim(family), math.ceil(state.refused_family[family]), "", now)
         moments = [self.until(name, model) for name in caller.accounts if name in self.states]
         earliest = min((m for m in moments if m > now), default=now + DEFAULT_REFUSAL_SECONDS)
         wait = max(1, math.ceil(earliest - now))

@@ -18,7 +18,7 @@ WINDOW_LABELS = {
     "seven_day": "7-day",
     "seven_day_opus": "7-day Opus",
     "seven_day_sonnet": "7-day Sonnet",
-    "seven_day_overage_included": "7-day (overage included)",
+    "seven_day_overage_included": "7-day Fable (overage included)",
     "overage": "overage",
 }
 
@@ -27,16 +27,28 @@ def window_label(name: str | None) -> str:
     return WINDOW_LABELS.get(name or "", name or "subscription")
 
 
-MODEL_FAMILIES = ("opus", "sonnet", "haiku")
+MODEL_FAMILIES = ("opus", "sonnet", "haiku", "fable")
+
+#: The claims that limit one model family only, as the CLI 2.1.332 scopes them (docs/cli.md
+#: "Rate-limit claims"): the weekly Opus and Sonnet windows, and the weekly window of the
+#: "overage included" models (``7d_oi``; the CLI's default list of them is Fable's).
+FAMILY_CLAIMS = {"seven_day_opus": "opus", "seven_day_sonnet": "sonnet", "seven_day_overage_included": "fable"}
 
 
 def claim_family(claim: str | None) -> str | None:
     """The model family a window limits alone (``seven_day_opus`` -> ``opus``); None for a
-    window that limits every model (``five_hour``, ``seven_day``, unknown names)."""
-    if claim is None or not claim.startswith("seven_day_"):
+    window that limits every model (``five_hour``, ``seven_day``, ``overage``, unknown names)."""
+    if claim is None:
         return None
+    if claim in FAMILY_CLAIMS:
+        return FAMILY_CLAIMS[claim]
     family = claim.removeprefix("seven_day_")
-    return family if family in MODEL_FAMILIES else None
+    return family if claim.startswith("seven_day_") and family in MODEL_FAMILIES else None
+
+
+def family_claim(family: str) -> str:
+    """The claim that limits ``family`` alone (``opus`` -> ``seven_day_opus``)."""
+    return next((claim for claim, named in FAMILY_CLAIMS.items() if named == family), f"seven_day_{family}")
 
 
 def model_family(model: str | None) -> str | None:

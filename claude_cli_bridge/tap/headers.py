@@ -19,7 +19,13 @@ from ..core.limits import RateLimitInfo, WindowReading
 
 UNIFIED = "anthropic-ratelimit-unified-"
 # Header names of the windows -> the names the CLI's rate_limit_event uses.
-HEADER_WINDOWS = {"5h": "five_hour", "7d": "seven_day", "7d_opus": "seven_day_opus", "7d_sonnet": "seven_day_sonnet"}
+HEADER_WINDOWS = {
+    "5h": "five_hour",
+    "7d": "seven_day",
+    "7d_opus": "seven_day_opus",
+    "7d_sonnet": "seven_day_sonnet",
+    "7d_oi": "seven_day_overage_included",
+}
 
 
 def rate_limit_from_headers(headers: Mapping[str, str]) -> RateLimitInfo | None:
