@@ -150,7 +150,7 @@ def test_a_plain_throttle_answers_with_the_upstreams_own_retry_after(start_bridg
 
 
 @pytest.mark.parametrize(
-    ("claim", "short", "family_model", "label"),
+    "window",
     [
         ("seven_day_opus", "7d_opus", "opus", "7-day Opus"),
         # The weekly window of the "overage included" models: the CLI 2.1.332 scopes it to
@@ -158,10 +158,11 @@ def test_a_plain_throttle_answers_with_the_upstreams_own_retry_after(start_bridg
         ("seven_day_overage_included", "7d_oi", "claude-fable-5", "7-day Fable"),
     ],
 )
-def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fake, claim, short, family_model, label):
+def test_a_model_familys_weekly_limit_refuses_that_family_only(oauth_bridge, fake, window):
     """A weekly window of one model family used up (claim seven_day_opus, or the overage-included
     models' 7d_oi) refuses that family's turns on the account; Sonnet and Haiku turns keep being
     served there (issue 27, item 1)."""
+    claim, short, family_model, label = window
     reset = int(time.time()) + 2 * 86400
     family_limit = {
         "anthropic-ratelimit-unified-status": "rejected",
