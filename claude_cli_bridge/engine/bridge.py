@@ -8,8 +8,10 @@ history (every message but the last) must be what the leased CLI process holds; 
 finds a held process for a follow-up or launches one resumed from a transcript of the
 history, and a history ending in tool results is continued by the CLI itself.
 
-What the engine adds to a turn: the request checks no CLI turn could answer, the profile,
-stop sequences (the CLI has no flag for them), and the load time Ollama reports.
+A turn reads as a straight line (``stream``): the checks no CLI turn could answer
+(``engine.checks``), then the plan (``plan``: caller, launch profile, the conversation with
+remembered thinking put back, the holder; ``engine.plan``), then, account by account, the
+lease and the run (``engine.run.TurnRunner``: stop sequences, the load time Ollama reports).
 
 Accounts (``accounts.book``): each turn runs on one of the caller's accounts, the one holding
 the conversation if it allows, else the first that allows. A turn its account refuses before
@@ -27,7 +29,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +37,27 @@ from ..accounts.book import AccountBook, is_refusal
 from ..accounts.config import AccountsConfig, single_account
 from ..accounts.credentials import account_env
 from ..accounts.windows import SubscriptionWindows
-from ..cli.client_tools import split_continuation
 from ..cli.launch import Launcher, process_env
 from ..cli.probe import ProbeReport, workers_supported
-from ..cli.profile import Profile, check_schema_size, cli_retries, profile_for
+from ..cli.profile import Profile, cli_retries, profile_for
 from ..cli.version import FEATURE_MINIMUMS, dotted
-from ..cli.worker import assignment_for
 from ..core.caller import Caller
-from ..core.limits import RateLimitInfo
-from ..core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from ..core.messages import Message
 from ..core.models import resolve_model
 from ..core.record import note
-from ..core.stops import StopScanner
-from ..core.tools import check_history_calls, check_object_schema, check_tool_choice, check_tool_specs
-from ..core.turn import EFFORT_LEVELS, TextDelta, ToolCall, TurnDone, TurnEvent, TurnRequest
+from ..core.turn import TurnEvent, TurnRequest
 from ..errors import (
     BridgeError,
-    CliCrashed,
-    CliUnavailable,
     ExtraUsageRefused,
-    FeatureUnavailable,
-    InvalidRequest,
     UpstreamError,
 )
 from ..pool import Pool, PoolLimits
 from ..settings import Settings
 from ..tap import tap_for
 from ..tap.headers import rate_limit_from_headers
+from .checks import check_request, ends_with_tool_results
+from .plan import TurnPlan
+from .run import TurnRunner
 from .thinking import ThinkingMemory
 
 log = logging.getLogger(__name__)
@@ -116,6 +112,7 @@ class BridgeEngine:
         # logins only), refusals and failing logins.
         self.book = book if book is not None else AccountBook(self.accounts, settings.data_dir)
         self.anonymous = Caller(None, self.accounts.names)
+        self.runner = TurnRunner(self.pool, self.tap, self.thinking, self.book, settings, self.workers)
 
     @property
     def windows(self) -> SubscriptionWindows:
@@ -204,43 +201,22 @@ class BridgeEngine:
 
     def check(self, request: TurnRequest) -> None:
         """What no CLI turn could answer: raises InvalidRequest before any process is used."""
-        messages = request.messages
-        if not messages or messages[-1].role != "user":
-            raise InvalidRequest("The last message must be a user message.", param="messages")
-        self._require_features(request)
-        check_tool_specs(request.tools)
-        check_history_calls(messages, request.tools)
-        check_tool_choice(request)
-        if request.effort is not None and request.effort not in EFFORT_LEVELS:
-            raise InvalidRequest(f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.")
-        if request.json_schema is not None:
-            check_object_schema(request.json_schema, "The response format's JSON schema", param="response_format")
-            check_schema_size(request.json_schema)
-        if ends_with_tool_results(messages):
-            if not request.tools or request.tool_choice == "none":
-                raise InvalidRequest(
-                    "A request ending with tool results must also send its tools (and not tool_choice "
-                    '"none"): the results reach the model through them.',
-                    param="tools",
-                )
-            try:
-                split_continuation(messages)
-            except ValueError as exc:
-                raise InvalidRequest(f"Invalid tool results: {exc}.", param="messages") from None
+        check_request(request, self.features)
 
-    def _require_features(self, request: TurnRequest) -> None:
-        """Refuse what this CLI was found unable to do, naming the feature and the version."""
-        needed = []
-        if len(request.messages) > 1:
-            needed.append("transcripts")
-        if request.tools or any(isinstance(b, ToolUseBlock) for m in request.messages for b in m.content):
-            needed.append("client_tools")
-        if request.json_schema is not None:
-            needed.append("structured_output")
-        for name in needed:
-            refusal = self.features.refusal(name)
-            if refusal:
-                raise FeatureUnavailable(refusal, param=name)
+    def plan(self, request: TurnRequest) -> TurnPlan:
+        """The turn's plan (``engine.plan``): its caller, profile, conversation and holder."""
+        caller = request.caller or self.anonymous
+        profile = self.profile(request)
+        messages = self.thinking.restore(request.messages, caller.tenant)
+        history: tuple[Message, ...] = tuple(messages[:-1])
+        prompt: Message | None = messages[-1]
+        if self.workers:
+            # Every turn on any warm worker: its own history is the marker turns it served.
+            history, prompt = (), None
+        elif ends_with_tool_results(messages):
+            history, prompt = tuple(messages), None  # the CLI continues by itself
+        holder = None if self.workers else self.pool.holder(profile, history, caller.tenant)
+        return TurnPlan(request, caller, profile, messages, history, prompt, holder)
 
     def profile(self, request: TurnRequest) -> Profile:
         """The launch profile of the request's process. On workers, what the tap writes into
@@ -280,20 +256,11 @@ class BridgeEngine:
         failing to start is a 503 from the pool).
         """
         self.check(request)
-        caller = request.caller or self.anonymous
-        base = self.profile(request)
-        messages = self.thinking.restore(request.messages, caller.tenant)
-        history: tuple[Message, ...] = tuple(messages[:-1])
-        prompt: Message | None = messages[-1]
-        if self.workers:
-            # Every turn on any warm worker: its own history is the marker turns it served.
-            history, prompt = (), None
-        elif ends_with_tool_results(messages):
-            history, prompt = tuple(messages), None  # the CLI continues by itself
-        holder = None if self.workers else self.pool.holder(base, history, caller.tenant)
+        plan = self.plan(request)
+        caller, base = plan.caller, plan.profile
         tried: list[str] = []
         while True:
-            order = [name for name in self.book.order(caller, holder, base.model) if name not in tried]
+            order = [name for name in self.book.order(caller, plan.holder, base.model) if name not in tried]
             if not order:
                 raise self.book.refusal(caller, base.model)
             account = order[0]
@@ -303,9 +270,7 @@ class BridgeEngine:
             produced = False
             began = time.time()
             try:
-                async with contextlib.aclosing(
-                    self._on_account(request, caller, profile, history, prompt, messages=messages)
-                ) as events:
+                async with contextlib.aclosing(self.runner.on_account(plan, profile)) as events:
                     async for event in events:
                         produced = True
                         yield event
@@ -350,139 +315,6 @@ class BridgeEngine:
                 note(window_used=charge.used, window_reset=charge.resets_at)
             return
 
-    async def _on_account(
-        self,
-        request: TurnRequest,
-        caller: Caller,
-        profile: Profile,
-        history: tuple[Message, ...],
-        prompt: Message | None,
-        *,
-        messages: list[Message],
-    ) -> AsyncGenerator[TurnEvent, None]:
-        """The turn on ``profile``'s account: once more on a fresh process if its process died
-        before any output (``stream`` decides about other accounts)."""
-        for attempt in range(2):
-            leased: list[Any] = []  # the attempt's process, to tell a death from other failures
-            sent = False
-            try:
-                async with contextlib.aclosing(
-                    self._attempt(
-                        request, caller, profile, history, prompt, messages=messages, fresh=attempt > 0, leased=leased
-                    )
-                ) as events:
-                    async for event in events:
-                        sent = True
-                        yield event
-                return
-            except CliCrashed as error:
-                died = bool(leased) and not leased[0].alive
-                if died and attempt and not sent and not getattr(leased[0], "started", True):
-                    # The retry's process too exited before it ever spoke: the CLI fails to
-                    # start (a broken binary). That is the pool's 503, whichever process the
-                    # race between a death and its backoff let through.
-                    raise CliUnavailable(
-                        f"The Claude CLI fails to start: {leased[0].failure() or 'it exited at once'}", retry_after=1
-                    ) from error
-                if sent or attempt or not died:
-                    raise
-                log.warning("CLI process %s died before its turn's first output; retrying on a new one", leased[0].pid)
-
-    async def _attempt(
-        self,
-        request: TurnRequest,
-        caller: Caller,
-        profile: Profile,
-        history: tuple[Message, ...],
-        prompt: Message | None,
-        *,
-        messages: list[Message],
-        fresh: bool,
-        leased: list[Any],
-    ) -> AsyncGenerator[TurnEvent, None]:
-        """One try at the turn on one leased process (``_on_account`` decides about retrying)."""
-        hold = not request.one_off and not self.workers
-        lease_of = self.pool.lease(
-            profile, history, request.conversation_key, hold=hold, fresh=fresh, tenant=caller.tenant
-        )
-        async with lease_of as lease:
-            process = lease.process
-            leased.append(process)
-            load_ns = int(lease.waited * 1e9)  # queueing plus any launch: Ollama's load_duration
-            how = lease.how + (" queued" if lease.queued else "")
-            # Before the first byte: the response's X-Conversation-Id and X-Bridge-Process
-            # (observe/middleware.py) come from the request's record.
-            note(conversation_id=lease.conversation_id or "", how=how)
-            # The request's own log line (observe/requestlog.py) names model, timings and tokens;
-            # the process id is for debugging (and with LOG_CONTENT it precedes the prompt).
-            log.log(
-                logging.INFO if self.settings.log_content else logging.DEBUG,
-                "turn on CLI process %s (%s, %d earlier messages)",
-                process.pid,
-                how,
-                len(history),
-            )
-            if self.settings.log_content and messages:  # off by default
-                log.info("prompt: %r", messages[-1].text)
-            stops = StopScanner(request.stop)
-            called = False
-            client_tools = profile.tool_names.to_caller if profile.tools_offered else {}
-            token = getattr(process, "tap_token", None)
-            if self.workers:
-                if token is None or self.tap is None:
-                    raise CliCrashed("internal: a worker without its tap URL was leased")
-                assignment, client_tools = assignment_for(request, messages)
-                prompt = Message("user", (TextBlock(assignment.marker),))
-                self.tap.assign(token, assignment)
-            turn = process.turn(
-                prompt,
-                client_tools=client_tools,
-                silence_timeout=self.settings.silence_timeout_seconds,
-                turn_timeout=self.settings.turn_timeout_seconds,
-            )
-            try:
-                async for event in turn:
-                    lease.first_output()  # spares held back for this turn may launch (pool._fill_spares)
-                    if isinstance(event, TextDelta):
-                        text = stops.feed(event.text)
-                        if text:
-                            yield TextDelta(text)
-                        if stops.hit:  # the answer ends here; the open turn is stopped with the process
-                            yield TurnDone(
-                                "stop_sequence",
-                                process.partial_usage,
-                                profile.model,
-                                {"load_ns": load_ns},
-                                stop_sequence=stops.matched,
-                                how=how,
-                            )
-                            return
-                    elif isinstance(event, TurnDone):
-                        tail = stops.flush()
-                        if tail:
-                            yield TextDelta(tail)
-                        if request.tool_choice == "required" and not called and event.stop_reason != "max_tokens":
-                            raise UpstreamError(
-                                "tool_choice required a tool call, but the model answered without one "
-                                f"(stop reason {event.stop_reason!r}).",
-                                status=502,
-                            )
-                        answer = process.last_answer
-                        if called and answer is not None:
-                            self.thinking.remember(answer, caller.tenant)
-                        if self.settings.log_content and answer is not None:
-                            log.info("answer: %r", answer.text)
-                        yield dataclasses.replace(event, timings={**event.timings, "load_ns": load_ns}, how=how)
-                    elif isinstance(event, RateLimitInfo):
-                        self.book.read(profile.account, event)  # for /health, /metrics, the dashboard
-                    else:
-                        called = called or isinstance(event, ToolCall)
-                        yield event
-            finally:
-                await turn.aclose()
-                if self.workers and token is not None and self.tap is not None:
-                    self.tap.release(token)
-
 
 def plain_throttle(status: int, headers: Mapping[str, str]) -> float | None:
     """The retry-after (seconds) of a 429 that is a plain throttle: no ``rejected`` unified
@@ -498,10 +330,6 @@ def plain_throttle(status: int, headers: Mapping[str, str]) -> float | None:
 
 def is_plain_429(error: BridgeError) -> bool:
     return isinstance(error, UpstreamError) and error.status == 429 and error.limit is None
-
-
-def ends_with_tool_results(messages: list[Message]) -> bool:
-    return bool(messages) and any(isinstance(block, ToolResultBlock) for block in messages[-1].content)
 
 
 def pool_limits(settings: Settings) -> PoolLimits:
