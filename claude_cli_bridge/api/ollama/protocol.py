@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ..shared_models import Lenient, ToolDef
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Options(_Lenient):
+class Options(Lenient):
     """Runtime options. Read: ``num_predict`` and ``stop``. Accepted without effect, because the
     CLI sets them itself: ``temperature``, ``top_p``, ``top_k``, ``seed``, ``num_ctx`` and the rest."""
 
@@ -28,7 +26,7 @@ class Options(_Lenient):
     """Stop sequences: the answer ends before the first one the model writes."""
 
 
-class ToolCallFunction(_Lenient):
+class ToolCallFunction(Lenient):
     index: int | None = None
     """Position of the call among the message's calls."""
 
@@ -39,7 +37,7 @@ class ToolCallFunction(_Lenient):
     """Arguments as an object (a JSON string is accepted too)."""
 
 
-class ToolCallIn(_Lenient):
+class ToolCallIn(Lenient):
     id: str | None = None
     """Call id (newer Ollama versions send it; ollama-python drops it)."""
 
@@ -47,7 +45,7 @@ class ToolCallIn(_Lenient):
     """The call."""
 
 
-class ChatMessage(_Lenient):
+class ChatMessage(Lenient):
     role: str
     """system, user, assistant or tool."""
 
@@ -70,30 +68,11 @@ class ChatMessage(_Lenient):
     """Older clients name the tool of a tool message here."""
 
 
-class FunctionDef(_Lenient):
-    name: str
-    """Function name the model may call."""
-
-    description: str | None = None
-    """What the function does."""
-
-    parameters: dict[str, Any] | None = None
-    """JSON schema of the arguments."""
-
-
-class ToolDef(_Lenient):
-    type: str = "function"
-    """Always ``function``."""
-
-    function: FunctionDef
-    """The function."""
-
-
 Format = Any  # "json" or a schema object; checked by translate.json_schema_for for a clear 400
 KeepAlive = str | float | None
 
 
-class _Generation(_Lenient):
+class _Generation(Lenient):
     model: str | None = None
     """Model name; ``x`` and ``x:latest`` are the same model. Empty: the default model."""
 
@@ -152,7 +131,7 @@ class GenerateRequest(_Generation):
     """Base64 images (no ``data:`` prefix)."""
 
 
-class ModelRequest(_Lenient):
+class ModelRequest(Lenient):
     """Body of show, pull, push, delete and create."""
 
     model: str | None = None
@@ -172,7 +151,7 @@ class ModelRequest(_Lenient):
         return (self.model or self.name or "").strip()
 
 
-class CopyRequest(_Lenient):
+class CopyRequest(Lenient):
     source: str = Field(min_length=1)
     """Existing model name."""
 

@@ -8,42 +8,40 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ..shared_models import FunctionDef, Lenient, ToolDef
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ImageURL(_Lenient):
+class ImageURL(Lenient):
     url: str
     detail: str | None = None
 
 
-class TextPart(_Lenient):
+class TextPart(Lenient):
     type: Literal["text"]
     text: str
 
 
-class ImagePart(_Lenient):
+class ImagePart(Lenient):
     type: Literal["image_url"]
     image_url: ImageURL | str
 
 
-class FileData(_Lenient):
+class FileData(Lenient):
     file_data: str | None = None
     file_id: str | None = None
     filename: str | None = None
 
 
-class FilePart(_Lenient):
+class FilePart(Lenient):
     """A document: ``file.file_data`` as a data URL (a PDF or a text file)."""
 
     type: Literal["file"]
     file: FileData
 
 
-class OtherPart(_Lenient):
+class OtherPart(Lenient):
     """A part type the bridge cannot pass on (input_audio, refusal...)."""
 
     type: str
@@ -52,18 +50,18 @@ class OtherPart(_Lenient):
 ContentPart = TextPart | ImagePart | FilePart | OtherPart
 
 
-class FunctionCall(_Lenient):
+class FunctionCall(Lenient):
     name: str
     arguments: str | None = None
 
 
-class ToolCallIn(_Lenient):
+class ToolCallIn(Lenient):
     id: str
     type: str = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Lenient):
+class ChatMessage(Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -73,33 +71,22 @@ class ChatMessage(_Lenient):
     function_call: FunctionCall | None = None
 
 
-class FunctionDef(_Lenient):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class ToolDef(_Lenient):
-    type: str = "function"
-    function: FunctionDef
-
-
-class StreamOptions(_Lenient):
+class StreamOptions(Lenient):
     include_usage: bool | None = None
 
 
-class JSONSchemaFormat(_Lenient):
+class JSONSchemaFormat(Lenient):
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Lenient):
+class ResponseFormat(Lenient):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
 
-class ChatCompletionRequest(_Lenient):
+class ChatCompletionRequest(Lenient):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = False

@@ -35,7 +35,8 @@ from ...core.messages import (
 from ...core.turn import TextDelta, ThinkingDelta, ToolCall, ToolSpec, TurnDone, TurnEvent, TurnRequest, Usage
 from ...errors import BridgeError, CliCrashed, InvalidRequest, UpstreamError
 from ..parts import MediaLimits, join_system, new_id, tool_spec, tool_use
-from .protocol import ChatCompletionRequest, ChatMessage, FilePart, FunctionDef, ImagePart, TextPart
+from ..shared_models import FunctionDef
+from .protocol import ChatCompletionRequest, ChatMessage, FilePart, ImagePart, TextPart
 
 FINISH_REASONS = {
     "end_turn": "stop",
