@@ -146,3 +146,11 @@ def test_a_taken_port_a_public_bind_and_the_last_windows(tmp_path):
         tmp_path, "--host", "0.0.0.0", "--bridge-api-key", "short", CLAUDE_CLI_PATH=str(tmp_path / "none")
     )
     assert line(lines, "keys and binding").startswith("[warn]") and "shorter than 16" in line(lines, "keys and binding")
+
+
+def test_doctor_beside_a_running_bridge_warns_that_its_port_is_that_bridges(tmp_path, bridge):
+    """`podman exec NAME claude-cli-bridge doctor`: the ports are the running bridge's, which
+    is no failure of the configuration."""
+    _, lines = doctor(tmp_path, CLAUDE_CLI_PATH=find_test_cli(), PORT=str(bridge.port))
+    port = line(lines, "OpenAI port")
+    assert port.startswith("[warn]") and "a claude-cli-bridge is running there" in port

@@ -259,13 +259,25 @@ def check_ports(settings: Settings) -> list[Check]:
             try:
                 sock.bind((settings.host, port))
             except OSError as exc:
-                running = " (a claude-cli-bridge is already running there)" if _is_bridge(settings.host, port) else ""
                 reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                if _is_bridge(settings.host, port):
+                    # doctor run beside a running bridge (`podman exec ... doctor`): its port is
+                    # taken by that bridge, which is no problem of the configuration.
+                    checks.append(
+                        Check(
+                            f"{what} port",
+                            True,
+                            f"{settings.host}:{port} is {reason}: a claude-cli-bridge is running there",
+                            warning=True,
+                            fix=f"to start another bridge beside it, set {setting} (or {flag}) to a free port",
+                        )
+                    )
+                    continue
                 checks.append(
                     Check(
                         f"{what} port",
                         False,
-                        f"{settings.host}:{port} is {reason}{running}",
+                        f"{settings.host}:{port} is {reason}",
                         fix=f"set {setting} (or {flag}) to a free port, or stop the program using it",
                     )
                 )
