@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 from harness import ROOT, BridgeServer, find_test_cli
-from test_startup import run_module
+from test_startup_e2e import run_module
 
 from claude_cli_bridge.cli.launch import Launcher, LaunchFiles, build_argv
 from claude_cli_bridge.cli.probe import FEATURES, run_probes
