@@ -1,12 +1,15 @@
-"""Documents end to end: OpenAI ``file`` parts (a PDF, a text file) and PDFs among Ollama
-``images`` reach the upstream as Claude ``document`` blocks, byte for byte, in the newest turn
+"""Documents end to end: OpenAI ``file`` parts (a PDF, a text file), PDFs among Ollama
+``images``, Anthropic ``document`` blocks and Responses ``input_file`` items reach the upstream
+as Claude ``document`` blocks, byte for byte, in the newest turn
 and in history; bad files get a 4xx naming the message and part. Real CLI, fake upstream, the
 clients' own SDKs."""
 
 from __future__ import annotations
 
 import base64
+import json
 
+import anthropic
 import ollama
 import openai
 import pytest
@@ -124,3 +127,59 @@ def test_ollama_a_pdf_among_images_is_a_document(bridge, fake):
     assert documents_in(user) == [
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
     ]
+
+
+# -- Anthropic Messages and Responses ------------------------------------------------------
+@pytest.fixture
+def claude(bridge):
+    return anthropic.Anthropic(base_url=bridge.base_url, api_key="x", max_retries=0)
+
+
+def test_anthropic_documents_reach_the_upstream_byte_for_byte(claude, fake):
+    claude.messages.create(
+        model="sonnet",
+        max_tokens=64,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+                    },
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain notes"}},
+                    {"type": "text", "text": "Summarize both."},
+                ],
+            }
+        ],
+    )
+    blocks = [b for m in fake.received[-1].messages if m["role"] == "user" for b in m["content"]]
+    documents = [b["source"] for b in blocks if b.get("type") == "document"]
+    assert {"type": "base64", "media_type": "application/pdf", "data": PDF_B64} in documents
+    assert any(d.get("data") == "plain notes" for d in documents)
+    with pytest.raises(anthropic.BadRequestError, match="document sources"):
+        claude.messages.create(
+            model="sonnet",
+            max_tokens=64,
+            messages=[
+                {"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x"}}]}
+            ],
+        )
+
+
+def test_responses_input_files_reach_the_upstream_as_documents(client, fake):
+    client.responses.create(
+        model="sonnet",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_file", "filename": "r.pdf", "file_data": f"data:application/pdf;base64,{PDF_B64}"},
+                    {"type": "input_text", "text": "Summarize."},
+                ],
+            }
+        ],
+    )
+    blocks = [b for m in fake.received[-1].messages if m["role"] == "user" for b in m["content"]]
+    [document] = [b for b in blocks if b.get("type") == "document"]
+    assert document["source"]["data"] == PDF_B64 and json.dumps(document).count("r.pdf") == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import anthropic
 import openai
 import pytest
 from fake_upstream import Reply, ToolUse, tool_results
@@ -149,3 +150,23 @@ def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
     )
     assert (user.name, user.age) == ("Ada", 36)
     assert fake.received[-1].body["tool_choice"]["name"] == "User"
+
+
+# -- Anthropic Messages ---------------------------------------------------------------------
+@pytest.fixture
+def claude(bridge):
+    return anthropic.Anthropic(base_url=bridge.base_url, api_key="x", max_retries=0)
+
+
+def test_anthropic_forced_tool_choice_reaches_the_upstream(claude, fake):
+    tool = {"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    fake.handler = lambda body: Reply(chunks=["no call"])
+    with pytest.raises(anthropic.APIStatusError):  # the fake ignores the choice: a 502, never a 200
+        claude.messages.create(
+            model="sonnet",
+            max_tokens=64,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "lookup"},
+            messages=[{"role": "user", "content": "x"}],
+        )
+    assert fake.received[-1].body["tool_choice"] == {"type": "tool", "name": "lookup"}
