@@ -74,11 +74,17 @@ class ScriptedEngine:
         pass
 
 
-def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
+def transport_for(
+    engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None
+) -> httpx.ASGITransport:
+    """The app over ASGI, for a client of one's own (an SDK's: ``ollama.AsyncClient(host=...,
+    transport=transport_for(engine))``)."""
     app = create_app(settings or engine.settings, engine, embeddings)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://bridge.test"
-    )
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport_for(engine, settings, embeddings), base_url="http://bridge.test")
 
 
 def sse_events(text: str) -> list[tuple[str | None, str]]:

@@ -44,13 +44,6 @@ def test_suffix_asks_for_the_middle(client, fake):
     assert "Fill in the middle" in call.system_text
 
 
-def test_unsupported_options_are_400s(client):
-    with pytest.raises(openai.BadRequestError, match="echo"):
-        client.completions.create(model="sonnet", prompt="x", echo=True)
-    with pytest.raises(openai.BadRequestError, match="2 prompts"):
-        client.completions.create(model="sonnet", prompt=["x", "y"])
-
-
 def test_litellm_text_completion(bridge, fake, monkeypatch):
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
     litellm = pytest.importorskip("litellm")

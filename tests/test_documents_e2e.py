@@ -1,8 +1,8 @@
 """Documents end to end: OpenAI ``file`` parts (a PDF, a text file), PDFs among Ollama
 ``images``, Anthropic ``document`` blocks and Responses ``input_file`` items reach the upstream
-as Claude ``document`` blocks, byte for byte, in the newest turn
-and in history; bad files get a 4xx naming the message and part. Real CLI, fake upstream, the
-clients' own SDKs."""
+as Claude ``document`` blocks, byte for byte, in the newest turn and in history. Real CLI, fake
+upstream, the clients' own SDKs. (Bad and oversized files, refused before the engine, are in
+test_openai_routes.py.)"""
 
 from __future__ import annotations
 
@@ -83,39 +83,6 @@ def test_a_document_in_an_earlier_turn_reaches_the_upstream_through_the_transcri
     first_user = next(m for m in fake.received[-1].messages if m["role"] == "user")
     assert documents_in(first_user)[0]["source"]["data"] == PDF_B64
     assert documents_in(first_user)[0]["title"] == "old.pdf"
-
-
-@pytest.mark.parametrize(
-    "part, message",
-    [
-        ({"type": "file", "file": {"file_id": "file-abc123"}}, "no file store"),
-        ({"type": "file", "file": {"file_data": "data:application/pdf;base64,!!!"}}, "not valid base64"),
-        (
-            {"type": "file", "file": {"file_data": "data:application/zip;base64,UEsDBA==", "filename": "a.zip"}},
-            "unsupported file",
-        ),
-        ({"type": "file", "file": {}}, "needs file.file_data"),
-    ],
-)
-def test_bad_files_are_a_400_naming_the_message_and_part(client, part, message):
-    with pytest.raises(openai.BadRequestError, match=message) as caught:
-        client.chat.completions.create(
-            model="sonnet",
-            messages=[
-                {"role": "system", "content": "s"},
-                {"role": "user", "content": [{"type": "text", "text": "x"}, part]},
-            ],
-        )
-    assert "messages[1].content[1]" in str(caught.value)
-
-
-def test_an_oversized_document_is_a_413(start_bridge):
-    server = start_bridge(MAX_DOCUMENT_BYTES="40")
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
-    with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": [pdf_part()]}])
-    assert caught.value.status_code == 413
-    assert "messages[0].content[0]" in str(caught.value)
 
 
 def test_ollama_a_pdf_among_images_is_a_document(bridge, fake):

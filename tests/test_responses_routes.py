@@ -193,6 +193,18 @@ async def test_hosted_tools_are_left_out_but_forcing_one_is_a_400():
             {**RESPONSES, "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
             "no file store",
         ),
+        (  # two bytes that are no PDF
+            {
+                **RESPONSES,
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_file", "file_data": "data:application/pdf;base64,AA=="}],
+                    }
+                ],
+            },
+            "unsupported file",
+        ),
         ({**RESPONSES, "input": [{"role": "assistant", "content": "only me"}]}, "must end with a user"),
         ({**RESPONSES, "background": True}, "background"),
         ({**RESPONSES, "model": "gpt-4o"}, "gpt-4o"),
