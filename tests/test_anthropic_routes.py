@@ -12,6 +12,8 @@ from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.errors import CliCrashed, InvalidRequest, PoolBusy, UpstreamError
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 MESSAGES = {"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 

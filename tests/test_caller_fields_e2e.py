@@ -16,6 +16,8 @@ import pytest
 from fake_upstream import Reply
 from harness import find_test_cli
 
+pytestmark = pytest.mark.e2e
+
 BAD_NAMES = {
     "200 KB": "claude-" + "a" * 200_000,
     "NUL": "claude-a\x00b",

@@ -20,6 +20,8 @@ from test_startup_e2e import run_module
 from claude_cli_bridge.cli.probe import run_probes
 from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, dotted
 
+pytestmark = pytest.mark.e2e
+
 
 def script(tmp_path: Path, name: str, body: str) -> str:
     path = tmp_path / name

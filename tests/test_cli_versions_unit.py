@@ -12,6 +12,8 @@ from claude_cli_bridge.cli.probe import FEATURES
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, check_range, dotted, parse_version
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_pinned_versions_are_the_range_the_code_knows():
     assert (ROOT / "scripts" / "cli-version").read_text().strip() == dotted(NEWEST_TESTED)

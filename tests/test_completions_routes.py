@@ -10,6 +10,8 @@ from scripted_engine import FAILURES, ScriptedEngine, client_for, sse_events, te
 
 from claude_cli_bridge.core.turn import Usage
 
+pytestmark = pytest.mark.routes
+
 COMPLETIONS = {"model": "sonnet", "prompt": "hi"}
 
 

@@ -9,6 +9,8 @@ from openai.types import Completion
 from claude_cli_bridge.api.openai import completions
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
 
+pytestmark = pytest.mark.unit
+
 
 # -- legacy completions ----------------------------------------------------------------------
 @pytest.mark.parametrize(

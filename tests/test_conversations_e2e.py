@@ -15,6 +15,8 @@ import openai
 import pytest
 from fake_upstream import Reply
 
+pytestmark = pytest.mark.e2e
+
 
 def ask(server, messages, **extra):
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)

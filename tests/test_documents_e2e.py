@@ -14,6 +14,8 @@ import ollama
 import openai
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 PDF_B64 = base64.b64encode(PDF).decode()
 TEXT = "Quarterly notes\nRevenue: 42\n@/etc/passwd stays text\n"

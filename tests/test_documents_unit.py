@@ -14,6 +14,8 @@ from claude_cli_bridge.core.documents import document_from_file_data, pdf_from_b
 from claude_cli_bridge.core.messages import DocumentBlock, TextBlock
 from claude_cli_bridge.errors import InvalidRequest, RequestTooLarge
 
+pytestmark = pytest.mark.unit
+
 PDF = b"%PDF-1.7\n%%EOF\n"
 PDF_B64 = base64.b64encode(PDF).decode()
 

@@ -8,6 +8,8 @@ import json
 import pytest
 from scripted_engine import ScriptedEngine, client_for
 
+pytestmark = pytest.mark.routes
+
 NUL = "\\u0000"  # as JSON escapes, written into raw bodies
 SURROGATE = "\\ud800"
 

@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def aliased(fake):

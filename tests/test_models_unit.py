@@ -10,6 +10,8 @@ from claude_cli_bridge.embeddings.token_ids import decode, encoding_for, load_cl
 from claude_cli_bridge.errors import InvalidRequest, ModelNotFound
 from claude_cli_bridge.settings import parse_model_aliases
 
+pytestmark = pytest.mark.unit
+
 
 def test_model_aliases_resolve_and_other_names_stay_404():
     aliases = parse_model_aliases(" gpt-4o = sonnet, GPT-4o-mini=haiku ,")

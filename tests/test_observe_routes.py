@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scripted_engine import ScriptedEngine, client_for
 
@@ -14,6 +15,8 @@ from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
 from claude_cli_bridge.errors import CliCrashed, ModelNotFound, PoolBusy
 from claude_cli_bridge.observe.ledger import print_summary, read_rows, read_usage
 from claude_cli_bridge.settings import Settings
+
+pytestmark = pytest.mark.routes
 
 USAGE = Usage(input_tokens=17, output_tokens=9, cache_read_input_tokens=4, cache_creation_input_tokens=2)
 

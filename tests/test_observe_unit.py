@@ -10,6 +10,8 @@ import pytest
 
 from claude_cli_bridge.observe.requestlog import JsonFormatter
 
+pytestmark = pytest.mark.unit
+
 
 def test_json_log_lines_carry_the_record():
     record = logging.LogRecord("claude_cli_bridge.requests", logging.INFO, "", 0, "line", (), None)

@@ -15,6 +15,8 @@ import pytest
 from fake_upstream import Reply, structured_reply
 from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessResponse, ShowResponse
 
+pytestmark = pytest.mark.e2e
+
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
 

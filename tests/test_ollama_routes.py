@@ -10,6 +10,8 @@ from scripted_engine import ScriptedEngine, client_for, transport_for
 
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 
 async def test_ollama_tags_list_the_aliases():
     engine = ScriptedEngine(settings=Settings(_env_file=None, model_aliases="gpt-4o=sonnet"))

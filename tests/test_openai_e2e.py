@@ -11,6 +11,8 @@ import openai
 import pytest
 from fake_upstream import Reply, structured_reply
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def client(bridge):

@@ -18,6 +18,8 @@ from test_vision_e2e import png_bytes
 from claude_cli_bridge.core.turn import ThinkingDelta
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 TITLE = '### Task:\nGenerate a title.\nJSON format: { "title": "x" }\n<chat_history>\nUSER: hi\n</chat_history>'
 
 

@@ -14,6 +14,8 @@ import pytest
 from claude_cli_bridge.run.command import flag_name
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -12,6 +12,8 @@ import pytest
 from fake_upstream import Reply
 from harness import cli_default_effort
 
+pytestmark = pytest.mark.e2e
+
 THINKING = ["The user greets me. ", "I should greet back."]
 ANSWER = ["Hello", " there!"]
 

@@ -20,6 +20,8 @@ from claude_cli_bridge.core.turn import TextDelta, ThinkingDelta, TurnDone, Usag
 from claude_cli_bridge.errors import InvalidRequest
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 DONE = TurnDone("end_turn", Usage(5, 3), "m")
 
 

@@ -16,6 +16,8 @@ from fake_upstream import Reply, ToolUse, structured_reply, tool_results, weathe
 from harness import ROOT
 from pydantic import BaseModel
 
+pytestmark = pytest.mark.e2e
+
 WEATHER = {
     "type": "function",
     "name": "get_weather",

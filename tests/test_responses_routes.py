@@ -14,6 +14,8 @@ from claude_cli_bridge.core.messages import ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 RESPONSES = {"model": "sonnet", "input": "hi"}
 
 

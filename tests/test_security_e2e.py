@@ -12,6 +12,8 @@ import openai
 import pytest
 from fake_upstream import Reply, ToolUse
 
+pytestmark = pytest.mark.e2e
+
 KEY = "sk-bridge-test-1"
 
 

@@ -16,7 +16,7 @@ from test_tap_upstream_unit import CHUNKED
 from claude_cli_bridge.tap.server import ssl_context
 from claude_cli_bridge.tap.upstream import UpstreamClient
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
 async def body(response) -> bytes:

@@ -8,6 +8,8 @@ import pytest
 
 from claude_cli_bridge.tap.upstream import ChunkedDecoder, UpstreamError, _proxy_for
 
+pytestmark = pytest.mark.unit
+
 CHUNKED = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: 1\r\n\r\n"
 
 

@@ -9,6 +9,8 @@ import openai
 import pytest
 from fake_upstream import Reply
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def client(bridge):

@@ -13,6 +13,8 @@ import pytest
 from fake_upstream import Reply, ToolUse, tool_results
 from fake_upstream import weather_model as _weather_model
 
+pytestmark = pytest.mark.e2e
+
 WEATHER_FUNCTION = {
     "name": "get_weather",
     "description": "Current weather for a city.",

@@ -13,6 +13,8 @@ from claude_cli_bridge.core.messages import TextBlock, ToolResultBlock, ToolUseB
 from claude_cli_bridge.core.turn import ToolCall, ToolSpec, TurnDone, TurnRequest, Usage
 from claude_cli_bridge.errors import InvalidRequest, UpstreamError
 
+pytestmark = pytest.mark.unit
+
 
 def chat(**body):
     return translate.from_chat_request(ChatCompletionRequest.model_validate(body), max_image_bytes=1 << 20)

@@ -15,6 +15,8 @@ import pytest
 from claude_cli_bridge.api.image_urls import fetch_as_data_url
 from claude_cli_bridge.errors import InvalidRequest
 
+pytestmark = pytest.mark.e2e
+
 
 def png_bytes(width: int = 4, height: int = 3, rgb=(200, 30, 90)) -> bytes:
     """A real, decodable PNG."""
