@@ -14,12 +14,22 @@ import httpx
 from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.core.models import resolve_model
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
+from claude_cli_bridge.errors import UpstreamError
 from claude_cli_bridge.settings import Settings
 
 Script = Callable[[TurnRequest], list[Any]]
 
 
 DEFAULT_USAGE = Usage(5, 3)
+
+
+# A turn that fails after its first byte, three ways: what each stream writer must end in its
+# API's in-band error.
+FAILURES = {
+    "bridge error": [TextDelta("partial"), UpstreamError("Upstream overloaded: busy", status=503, retry=True)],
+    "unexpected exception": [TextDelta("partial"), RuntimeError("boom")],
+    "no TurnDone": [TextDelta("partial")],
+}
 
 
 def text_turn(*chunks: str, stop: str = "end_turn", usage: Usage = DEFAULT_USAGE) -> list[Any]:
@@ -64,8 +74,29 @@ class ScriptedEngine:
         pass
 
 
-def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
+def transport_for(
+    engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None
+) -> httpx.ASGITransport:
+    """The app over ASGI, for a client of one's own (an SDK's: ``ollama.AsyncClient(host=...,
+    transport=transport_for(engine))``)."""
     app = create_app(settings or engine.settings, engine, embeddings)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://bridge.test"
-    )
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+def client_for(engine: ScriptedEngine, settings: Settings | None = None, embeddings: Any = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport_for(engine, settings, embeddings), base_url="http://bridge.test")
+
+
+def sse_events(text: str) -> list[tuple[str | None, str]]:
+    """(event name, data) per SSE frame."""
+    events = []
+    for chunk in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = None, []
+        for line in chunk.splitlines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data.append(line[len("data: ") :])
+        if data:
+            events.append((name, "\n".join(data)))
+    return events

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fake_upstream import Reply, unified_headers
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 TOKEN_A = "sk-ant-oat01-SECRET-ACCOUNT-A-7f3e9c"
 TOKEN_B = "sk-ant-oat01-SECRET-ACCOUNT-B-41d2aa"

@@ -17,6 +17,8 @@ from claude_cli_bridge.core.caller import Caller
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.errors import AccountsRefused, CliNotLoggedIn, KeyLimitReached, UpstreamError
 
+pytestmark = pytest.mark.unit
+
 ENV = {"TOKEN_A": "tok-a", "KEY_C": "key-c", "HOME": "/home/me", "ANTHROPIC_API_KEY": "server-key"}
 
 

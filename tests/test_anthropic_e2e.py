@@ -17,6 +17,8 @@ from fake_upstream import Reply, ToolUse, tool_results, weather_model
 from harness import find_test_cli
 from test_vision_e2e import image_blocks, png_bytes
 
+pytestmark = pytest.mark.e2e
+
 KEY = "bridge-key-for-anthropic-tests"
 WEATHER = {
     "name": "get_weather",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from claude_cli_bridge.run.banner import banner_lines
 from claude_cli_bridge.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 
 def text(**settings) -> str:

@@ -1,6 +1,6 @@
 """Caller text in the places operators look: model names are checked before anything uses
-them (never onto the CLI's argv), and nothing a caller sent reaches the server's log unless
-LOG_CONTENT is on, on every surface, with the real CLI."""
+them (never onto the CLI's argv), and nothing a caller sent (nor the model's answer) reaches
+the server's log unless LOG_CONTENT is on, on every surface, with the real CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ import httpx
 import ollama
 import openai
 import pytest
+from fake_upstream import Reply
 from harness import find_test_cli
+
+pytestmark = pytest.mark.e2e
 
 BAD_NAMES = {
     "200 KB": "claude-" + "a" * 200_000,
@@ -130,22 +133,29 @@ def test_nothing_a_caller_sent_reaches_the_log_at_debug_level_on_any_surface(sta
     for url in (f"{server.openai_url}/responses/resp_{MARK}", f"{server.openai_url}/{MARK}-path"):
         assert httpx.get(url, headers={"x-custom": f"{MARK}-header"}, timeout=30).status_code == 404
     assert quoted >= 5
+    fake.enqueue(Reply(chunks=[f"{MARK}-answer"]))  # and a turn that is answered: prompt and answer
+    answered = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0).chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": f"{MARK}-prompt answered"}]
+    )
+    assert answered.choices[0].message.content == f"{MARK}-answer"
     server.stop()
     log = server.log_path.read_text(errors="replace")
     leaked = [line[:300] for line in log.splitlines() if MARK in line]
     assert not leaked, leaked
 
 
-def test_with_log_content_on_the_prompt_is_logged(start_bridge, fake):
+def test_with_log_content_on_the_prompt_and_the_answer_are_logged(start_bridge, fake):
     """The control: LOG_CONTENT puts caller text in the log, so the test above can see it."""
     server = start_bridge(LOG_CONTENT="true")
+    fake.enqueue(Reply(chunks=[f"{MARK}-answer"]))
     httpx.post(
         f"{server.openai_url}/chat/completions",
         json={"model": "sonnet", "messages": [{"role": "user", "content": f"hi {MARK}"}]},
         timeout=60,
     )
     server.stop()
-    assert MARK in server.log_path.read_text(errors="replace")
+    log = server.log_path.read_text(errors="replace")
+    assert f"hi {MARK}" in log and f"{MARK}-answer" in log
 
 
 def test_a_tool_history_error_log_line_names_its_code_not_the_tool(start_bridge, fake):

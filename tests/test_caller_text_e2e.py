@@ -20,6 +20,8 @@ import pytest
 from fake_upstream import Reply, ToolUse
 from harness import ROOT, BridgeServer
 
+pytestmark = pytest.mark.e2e
+
 SECRET = f"planted-{secrets.token_hex(8)}"
 
 

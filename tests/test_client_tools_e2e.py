@@ -10,6 +10,8 @@ import openai
 import pytest
 from fake_upstream import Reply, ToolUse, weather_model
 
+pytestmark = pytest.mark.e2e
+
 WEATHER = {
     "type": "function",
     "function": {

@@ -14,6 +14,8 @@ from claude_cli_bridge.core.tools import check_history_calls, check_tool_specs
 from claude_cli_bridge.core.turn import ToolSpec
 from claude_cli_bridge.errors import InvalidRequest
 
+pytestmark = pytest.mark.unit
+
 
 def call(id_, name="get"):
     return ToolUseBlock(id_, name, "{}")

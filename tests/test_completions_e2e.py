@@ -7,6 +7,8 @@ import openai
 import pytest
 from fake_upstream import Reply
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def client(bridge):
@@ -42,13 +44,6 @@ def test_suffix_asks_for_the_middle(client, fake):
     call = fake.received[-1]
     assert call.plain_messages() == [("user", "<prefix>def add(a, b):\n    return </prefix><suffix>\n</suffix>")]
     assert "Fill in the middle" in call.system_text
-
-
-def test_unsupported_options_are_400s(client):
-    with pytest.raises(openai.BadRequestError, match="echo"):
-        client.completions.create(model="sonnet", prompt="x", echo=True)
-    with pytest.raises(openai.BadRequestError, match="2 prompts"):
-        client.completions.create(model="sonnet", prompt=["x", "y"])
 
 
 def test_litellm_text_completion(bridge, fake, monkeypatch):

@@ -37,7 +37,7 @@ from harness import free_port, wait_for
 
 # A cold build (base and image from nothing) takes a few minutes on 2 cores; the first test
 # that needs the image waits for it.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "container"

@@ -1,15 +1,20 @@
-"""Documents end to end: OpenAI ``file`` parts (a PDF, a text file) and PDFs among Ollama
-``images`` reach the upstream as Claude ``document`` blocks, byte for byte, in the newest turn
-and in history; bad files get a 4xx naming the message and part. Real CLI, fake upstream, the
-clients' own SDKs."""
+"""Documents end to end: OpenAI ``file`` parts (a PDF, a text file), PDFs among Ollama
+``images``, Anthropic ``document`` blocks and Responses ``input_file`` items reach the upstream
+as Claude ``document`` blocks, byte for byte, in the newest turn and in history. Real CLI, fake
+upstream, the clients' own SDKs. (Bad and oversized files, refused before the engine, are in
+test_openai_routes.py.)"""
 
 from __future__ import annotations
 
 import base64
+import json
 
+import anthropic
 import ollama
 import openai
 import pytest
+
+pytestmark = pytest.mark.e2e
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 PDF_B64 = base64.b64encode(PDF).decode()
@@ -82,39 +87,6 @@ def test_a_document_in_an_earlier_turn_reaches_the_upstream_through_the_transcri
     assert documents_in(first_user)[0]["title"] == "old.pdf"
 
 
-@pytest.mark.parametrize(
-    "part, message",
-    [
-        ({"type": "file", "file": {"file_id": "file-abc123"}}, "no file store"),
-        ({"type": "file", "file": {"file_data": "data:application/pdf;base64,!!!"}}, "not valid base64"),
-        (
-            {"type": "file", "file": {"file_data": "data:application/zip;base64,UEsDBA==", "filename": "a.zip"}},
-            "unsupported file",
-        ),
-        ({"type": "file", "file": {}}, "needs file.file_data"),
-    ],
-)
-def test_bad_files_are_a_400_naming_the_message_and_part(client, part, message):
-    with pytest.raises(openai.BadRequestError, match=message) as caught:
-        client.chat.completions.create(
-            model="sonnet",
-            messages=[
-                {"role": "system", "content": "s"},
-                {"role": "user", "content": [{"type": "text", "text": "x"}, part]},
-            ],
-        )
-    assert "messages[1].content[1]" in str(caught.value)
-
-
-def test_an_oversized_document_is_a_413(start_bridge):
-    server = start_bridge(MAX_DOCUMENT_BYTES="40")
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
-    with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": [pdf_part()]}])
-    assert caught.value.status_code == 413
-    assert "messages[0].content[0]" in str(caught.value)
-
-
 def test_ollama_a_pdf_among_images_is_a_document(bridge, fake):
     response = ollama.Client(host=bridge.ollama_url).chat(
         model="sonnet", messages=[{"role": "user", "content": "Summarise", "images": [PDF_B64]}]
@@ -124,3 +96,59 @@ def test_ollama_a_pdf_among_images_is_a_document(bridge, fake):
     assert documents_in(user) == [
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
     ]
+
+
+# -- Anthropic Messages and Responses ------------------------------------------------------
+@pytest.fixture
+def claude(bridge):
+    return anthropic.Anthropic(base_url=bridge.base_url, api_key="x", max_retries=0)
+
+
+def test_anthropic_documents_reach_the_upstream_byte_for_byte(claude, fake):
+    claude.messages.create(
+        model="sonnet",
+        max_tokens=64,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+                    },
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain notes"}},
+                    {"type": "text", "text": "Summarize both."},
+                ],
+            }
+        ],
+    )
+    blocks = [b for m in fake.received[-1].messages if m["role"] == "user" for b in m["content"]]
+    documents = [b["source"] for b in blocks if b.get("type") == "document"]
+    assert {"type": "base64", "media_type": "application/pdf", "data": PDF_B64} in documents
+    assert any(d.get("data") == "plain notes" for d in documents)
+    with pytest.raises(anthropic.BadRequestError, match="document sources"):
+        claude.messages.create(
+            model="sonnet",
+            max_tokens=64,
+            messages=[
+                {"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x"}}]}
+            ],
+        )
+
+
+def test_responses_input_files_reach_the_upstream_as_documents(client, fake):
+    client.responses.create(
+        model="sonnet",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_file", "filename": "r.pdf", "file_data": f"data:application/pdf;base64,{PDF_B64}"},
+                    {"type": "input_text", "text": "Summarize."},
+                ],
+            }
+        ],
+    )
+    blocks = [b for m in fake.received[-1].messages if m["role"] == "user" for b in m["content"]]
+    [document] = [b for b in blocks if b.get("type") == "document"]
+    assert document["source"]["data"] == PDF_B64 and json.dumps(document).count("r.pdf") == 1

@@ -20,6 +20,8 @@ from embed_model import DIMENSIONS, MAX_TOKENS, MODEL_DIR_NAME, assemble_model_d
 from harness import BridgeServer
 from tokenizers import Tokenizer
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="session")
 def embed_model_dir(tmp_path_factory):

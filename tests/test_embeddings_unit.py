@@ -17,6 +17,8 @@ from claude_cli_bridge.embeddings.engine import EmbeddingEngine, EmbedResult, ch
 from claude_cli_bridge.errors import EmbeddingUnavailable, InvalidRequest
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 # --- OpenAI: input shapes ------------------------------------------------------------------------
 
 

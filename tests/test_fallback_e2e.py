@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fake_upstream import Reply
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def test_an_overloaded_model_falls_back_to_the_fallback_model(start_bridge, fake):

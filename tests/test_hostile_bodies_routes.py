@@ -8,6 +8,8 @@ import json
 import pytest
 from scripted_engine import ScriptedEngine, client_for
 
+pytestmark = pytest.mark.routes
+
 NUL = "\\u0000"  # as JSON escapes, written into raw bodies
 SURROGATE = "\\ud800"
 
@@ -124,3 +126,22 @@ async def test_max_messages_counts_the_messages_the_caller_sent():
         fits = await client.post("/v1/chat/completions", json={"model": "sonnet", "messages": messages[:2000]})
         assert fits.status_code == 200
     assert len(engine.requests) == 1
+
+
+async def test_oversized_bodies_and_too_many_messages_are_refused():
+    settings = ScriptedEngine().settings.model_copy(update={"max_request_bytes": 2000, "max_messages": 3})
+    engine = ScriptedEngine(settings=settings)
+    async with client_for(engine) as client:
+        big = await client.post(
+            "/v1/chat/completions", json={"model": "sonnet", "messages": [{"role": "user", "content": "x" * 5000}]}
+        )
+        assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
+        many = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "sonnet",
+                "messages": [{"role": r, "content": "x"} for r in ["user", "assistant"] * 2 + ["user"]],
+            },
+        )
+        assert many.status_code == 400 and "Too many messages" in many.json()["error"]["message"]
+    assert not engine.requests

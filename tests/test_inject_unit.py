@@ -11,6 +11,8 @@ import pytest
 from claude_cli_bridge.tap.inject import ANSWER_LOCALLY, SIGNED_BY, Assignment, InjectMismatch, splice
 from claude_cli_bridge.tap.warmup import fingerprint
 
+pytestmark = pytest.mark.unit
+
 VERSION = "2.1.332"
 NOTES = "# Environment\nYou have been invoked...\n\nToday's date is 2026-12-03."
 EXTRA = {"output_config": {"effort": "medium"}}

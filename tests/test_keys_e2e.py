@@ -16,7 +16,7 @@ from test_accounts_e2e import TOKEN_A, TOKEN_B
 
 from claude_cli_bridge.accounts.keys import sha256_hex
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 ALICE, BOB, CI = "ccb-e2e-alice-0f3a", "ccb-e2e-bob-77c1", "ccb-e2e-ci-9d20"
 DANA = "ccb-e2e-dana-51be"

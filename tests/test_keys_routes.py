@@ -16,6 +16,8 @@ from claude_cli_bridge.accounts.keys import sha256_hex
 from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 ALICE, BOB, CI = "ccb-alice-key-1", "ccb-bob-key-2", "ccb-ci-key-3"
 ACCOUNTS = AccountsConfig(
     (Account("a", "oauth_token", "TOKEN_A"), Account("b", "oauth_token", "TOKEN_B")),

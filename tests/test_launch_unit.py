@@ -12,6 +12,8 @@ from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import ToolSpec
 
+pytestmark = pytest.mark.unit
+
 
 def launcher(tmp_path, cli="/no/such/claude", **env):
     return Launcher(cli, tmp_path / "state", {"PATH": "/bin", **env}, tmp_path / "work")

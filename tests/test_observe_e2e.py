@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from claude_cli_bridge.observe.ledger import read_usage
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 KEY = "dashboard-test-key-0123456789"
 TOKENS = re.compile(r"tokens in=(\d+) out=(\d+) cache-read=(\d+) cache-write=(\d+) status=(\d+)")
 

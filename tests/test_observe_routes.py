@@ -14,8 +14,9 @@ from scripted_engine import ScriptedEngine, client_for
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
 from claude_cli_bridge.errors import CliCrashed, ModelNotFound, PoolBusy
 from claude_cli_bridge.observe.ledger import print_summary, read_rows, read_usage
-from claude_cli_bridge.observe.requestlog import JsonFormatter
 from claude_cli_bridge.settings import Settings
+
+pytestmark = pytest.mark.routes
 
 USAGE = Usage(input_tokens=17, output_tokens=9, cache_read_input_tokens=4, cache_creation_input_tokens=2)
 
@@ -182,27 +183,6 @@ async def test_the_ledger_survives_a_restart_and_usage_summarises_it(tmp_path, c
     assert print_summary(tmp_path / "data", 7, as_json=False) == 0
     out = capsys.readouterr().out
     assert "sonnet" in out and "17" in out and "total" in out
-
-
-def test_json_log_lines_carry_the_record():
-    record = logging.LogRecord("claude_cli_bridge.requests", logging.INFO, "", 0, "line", (), None)
-    record.request = {"api": "openai", "input_tokens": 3}
-    data = json.loads(JsonFormatter().format(record))
-    assert (data["event"], data["api"], data["input_tokens"]) == ("request", "openai", 3)
-    plain = json.loads(
-        JsonFormatter().format(logging.LogRecord("x", logging.WARNING, "", 0, "hello %s", ("you",), None))
-    )
-    assert plain["message"] == "hello you" and plain["level"] == "warning"
-
-
-@pytest.mark.parametrize("retention, kept", [(0, 3), (2, 2), (30, 3)])
-def test_retention_deletes_old_days(tmp_path, retention, kept):
-    from claude_cli_bridge.observe.ledger import prune
-
-    for day in ("2026-01-01", "2026-01-09", "2026-01-10"):
-        (tmp_path / f"usage-{day}.jsonl").write_text("{}\n")
-    prune(tmp_path, retention, lambda: 1768003200.0 + 3600)  # 2026-01-10 01:00 UTC
-    assert len(list(tmp_path.glob("usage-*.jsonl"))) == kept
 
 
 async def test_a_request_for_an_unknown_model_is_an_error_of_its_route_not_usage_of_that_model(tmp_path):

@@ -12,6 +12,8 @@ from scripted_engine import ScriptedEngine
 from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.errors import Refused
 
+pytestmark = pytest.mark.routes
+
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
 TURNS = [
     ("/v1/chat/completions", CHAT, "openai.chat", lambda body: body["error"]["message"]),

@@ -17,6 +17,8 @@ import pytest
 from fake_upstream import Reply
 from harness import wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 def chat(server, content="hi", **extra):
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)

@@ -16,6 +16,8 @@ from claude_cli_bridge.errors import CliCrashed, CliUnavailable, PoolBusy
 from claude_cli_bridge.pool import Lease, Pool, PoolLimits
 from claude_cli_bridge.pool.records import Tick
 
+pytestmark = pytest.mark.unit
+
 _pids = itertools.count(1000)
 
 

@@ -12,6 +12,8 @@ from scripted_engine import ScriptedEngine, client_for, text_turn
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, Usage
 from claude_cli_bridge.errors import CliCrashed, InvalidRequest, PoolBusy, UpstreamError
 
+pytestmark = pytest.mark.routes
+
 FAILURES = {
     "bridge error": [TextDelta("partial"), UpstreamError("Upstream overloaded: busy", status=503, retry=True)],
     "unexpected exception": [TextDelta("partial"), RuntimeError("boom")],

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 from fake_upstream import Reply
 from harness import find_test_cli, wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 def client(server) -> openai.OpenAI:

@@ -34,7 +34,7 @@ from routing_cluster import (
     stop_bridges,
 )
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 BRIDGE_OF = {"bridge-a-sonnet": "a", "bridge-b-sonnet": "b"}
 
 

@@ -17,6 +17,8 @@ from claude_cli_bridge.core.record import note
 from claude_cli_bridge.core.turn import TextDelta, TurnEvent, TurnRequest
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.routes
+
 SURFACES = {
     "chat": ("/v1/chat/completions", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}),
     "responses": ("/v1/responses", {"model": "sonnet", "input": "hi"}),

@@ -16,7 +16,7 @@ import pytest
 from fake_upstream import Reply, unified_headers, weather_model
 from harness import cli_sends_environment_note
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 NOTE = "# Environment"
 WEATHER = {

@@ -16,7 +16,7 @@ from fake_upstream import Reply, unified_headers
 
 from claude_cli_bridge.tap import Tap, TapSettings
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from claude_cli_bridge.tap.warmup import (
     warmup_text,
 )
 
+pytestmark = pytest.mark.unit
+
 ENV = (
     "# Environment\nYou have been invoked in the following environment: \n - Primary working directory: /tmp/w\n"
     " - Platform: linux\n - In `curl`, send untrusted values with `--form-string`, not `-F`."

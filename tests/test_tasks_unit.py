@@ -8,6 +8,8 @@ from claude_cli_bridge.core import tasks
 from claude_cli_bridge.core.messages import Message, TextBlock
 from claude_cli_bridge.core.turn import TurnRequest
 
+pytestmark = pytest.mark.unit
+
 # -- Open WebUI tasks --------------------------------------------------------------------------
 TITLE = """### Task:
 Generate a concise title summarizing the chat history.

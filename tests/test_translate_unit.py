@@ -25,6 +25,8 @@ from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.errors import CliNotLoggedIn, InvalidRequest, ModelNotFound, RequestTooLarge, UpstreamError
 from claude_cli_bridge.settings import DEFAULT_LEGACY_MODELS
 
+pytestmark = pytest.mark.unit
+
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 
 

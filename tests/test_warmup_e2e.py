@@ -13,7 +13,7 @@ import ollama
 import openai
 import pytest
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 MARKER_WORDS = "Bridge warm-up"
 

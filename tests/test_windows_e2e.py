@@ -12,7 +12,7 @@ import pytest
 from fake_upstream import Reply, unified_headers
 from harness import wait_for
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from claude_cli_bridge.cli.wire import TurnParser, rate_limit_info
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
 from claude_cli_bridge.errors import UpstreamError
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_800_000_000
 
 # Lines as the real CLI (2.1.332) printed them against the fake upstream's headers.

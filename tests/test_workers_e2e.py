@@ -32,7 +32,7 @@ from test_tap_cli_e2e import WEATHER
 
 from claude_cli_bridge.tap.rewrite import strip_environment_note
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 PREFIX = "mcp__client__"
 RESUME_PROMPT = "Continue from where you left off."

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from harness import ROOT, find_test_cli, free_port
 
 from claude_cli_bridge.accounts.windows import SubscriptionWindows
 from claude_cli_bridge.cli.wire import rate_limit_info
+
+pytestmark = pytest.mark.e2e
 
 LOGINS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CONFIG_DIR")
 

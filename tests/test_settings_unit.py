@@ -10,6 +10,8 @@ import pytest
 from claude_cli_bridge.run.server import StartupError, check_binding
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

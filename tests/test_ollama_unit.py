@@ -16,6 +16,8 @@ from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, Tool
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.errors import BridgeError, InvalidRequest
 
+pytestmark = pytest.mark.unit
+
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 MAX = 1024 * 1024
 

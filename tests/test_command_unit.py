@@ -7,6 +7,8 @@ import pytest
 from claude_cli_bridge.run.command import build_parser, env_name, flag_name, main, settings_from
 from claude_cli_bridge.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_help_lists_every_setting_with_its_description_and_default():
     text = " ".join(build_parser().format_help().split())  # argparse wraps lines

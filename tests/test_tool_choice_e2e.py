@@ -1,16 +1,19 @@
-"""OpenAI client cases that used to fail: the deprecated functions API, forced tool choice,
-Open WebUI's background tasks over the OpenAI connection, model retrieval and MODEL_ALIASES.
-Real CLI, fake upstream, the openai SDK (and instructor when it is installed)."""
+"""Forcing and shaping tool calls: the deprecated functions API, tool_choice required and
+named (reaching the upstream, and an answer without the forced call is an error, not a 200),
+instructor's default tools mode. Real CLI, fake upstream, the openai SDK (and instructor when it
+is installed)."""
 
 from __future__ import annotations
 
 import json
 
-import httpx
+import anthropic
 import openai
 import pytest
 from fake_upstream import Reply, ToolUse, tool_results
 from fake_upstream import weather_model as _weather_model
+
+pytestmark = pytest.mark.e2e
 
 WEATHER_FUNCTION = {
     "name": "get_weather",
@@ -151,62 +154,21 @@ def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
     assert fake.received[-1].body["tool_choice"]["name"] == "User"
 
 
-# -- Open WebUI tasks over the OpenAI connection -------------------------------------------------
-TITLE_TASK = """### Task:
-Generate a concise title summarizing the chat history.
-### Output:
-JSON format: { "title": "your concise title here" }
-### Chat History:
-<chat_history>
-USER: Why is the sky blue?
-ASSISTANT: Rayleigh scattering.
-</chat_history>"""
+# -- Anthropic Messages ---------------------------------------------------------------------
+@pytest.fixture
+def claude(bridge):
+    return anthropic.Anthropic(base_url=bridge.base_url, api_key="x", max_retries=0)
 
 
-def test_open_webui_title_task_over_openai_goes_to_the_task_model(client, fake):
-    fake.enqueue(Reply(chunks=['{"title": "Blue Sky"}']))
-    answer = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": TITLE_TASK}])
-    assert json.loads(answer.choices[0].message.content) == {"title": "Blue Sky"}
-    assert answer.model == "sonnet"
-    assert "haiku" in fake.received[-1].body["model"]
-
-    client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": TITLE_TASK}], stream=True)
-    list(client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "Hi"}], stream=True))
-    assert "sonnet" in fake.received[-1].body["model"], "a streamed chat is a person's chat"
-
-
-# -- models --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def aliased(fake):
-    from harness import BridgeServer
-
-    server = BridgeServer(fake.base_url, MODEL_ALIASES="gpt-4o=sonnet,gpt-4o-mini=haiku").start()
-    yield server
-    server.stop()
-
-
-def test_model_aliases_are_served_listed_and_retrievable(aliased, fake):
-    client = openai.OpenAI(base_url=aliased.openai_url, api_key="unused", max_retries=0)
-    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
-    assert "haiku" in fake.received[-1].body["model"]
-    listed = [model.id for model in client.models.list()]
-    assert {"gpt-4o", "gpt-4o-mini", "sonnet", "claude-sonnet-5-5"} <= set(listed)
-    for model_id in listed:
-        assert client.models.retrieve(model_id).id == model_id
-    with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="gpt-4-turbo", messages=[{"role": "user", "content": "Hi"}])
-    with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("gpt-4-turbo")
-
-
-def test_every_listed_model_including_embedding_models_is_retrievable(start_bridge, tmp_path):
-    from embed_model import assemble_model_dir
-
-    server = start_bridge(EMBED_MODEL_PATH=str(assemble_model_dir(tmp_path)), HF_HUB_OFFLINE="1")
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
-    listed = [model.id for model in client.models.list()]
-    assert "text-embedding-3-small" in listed
-    for model_id in listed:
-        assert client.models.retrieve(model_id).id == model_id
-    # Clients that drop /v1 retrieve at the root too.
-    assert httpx.get(f"{server.base_url}/models/text-embedding-3-small", timeout=10).status_code == 200
+def test_anthropic_forced_tool_choice_reaches_the_upstream(claude, fake):
+    tool = {"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    fake.handler = lambda body: Reply(chunks=["no call"])
+    with pytest.raises(anthropic.APIStatusError):  # the fake ignores the choice: a 502, never a 200
+        claude.messages.create(
+            model="sonnet",
+            max_tokens=64,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "lookup"},
+            messages=[{"role": "user", "content": "x"}],
+        )
+    assert fake.received[-1].body["tool_choice"] == {"type": "tool", "name": "lookup"}

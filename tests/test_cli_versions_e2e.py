@@ -1,6 +1,7 @@
-"""Knowing the CLI: the version range, the feature probes on the oldest supported version, and
-what the server does with a CLI that is too old, newer, lacks a feature or cannot start.
-Stand-in CLIs are small scripts (around the real CLI where a real turn is needed)."""
+"""Knowing the CLI: the feature probes on the oldest supported version, and what the server
+does with a CLI that is too old, newer, lacks a feature or cannot start. Stand-in CLIs are
+small scripts (around the real CLI where a real turn is needed). test_cli_versions_unit.py has
+the version range itself."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from harness import ROOT, BridgeServer, find_test_cli
-from test_startup import run_module
+from harness import BridgeServer, find_test_cli
+from test_startup_e2e import run_module
 
-from claude_cli_bridge.cli.launch import Launcher, LaunchFiles, build_argv
-from claude_cli_bridge.cli.probe import FEATURES, run_probes
-from claude_cli_bridge.cli.profile import Profile
-from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, check_range, dotted, parse_version
+from claude_cli_bridge.cli.probe import run_probes
+from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, dotted
+
+pytestmark = pytest.mark.e2e
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:
@@ -47,36 +48,6 @@ set -- "${{args[@]}}"
         f"claude-{version}",
         f'if [ "$1" = "--version" ]; then echo "{version} (Claude Code)"; exit 0; fi\n{strip}exec "{find_test_cli()}" "$@"\n',
     )
-
-
-def test_the_pinned_versions_are_the_range_the_code_knows():
-    assert (ROOT / "scripts" / "cli-version").read_text().strip() == dotted(NEWEST_TESTED)
-    assert (ROOT / "scripts" / "cli-floor").read_text().strip() == dotted(OLDEST_SUPPORTED)
-
-
-@pytest.mark.parametrize(
-    "raw, verdict",
-    [("2.1.332 (Claude Code)", "ok"), ("2.1.277", "ok"), ("2.1.276 (Claude Code)", "too_old"), ("1.0.128 (Claude Code)", "too_old"),
-     ("9.0.0 (Claude Code)", "newer"), ("garbage", "too_old")],
-)  # fmt: skip
-def test_versions_are_parsed_and_placed_in_the_range(raw, verdict):
-    assert check_range(parse_version(raw), raw).verdict == verdict
-
-
-def test_the_pool_and_the_probes_launch_the_same_argv(tmp_path):
-    """One builder: the probes go through Launcher, which is what the pool launches with."""
-    profile = Profile(model="haiku", system="s")
-    launcher = Launcher("claude", tmp_path / "state", {}, tmp_path / "work")
-    launcher.prepare()
-    argv, _ = launcher._write_files(tmp_path / "state" / "p", profile, ())
-    files = LaunchFiles(
-        system_prompt=tmp_path / "state" / "p" / "system-prompt.txt",
-        settings=tmp_path / "state" / "p" / "settings.json",
-    )
-    assert argv == build_argv("claude", profile, files)
-    from claude_cli_bridge.cli import probe
-
-    assert "Launcher" in probe.__dict__ and "build_argv" not in probe.__dict__  # the probes build no argv
 
 
 def test_the_oldest_supported_cli_passes_every_feature_probe():
@@ -166,9 +137,3 @@ def test_a_failed_feature_is_switched_off_reported_and_refused_by_name(tmp_path,
         assert ollama.status_code == 501 and "Structured output" in ollama.json()["error"]
     finally:
         server.stop()
-
-
-def test_every_feature_has_a_description_and_a_minimum():
-    from claude_cli_bridge.cli.version import FEATURE_MINIMUMS
-
-    assert set(FEATURES) == set(FEATURE_MINIMUMS)

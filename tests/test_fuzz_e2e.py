@@ -16,6 +16,8 @@ import pytest
 from embed_model import assemble_model_dir
 from harness import ROOT
 
+pytestmark = pytest.mark.e2e
+
 OLLAMA_SPEC = ROOT / "tests" / "specs" / "ollama-openapi.yaml"  # vendored, see tests/specs/README.md
 EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "12")
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 LOAD_SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "load.py"
 
 

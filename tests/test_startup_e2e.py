@@ -7,7 +7,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from harness import ROOT, BridgeServer, find_test_cli
+
+pytestmark = pytest.mark.e2e
 
 
 def run_module(*args, **env):
