@@ -3,7 +3,7 @@ a pytest plugin that puts ``AiohttpUpstreamClient`` where ``UpstreamClient`` was
 tests import it, and copies each test's proxy variables into the process environment (aiohttp
 reads proxies there, ``trust_env``; the tests hand ours a mapping).
 
-    python bench/aiohttp_upstream_check.py    # tests/test_tap_upstream.py and test_tap_unit.py
+    python bench/aiohttp_upstream_check.py    # tests/test_tap_upstream_e2e.py and test_tap_unit.py
 """
 
 from __future__ import annotations
@@ -55,5 +55,14 @@ def pytest_terminal_summary(terminalreporter):
 if __name__ == "__main__":
     os.chdir(BENCH.parent)
     raise SystemExit(
-        pytest.main(["-p", "aiohttp_upstream_check", "-q", "tests/test_tap_upstream.py", "tests/test_tap_unit.py"])
+        pytest.main(
+            [
+                "-p",
+                "aiohttp_upstream_check",
+                "-q",
+                "tests/test_tap_upstream_e2e.py",
+                "tests/test_tap_upstream_unit.py",
+                "tests/test_tap_unit.py",
+            ]
+        )
     )

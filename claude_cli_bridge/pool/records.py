@@ -71,7 +71,7 @@ Launch = Callable[[Profile, tuple[Message, ...], bool], Awaitable[P]]
 
 @dataclass
 class PoolLimits:
-    """The pool's bounds. Defaults are Settings' (tests/test_settings.py keeps them equal), so
+    """The pool's bounds. Defaults are Settings' (tests/test_settings_unit.py keeps them equal), so
     a pool made without settings behaves as a server started without configuration."""
 
     max_processes: int = 8
