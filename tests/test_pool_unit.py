@@ -659,3 +659,10 @@ async def test_retiring_an_account_stops_its_idle_processes_now_and_busy_ones_af
     assert [p.profile.account for p in h.live()] == ["a"]  # no spare refilled for b
     async with h.pool.lease(b, ()) as again:
         assert again.process.alive and again.process not in idle_b and again.process is not busy
+
+
+def test_a_profile_is_custom_by_its_options_not_by_its_account():
+    from claude_cli_bridge.pool.records import custom
+
+    assert not custom(Profile(model="sonnet", account="a"))
+    assert custom(Profile(model="sonnet", system="be nice", account="a"))

@@ -250,4 +250,6 @@ def new_conversation(history: tuple[Message, ...]) -> bool:
 
 
 def custom(profile: Profile) -> bool:
-    return profile != Profile(model=profile.model)
+    """Whether a profile carries options beyond its model and account (for the pool's labels:
+    with an accounts file every process has an account, which is no custom option)."""
+    return profile != Profile(model=profile.model, account=profile.account)
