@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..accounts.admission import key_check
 from ..accounts.budgets import TokenBudgets
 from ..accounts.config import AccountsConfig, single_account
 from ..accounts.keys import KeyRing
 from ..accounts.limits import KeyLimits
 from ..accounts.reload import AccountsReloader
+from ..accounts.report import key_budgets as key_budgets_view
 from ..core.record import RequestRecord
 from ..core.turn import Engine
 from ..embeddings.engine import EmbeddingEngine
@@ -33,6 +33,7 @@ from ..observe.routes import router as observe_router
 from ..settings import Settings
 from ..tap.routes import router as tap_router
 from . import auth, handlers
+from .admission import key_check
 from .anthropic.router import router as anthropic_router
 from .drain import Drain, DrainMiddleware
 from .ollama.embeddings import router as ollama_embeddings_router
@@ -119,7 +120,8 @@ def create_app(
     app.state.responses_store = ResponseStore.from_settings(settings)  # previous_response_id
     # Per-request checks every turn passes (api.pipeline): the key's models and limits.
     budgets = key_budgets(accounts, settings, observer)
-    app.state.budgets, app.state.book = budgets, book  # the keys' budgets on the dashboard
+    if budgets is not None and book is not None:  # each key's use against its budgets, on the dashboard
+        app.state.key_budgets = lambda: key_budgets_view(keyring.named(), budgets, book)
     app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model, budgets)]
 
     handlers.install(app)

@@ -27,7 +27,7 @@ protocol), the HTTP request and the TurnRequest, and may raise a BridgeError (re
 surface's shape), add response headers (``context.headers``): those are sent with the turn's
 answer, streaming or whole, and with an error the pipeline renders), or hold something for
 the turn's length (``context.releases``: each is called once when the turn ends, however it
-ends: a key's concurrency slot). The app installs the per-key checks (``accounts.admission``).
+ends: a key's concurrency slot). The app installs the per-key checks (``api.admission``).
 """
 
 from __future__ import annotations

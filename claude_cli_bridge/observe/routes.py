@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .. import __version__
-from ..accounts.report import key_budgets
 from ..errors import ModelNotFound
 from .metrics import CONTENT_TYPE
 
@@ -73,11 +72,9 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
 
 
 def _key_budgets(request: Request) -> list[dict[str, Any]]:
-    """Each key's use against its budgets (none without an accounts file)."""
-    state = request.app.state
-    if getattr(state, "budgets", None) is None or getattr(state, "book", None) is None:
-        return []
-    return key_budgets(state.keyring.named(), state.budgets, state.book)
+    """Each key's use against its budgets (``create_app`` wires it; none without keys)."""
+    view = getattr(request.app.state, "key_budgets", None)
+    return view() if view is not None else []
 
 
 def _with_memory(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..accounts.budgets import TokenBudgets
+from ..accounts.limits import KeyLimits
 from ..core.caller import Caller
 from ..errors import BridgeError, ModelNotAllowed
-from .budgets import TokenBudgets
-from .limits import KeyLimits
 
 if TYPE_CHECKING:
-    from ..api.pipeline import TurnCheck, TurnCheckContext
+    from .pipeline import TurnCheck, TurnCheckContext
 
 
 def key_check(
