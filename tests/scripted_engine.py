@@ -13,6 +13,7 @@ import httpx
 
 from claude_cli_bridge.api.app import create_app
 from claude_cli_bridge.core.models import resolve_model
+from claude_cli_bridge.core.status import BridgeStatus
 from claude_cli_bridge.core.turn import TextDelta, TurnDone, TurnEvent, TurnRequest, Usage
 from claude_cli_bridge.errors import UpstreamError
 from claude_cli_bridge.settings import Settings
@@ -64,8 +65,8 @@ class ScriptedEngine:
             requested, self.settings.default_model, self.settings.legacy_models, self.settings.model_alias_map()
         )
 
-    def status(self) -> dict[str, Any]:
-        return {"status": "ok", "cli_version": "scripted", "pool": {"processes": 0, "busy": 0, "starting": 0}}
+    def status(self) -> BridgeStatus:
+        return BridgeStatus(status="ok", cli_version="scripted")
 
     async def start(self) -> None:
         pass

@@ -122,7 +122,9 @@ class StatusEngine(LeasingEngine):
         self.extra = status
 
     def status(self):
-        return {**super().status(), **self.extra}
+        from claude_cli_bridge.core.status import BridgeStatus
+
+        return BridgeStatus.from_json({**super().status().as_json(), **self.extra})
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from typing import Any
 from ..cli.result import window_exhausted
 from ..core.caller import Caller
 from ..core.limits import RateLimitInfo, claim_family, family_claim, limits_model, model_family
+from ..core.status import AccountSnapshot
 from ..errors import AccountsRefused, BridgeError, CliNotLoggedIn, KeyLimitReached, UpstreamError
 from .config import DEFAULT_ACCOUNT, AccountsConfig
 from .shares import SHARED_WINDOW, WindowCharge, WindowShares
@@ -273,8 +274,9 @@ class AccountBook:
             self.states[name].failovers_from += 1
         self.failovers += 1
 
-    def status(self) -> dict[str, Any]:
-        """Per account: its login kind, whether it allows a turn, until when, windows."""
+    def snapshot(self) -> dict[str, AccountSnapshot]:
+        """Per account (``core.status``): its login kind, whether it allows a turn, until when,
+        its extra usage, its windows."""
         now = self._clock()
         result = {}
         for account in self.config.accounts:
@@ -286,15 +288,19 @@ class AccountBook:
                 condition = "refused"
             else:
                 condition = "ok"
-            result[account.name] = {
-                "login": account.kind,
-                "state": condition,
-                "available_in_s": max(0, math.ceil(until - now)) if until else 0,
-                "failure": state.failure if condition == "failing" else "",
-                "turns": state.turns,
-                "failovers_from": state.failovers_from,
-                "extra_usage": account.extra_usage,  # the account's option: refuse or allow
-                "extra_usage_refusals": state.extra_usage_refusals,
-                "subscription": state.windows.snapshot(),
-            }
+            result[account.name] = AccountSnapshot(
+                login=account.kind,
+                state=condition,
+                available_in_s=max(0, math.ceil(until - now)) if until else 0,
+                failure=state.failure if condition == "failing" else "",
+                turns=state.turns,
+                failovers_from=state.failovers_from,
+                extra_usage=account.extra_usage,  # the account's option: refuse or allow
+                extra_usage_refusals=state.extra_usage_refusals,
+                subscription=state.windows.view(),
+            )
         return result
+
+    def status(self) -> dict[str, Any]:
+        """``snapshot`` as JSON (``/health``'s ``accounts``)."""
+        return {name: account.as_json() for name, account in self.snapshot().items()}

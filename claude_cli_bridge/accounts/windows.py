@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.limits import WINDOW_LABELS, RateLimitInfo, window_label
+from ..core.status import WindowSnapshot, WindowsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,11 @@ class SubscriptionWindows:
             return "reset_passed"
         return self.status
 
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready view: overall status (the last reading) and ``state`` (now, see
-        ``state``), and each window with label, utilization, percent, status, ``state`` (its
+    def view(self) -> WindowsSnapshot:
+        """A typed copy (``core.status``): overall status (the last reading) and ``state`` (now,
+        see ``state``), and each window with label, utilization, percent, status, ``state`` (its
         status, or ``reset_passed`` once its reset time is behind us), reset (epoch and ISO)
-        and seconds left; empty ``windows`` before any reading."""
+        and seconds left; no windows before any reading."""
         now = self._clock()
         windows = {}
         order = [*WINDOW_LABELS, *sorted(set(self.windows) - set(WINDOW_LABELS))]
@@ -105,45 +106,49 @@ class SubscriptionWindows:
                 continue
             utilization = entry.get("utilization")
             reset = entry.get("resets_at")
-            windows[name] = {
-                "label": window_label(name),
-                "utilization": utilization,
-                "percent": None if utilization is None else round(utilization * 100, 1),
-                "status": entry.get("status"),
-                "state": "reset_passed" if reset is not None and reset <= now else entry.get("status"),
-                "resets_at": reset,
-                "resets_at_iso": _iso(reset),
-                "resets_in_seconds": None if reset is None else max(0, int(reset - now)),
-                "reset_passed": reset is not None and reset <= now,
-                "observed_at_iso": _iso(entry.get("observed_at")),
-            }
-        return {
-            "status": self.status,
-            "state": self.state(),
-            "limiting": self.limiting,
-            "using_overage": self.using_overage,
-            "observed_at_iso": _iso(self.observed_at),
-            "age_seconds": None if self.observed_at is None else max(0, int(now - self.observed_at)),
-            "windows": windows,
-        }
+            windows[name] = WindowSnapshot(
+                label=window_label(name),
+                utilization=utilization,
+                percent=None if utilization is None else round(utilization * 100, 1),
+                status=entry.get("status"),
+                state="reset_passed" if reset is not None and reset <= now else entry.get("status"),
+                resets_at=reset,
+                resets_at_iso=_iso(reset),
+                resets_in_seconds=None if reset is None else max(0, int(reset - now)),
+                reset_passed=reset is not None and reset <= now,
+                observed_at_iso=_iso(entry.get("observed_at")),
+            )
+        return WindowsSnapshot(
+            status=self.status,
+            state=self.state(),
+            limiting=self.limiting,
+            using_overage=self.using_overage,
+            observed_at_iso=_iso(self.observed_at),
+            age_seconds=None if self.observed_at is None else max(0, int(now - self.observed_at)),
+            windows=windows,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """``view`` as JSON (``/health``'s ``subscription``)."""
+        return self.view().as_json()
 
     def describe(self) -> list[str]:
         """Human lines, one per window (banner, doctor): "5-hour: 42% used, resets ..."."""
-        snapshot = self.snapshot()
-        if not snapshot["windows"]:
+        view = self.view()
+        if not view.windows:
             return []
         lines = []
-        for window in snapshot["windows"].values():
-            used = "usage unknown" if window["percent"] is None else f"{window['percent']:g}% used"
-            state = f" ({window['status']})" if window["status"] not in (None, "allowed") else ""
-            if window["resets_at"] is None:
+        for window in view.windows.values():
+            used = "usage unknown" if window.percent is None else f"{window.percent:g}% used"
+            state = f" ({window.status})" if window.status not in (None, "allowed") else ""
+            if window.resets_at is None:
                 reset = ""
-            elif window["reset_passed"]:
-                reset = f", reset at {window['resets_at_iso']} (passed; no newer reading)"
+            elif window.reset_passed:
+                reset = f", reset at {window.resets_at_iso} (passed; no newer reading)"
             else:
-                reset = f", resets {window['resets_at_iso']} (in {human_duration(window['resets_in_seconds'])})"
-            lines.append(f"{window['label']}: {used}{state}{reset}")
-        age = snapshot["age_seconds"]
+                reset = f", resets {window.resets_at_iso} (in {human_duration(window.resets_in_seconds)})"
+            lines.append(f"{window.label}: {used}{state}{reset}")
+        age = view.age_seconds
         lines.append(f"(last reading {human_duration(age)} ago)" if age else "(just read)")
         return lines
 

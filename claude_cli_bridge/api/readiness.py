@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.status import BridgeStatus
+
 QUEUE_FULL_RETRY_AFTER = 2  # as a full queue's own refusal (pool/owner.py)
 
 
@@ -25,26 +27,23 @@ class Readiness:
         return {"ready": self.ready, "reasons": self.reasons}
 
 
-def readiness(status: dict[str, Any], *, queue_size: int, draining: bool, drain_retry_after: int) -> Readiness:
-    """``status`` is the engine's (``BridgeEngine.status``); missing parts count as fine."""
+def readiness(status: BridgeStatus, *, queue_size: int, draining: bool, drain_retry_after: int) -> Readiness:
+    """``status`` is the engine's (``BridgeEngine.status``)."""
     waits: dict[str, int] = {}
     if draining:
         waits["draining"] = drain_retry_after
-    pool = status.get("pool") or {}
-    backoff = [b.get("seconds_left") or 0 for b in (pool.get("backoff") or {}).values()]
-    if any(left > 0 for left in backoff):
-        waits["cli_failing"] = max(1, int(max(backoff) + 0.999))
-    subscription = status.get("subscription") or {}
-    accounts = status.get("accounts") or {}
+    backoff = status.pool.backoff_seconds_left()
+    if backoff > 0:
+        waits["cli_failing"] = max(1, int(backoff + 0.999))
+    accounts = status.accounts
     if accounts:
-        if not any(account.get("state") == "ok" for account in accounts.values()):
-            waits["account_refused"] = max(1, min(int(a.get("available_in_s") or 1) for a in accounts.values()))
-    elif subscription.get("status") == "rejected":
-        window = (subscription.get("windows") or {}).get(subscription.get("limiting") or "") or {}
-        left = window.get("resets_in_seconds")
-        if left and not window.get("reset_passed"):
-            waits["account_refused"] = int(left)
-    if pool.get("waiting", 0) >= queue_size:
+        if not any(account.state == "ok" for account in accounts.values()):
+            waits["account_refused"] = max(1, min(int(a.available_in_s or 1) for a in accounts.values()))
+    else:
+        left = status.subscription.refusing_for()
+        if left:
+            waits["account_refused"] = left
+    if status.pool.waiting >= queue_size:
         waits["queue_full"] = QUEUE_FULL_RETRY_AFTER
     if not waits:
         return Readiness(True)

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from .caller import Caller
 from .messages import Message
+from .status import BridgeStatus
 
 #: Effort levels the CLI's ``--effort`` takes (CLI 2.1.332); it sends them to the upstream as
 #: ``output_config.effort``. ``core.reasoning`` maps the APIs' own values onto these.
@@ -127,15 +128,15 @@ class Engine(Protocol):
 
     ``stream`` is an async generator: closing it early (a client that left) cancels the turn
     and frees its CLI process. ``resolve_model`` raises ModelNotFound for names nobody serves.
-    ``status`` feeds /health: at least ``status`` ("ok" or "degraded"), ``cli_version`` and
-    ``pool``. ``start``/``close`` run with the app's lifespan.
+    ``status`` feeds /health, /ready, /metrics and the dashboard (``core.status``).
+    ``start``/``close`` run with the app's lifespan.
     """
 
     def stream(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
 
     def resolve_model(self, requested: str | None) -> str: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> BridgeStatus: ...
 
     async def start(self) -> None: ...
 

@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from ..accounts.book import AccountBook, is_refusal
 from ..accounts.config import AccountsConfig, single_account
@@ -45,6 +44,7 @@ from ..core.caller import Caller
 from ..core.messages import Message
 from ..core.models import resolve_model
 from ..core.record import note
+from ..core.status import BridgeStatus
 from ..core.turn import TurnEvent, TurnRequest
 from ..errors import (
     BridgeError,
@@ -170,29 +170,29 @@ class BridgeEngine:
             self.book.throttled(label, throttle)
 
     # -- what the APIs call --------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BridgeStatus:
         """For /health: "degraded" when a feature is switched off or new CLI processes keep
         dying (``degraded`` says why), each feature's state."""
-        pool = self.pool.status()
+        pool = self.pool.snapshot()
         # Without workers turns are still served, on the slower path ("conversations" says why).
         switched_off = [name for name in self.features.failed() if name != "workers"]
-        reasons = [f"feature switched off: {name}" for name in switched_off] + pool["degraded"]
+        reasons = [f"feature switched off: {name}" for name in switched_off] + pool.degraded
         # "limited" while no account takes a turn (used-up windows, until a reset; failing
         # logins); once a reset has passed, ok again, and the windows say "reset_passed".
         limited = not any(self.book.allows(name) for name in self.accounts.names)
-        return {
-            "status": "degraded" if reasons else "limited" if limited else "ok",
-            "degraded": reasons,
-            "cli_path": self.cli_path,
-            "cli_version": self.cli_version,
-            "features": self.features.as_dict(),
-            "pool": pool,
-            "subscription": self.windows.snapshot(),
-            "accounts": self.book.status(),
-            "failovers": self.book.failovers,
-            "upstream_tap": self.tap.status() if self.tap is not None else None,
-            "conversations": self.path(),
-        }
+        return BridgeStatus(
+            status="degraded" if reasons else "limited" if limited else "ok",
+            degraded=reasons,
+            cli_path=self.cli_path,
+            cli_version=self.cli_version,
+            features=self.features.as_dict(),
+            pool=pool,
+            subscription=self.windows.view(),
+            accounts=self.book.snapshot(),
+            failovers=self.book.failovers,
+            upstream_tap=self.tap.status() if self.tap is not None else None,
+            conversations=self.path(),
+        )
 
     def resolve_model(self, requested: str | None) -> str:
         return resolve_model(

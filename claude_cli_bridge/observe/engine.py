@@ -11,9 +11,9 @@ else is (``create_app`` takes what it needs of the real engine itself).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from ..core.record import RequestRecord, current_record
+from ..core.status import BridgeStatus
 from ..core.turn import Engine, TurnDone, TurnEvent, TurnRequest
 from ..errors import BridgeError
 
@@ -25,7 +25,7 @@ class ObservedEngine:
     def resolve_model(self, requested: str | None) -> str:
         return self.inner.resolve_model(requested)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BridgeStatus:
         return self.inner.status()
 
     async def start(self) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ..core.record import RequestRecord
+from ..core.status import BridgeStatus
 from ..settings import Settings
 from . import requestlog
 from .ledger import Ledger
@@ -20,7 +20,7 @@ RECENT = 100
 
 
 class Observer:
-    def __init__(self, settings: Settings, status: Callable[[], dict[str, Any]]):
+    def __init__(self, settings: Settings, status: Callable[[], BridgeStatus]):
         self.recent: deque[RequestRecord] = deque(maxlen=RECENT)
         self.ledger = Ledger(settings.data_dir, settings.usage_retention_days)
         self.metrics = Metrics(status)

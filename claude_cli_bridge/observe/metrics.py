@@ -19,13 +19,14 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..core.record import RequestRecord
+from ..core.status import AccountSnapshot, BridgeStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
 
 
 class Metrics:
-    def __init__(self, status: Callable[[], dict[str, Any]]):
+    def __init__(self, status: Callable[[], BridgeStatus]):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -115,7 +116,7 @@ class Metrics:
 class _StatusCollector(Collector):
     """Gauges read from the engine's status at scrape time."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]]):
+    def __init__(self, status: Callable[[], BridgeStatus]):
         self._status = status
 
     def describe(self) -> list[Metric]:
@@ -124,39 +125,31 @@ class _StatusCollector(Collector):
     def collect(self) -> Iterator[Any]:
         status = self._status()
         info = InfoMetricFamily("bridge", "The bridge and the Claude CLI it drives.")
-        info.add_metric([], {"version": __version__, "cli_version": str(status.get("cli_version") or "")})
+        info.add_metric([], {"version": __version__, "cli_version": str(status.cli_version or "")})
         yield info
-        pool = status.get("pool") or {}
+        pool = status.pool
         processes = GaugeMetricFamily("bridge_pool_processes", "CLI processes by state.", labels=["state"])
         for state in ("spare", "held", "busy", "starting", "stopping"):
-            if isinstance(pool.get(state), int):
-                processes.add_metric([state], pool[state])
+            processes.add_metric([state], getattr(pool, state))
         yield processes
-        if isinstance(pool.get("waiting"), int):
-            yield GaugeMetricFamily(
-                "bridge_pool_queue_length", "Requests waiting for a CLI process.", value=pool["waiting"]
-            )
-        if isinstance(pool.get("memory_mb"), int | float):
-            yield GaugeMetricFamily(
-                "bridge_pool_memory_bytes",
-                "Resident memory of all CLI processes.",
-                value=pool["memory_mb"] * 1024 * 1024,
-            )
-        features = status.get("features") or {}
-        if features:
+        yield GaugeMetricFamily("bridge_pool_queue_length", "Requests waiting for a CLI process.", value=pool.waiting)
+        yield GaugeMetricFamily(
+            "bridge_pool_memory_bytes", "Resident memory of all CLI processes.", value=pool.memory_mb * 1024 * 1024
+        )
+        if status.features:
             ok = GaugeMetricFamily(
                 "bridge_feature_ok", "1 when the CLI's start-up probe of a feature passed.", labels=["feature"]
             )
-            for name, state in features.items():
-                ok.add_metric([name], 1 if (state or {}).get("state") == "ok" else 0)
+            for name, probed in status.features.items():
+                ok.add_metric([name], 1 if probed.get("state") == "ok" else 0)
             yield ok
-        accounts = status.get("accounts") or {}
-        if not accounts and status.get("subscription"):
-            accounts = {"default": {"subscription": status["subscription"]}}
+        accounts = status.accounts
+        if not accounts and status.subscription.windows:
+            accounts = {"default": AccountSnapshot(login="environment", state="", subscription=status.subscription)}
         yield from _windows(accounts)
 
 
-def _windows(accounts: dict[str, Any]) -> Iterator[Any]:
+def _windows(accounts: dict[str, AccountSnapshot]) -> Iterator[Any]:
     """Each account's windows, labelled by account and window."""
     labels = ["account", "window"]
     utilization = GaugeMetricFamily(
@@ -177,16 +170,16 @@ def _windows(accounts: dict[str, Any]) -> Iterator[Any]:
         labels=["account"],
     )
     for account, state in accounts.items():
-        subscription = state.get("subscription") or {}
-        for name, window in (subscription.get("windows") or {}).items():
-            if window.get("utilization") is not None:
-                utilization.add_metric([account, name], window["utilization"])
-            if window.get("resets_at") is not None:
-                reset.add_metric([account, name], window["resets_at"])
-            refusing = window.get("status") == "rejected" and not window.get("reset_passed")
+        subscription = state.subscription
+        for name, window in subscription.windows.items():
+            if window.utilization is not None:
+                utilization.add_metric([account, name], window.utilization)
+            if window.resets_at is not None:
+                reset.add_metric([account, name], window.resets_at)
+            refusing = window.status == "rejected" and not window.reset_passed
             rejected.add_metric([account, name], 1 if refusing else 0)
-        if subscription.get("age_seconds") is not None:
-            age.add_metric([account], subscription["age_seconds"])
-        if "state" in state:
-            available.add_metric([account], 1 if state["state"] == "ok" else 0)
+        if subscription.age_seconds is not None:
+            age.add_metric([account], subscription.age_seconds)
+        if state.state:  # (an account's state; none for the windows of a server without accounts)
+            available.add_metric([account], 1 if state.state == "ok" else 0)
     yield from (utilization, reset, rejected, age, available)

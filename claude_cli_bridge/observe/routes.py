@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .. import __version__
+from ..core.status import BridgeStatus
 from ..errors import ModelNotFound
 from .metrics import CONTENT_TYPE
 
@@ -46,22 +47,22 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
     """Everything the page shows, in one poll: the same numbers as /health, the latest
     requests, usage per model per day and failed requests per route from the ledger."""
     observer = request.app.state.observer
-    status = request.app.state.engine.status()
-    pool = status.get("pool") or {}
-    processes = await asyncio.to_thread(_with_memory, pool.get("process_list") or [])
+    status: BridgeStatus = request.app.state.engine.status()
+    health = status.as_json()
+    processes = await asyncio.to_thread(_with_memory, health["pool"]["process_list"])
     recent = [record.as_dict() for record in reversed(observer.recent)]
     return {
         "version": __version__,
-        "status": status.get("status"),
-        "degraded": status.get("degraded") or [],
-        "cli_version": status.get("cli_version"),
-        "cli_path": status.get("cli_path"),
-        "features": status.get("features") or {},
-        "pool": pool,
+        "status": status.status,
+        "degraded": status.degraded,
+        "cli_version": status.cli_version,
+        "cli_path": status.cli_path,
+        "features": status.features,
+        "pool": health["pool"],
         "processes": processes,
-        "subscription": status.get("subscription") or {},
-        "accounts": status.get("accounts") or {},
-        "failovers": status.get("failovers") or 0,
+        "subscription": health["subscription"],
+        "accounts": health["accounts"],
+        "failovers": status.failovers,
         "key_budgets": _key_budgets(request),
         "usage_by_key": observer.ledger.summary(14, "key"),
         "usage_by_account": observer.ledger.summary(14, "account"),

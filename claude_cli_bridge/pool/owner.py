@@ -56,6 +56,7 @@ from typing import Any, Generic
 
 from ..cli.profile import Profile
 from ..core.messages import Message
+from ..core.status import PoolSnapshot, ProcessRow
 from ..errors import BridgeError, CliCrashed, PoolBusy
 from .placement import Placement
 from .records import (
@@ -205,38 +206,42 @@ class Pool(Generic[P]):
     def _keys(self) -> dict[str, Entry]:
         return self._state.table.conversations.by_key
 
-    def status(self) -> dict[str, Any]:
-        """Counts by state, memory, spares and their targets, the queue, backoff and counters."""
+    def snapshot(self) -> PoolSnapshot:
+        """Counts by state, memory, spares and their targets, the queue, backoff and counters
+        (``core.status``)."""
         states = dict.fromkeys(("starting", "spare", "held", "busy", "stopping"), 0)
         for entry in self._state.table.entries.values():
             states[entry.state] += 1
         live = [e for e in self._state.table.entries.values() if e.process is not None and e.state != "stopping"]
-        return {
-            "processes": len(live),  # launched and not stopping; "starting" and "stopping" apart
+        return PoolSnapshot(
+            processes=len(live),  # launched and not stopping; "starting" and "stopping" apart
             **states,
-            "spares": states["spare"],
-            "waiting": len(self._state.waiting),
-            "memory_mb": round(self._state.memory_bytes / 1024 / 1024, 1),
-            "spare_targets": {
+            waiting=len(self._state.waiting),
+            memory_mb=round(self._state.memory_bytes / 1024 / 1024, 1),
+            spare_targets={
                 p.model + (" (custom)" if custom(p) else ""): n for p, n in self._place.spare_targets().items()
             },
-            "pids": sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
-            "models": sorted({e.profile.model for e in self._state.table.entries.values() if e.state != "stopping"}),
-            "backoff": self._state.backoff.status(),
-            "counters": dict(self.counters),
-            "degraded": self.degraded(),
+            pids=sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
+            models=sorted({e.profile.model for e in self._state.table.entries.values() if e.state != "stopping"}),
+            backoff=self._state.backoff.status(),
+            counters=dict(self.counters),
+            degraded=self.degraded(),
             # One row per process (the dashboard): state, model, turns, seconds since launch.
-            "process_list": [
-                {
-                    "pid": e.process.pid if e.process is not None else None,
-                    "state": e.state,
-                    "model": e.profile.model + (" (custom)" if custom(e.profile) else ""),
-                    "turns": getattr(e.process, "turns", 0),  # turns answered (cli.process)
-                    "age_s": round(self._state.clock() - e.launched_at, 1) if e.launched_at else None,
-                }
+            process_list=[
+                ProcessRow(
+                    pid=e.process.pid if e.process is not None else None,
+                    state=e.state,
+                    model=e.profile.model + (" (custom)" if custom(e.profile) else ""),
+                    turns=getattr(e.process, "turns", 0),  # turns answered (cli.process)
+                    age_s=round(self._state.clock() - e.launched_at, 1) if e.launched_at else None,
+                )
                 for e in live
             ],
-        }
+        )
+
+    def status(self) -> dict[str, Any]:
+        """``snapshot`` as JSON (``/health``'s ``pool``)."""
+        return self.snapshot().as_json()
 
     def degraded(self) -> list[str]:
         """Why the pool cannot launch processes right now (empty when it can): one line per

@@ -146,10 +146,10 @@ async def show(request: Request) -> dict[str, Any]:
 async def ps(request: Request) -> dict[str, Any]:
     """Models with a live CLI process; they stay until the pool's idle limit."""
     settings = state.settings(request)
-    pool = state.engine(request).status().get("pool") or {}
-    models = pool.get("models")
-    if models is None:  # a pool that does not name its models: its processes run the default
-        models = [settings.default_model] if pool.get("processes") else []
+    pool = state.engine(request).status().pool
+    models = pool.models
+    if not models and pool.processes:  # a pool that does not name its models: they run the default
+        models = [settings.default_model]
     expires = datetime.now(UTC) + timedelta(seconds=settings.spare_idle_seconds)
     return translate.ps_body(models, expires)
 
