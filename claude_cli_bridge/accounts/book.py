@@ -104,10 +104,6 @@ class AccountBook:
             self.shares.baseline(name, self.five_hour(name))
 
     # -- reading -----------------------------------------------------------------------
-    def now(self) -> float:
-        """The book's clock (wall clock; a test's own)."""
-        return self._clock()
-
     def windows(self, name: str = DEFAULT_ACCOUNT) -> SubscriptionWindows:
         return self.states[name].windows
 
@@ -140,14 +136,20 @@ class AccountBook:
             return float(utilization), int(reset)
         return None
 
+    def current_five_hour(self, name: str) -> tuple[float, int] | None:
+        """``five_hour`` while its window has not reset yet (None: no reading of the current
+        window: nothing is known to be used of it)."""
+        reading = self.five_hour(name) if name in self.states else None
+        return reading if reading is not None and reading[1] > self._clock() else None
+
     def share_until(self, caller: Caller, name: str) -> float:
         """When ``caller`` may use ``name`` again after using its ``window_share`` of the
         account's current 5-hour window (its reset); 0 while it may."""
         if caller.window_share is None or caller.name is None:
             return 0.0
-        reading = self.five_hour(name)
-        if reading is None or reading[1] <= self._clock():
-            return 0.0  # no reading, or the window has reset: nothing used of the new one
+        reading = self.current_five_hour(name)
+        if reading is None:
+            return 0.0
         used = self.shares.used(caller.name, name, reading[1])
         return float(reading[1]) if used >= caller.window_share else 0.0
 

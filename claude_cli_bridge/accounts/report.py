@@ -27,8 +27,8 @@ def key_budgets(callers: Iterable[Caller], budgets: TokenBudgets, book: AccountB
         windows = {}
         if caller.window_share:
             for account in caller.accounts:
-                reading = book.five_hour(account) if account in book.states else None
-                if reading is not None and reading[1] > book.now():  # the current window, not a past one
+                reading = book.current_five_hour(account)
+                if reading is not None:
                     used = book.shares.used(caller.name, account, reading[1])
                     windows[account] = {"used": used, "resets_at": reading[1]}
         rows.append({
@@ -87,10 +87,11 @@ def print_budgets(settings: Settings, out: Callable[[str], None] = print) -> Non
         config = from_settings(settings.accounts_file)
     except AccountsFileError:
         return  # `accounts` and `doctor` say why
+    rows = read_usage(settings.data_dir, 8)  # the ISO week's token counts, and the current windows' charges
     budgets = TokenBudgets()
-    budgets.load(read_usage(settings.data_dir, 8))
+    budgets.load(rows)
     book = AccountBook(config, settings.data_dir)
-    book.shares.load(read_usage(settings.data_dir, 2))
+    book.shares.load(rows)
     rows = key_budgets((caller_of(key) for key in config.keys), budgets, book)
     if not rows:
         return

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
+from ..accounts.book import AccountBook
 from ..accounts.budgets import TokenBudgets
 from ..accounts.config import AccountsConfig, single_account
 from ..accounts.keys import KeyRing
@@ -47,14 +48,20 @@ from .responses.store import ResponseStore
 log = logging.getLogger(__name__)
 
 
-def key_budgets(accounts: AccountsConfig | None, settings: Settings, observer: Observer) -> TokenBudgets | None:
+def key_budgets(
+    accounts: AccountsConfig | None, settings: Settings, observer: Observer, book: AccountBook | None
+) -> TokenBudgets | None:
     """The keys' token budgets (None without an accounts file: no named key), counted from the
     usage ledger of the last eight days (so they survive a restart) and charged with every
-    served request; kept for every key, as a reload may give one a budget."""
+    served request; kept for every key, as a reload may give one a budget. The same rows give
+    the book its keys' window shares of the current 5-hour windows (``accounts.shares``)."""
     if accounts is None or accounts.from_file is None:
         return None
+    rows = read_usage(settings.data_dir, 8)
     budgets = TokenBudgets()
-    budgets.load(read_usage(settings.data_dir, 8))
+    budgets.load(rows)
+    if book is not None:
+        book.shares.load(rows)
 
     def charge(record: RequestRecord) -> None:
         if record.key_label and record.usage is not None:
@@ -76,11 +83,11 @@ def create_app(
     each request's caller (``core.caller.Caller``) is found once, by the key middleware, and
     kept on ``request.state.caller`` for the turn pipeline."""
     keyring = KeyRing(accounts or single_account(), settings.api_keys())
-    # Every turn fills its request's record (observe/): the request log, usage ledger,
-    # /metrics and the dashboard read it.
     # What the app reads of the real engine besides turns (a test double may have none of it).
     apply_accounts = getattr(engine, "apply_accounts", None)
     book, tap = getattr(engine, "book", None), getattr(engine, "tap", None)
+    # Every turn fills its request's record (observe/): the request log, usage ledger,
+    # /metrics and the dashboard read it.
     engine = ObservedEngine(engine)
     observer = Observer(settings, engine.status)
 
@@ -118,10 +125,10 @@ def create_app(
     app.state.reloader = reloader
     app.state.tap = tap  # what the model saw, on the dashboard (tap.routes)
     app.state.responses_store = ResponseStore.from_settings(settings)  # previous_response_id
-    # Per-request checks every turn passes (api.pipeline): the key's models and limits.
-    budgets = key_budgets(accounts, settings, observer)
+    budgets = key_budgets(accounts, settings, observer, book)
     if budgets is not None and book is not None:  # each key's use against its budgets, on the dashboard
         app.state.key_budgets = lambda: key_budgets_view(keyring.named(), budgets, book)
+    # Per-request checks every turn passes (api.pipeline): the key's models, limits and budgets.
     app.state.turn_checks = [key_check(KeyLimits(), engine.resolve_model, settings.default_model, budgets)]
 
     handlers.install(app)

@@ -183,6 +183,11 @@ class Launcher:
         """Each account's environment after the accounts file changed (``engine``): later
         launches use it; a removed account cannot be launched any more."""
         self._envs = {name: dict(env) for name, env in account_envs.items()}
+        self._make_private_dirs()
+
+    def _make_private_dirs(self) -> None:
+        """The CLI configuration directories that are the bridge's own (one per account whose
+        login comes from a variable), private to this user."""
         for env in self._envs.values():
             private = self._private_dir(env)
             if private is not None:
@@ -208,10 +213,7 @@ class Launcher:
         the bridge's own, and the shared empty working directory."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_dir.chmod(0o700)
-        for env in self._envs.values():
-            private = self._private_dir(env)
-            if private is not None:
-                private.mkdir(exist_ok=True, mode=0o700)
+        self._make_private_dirs()
         prepare_work_dir(self.work_dir)
 
     async def __call__(self, profile: Profile, history: tuple[Message, ...], spare: bool = False) -> CliProcess:

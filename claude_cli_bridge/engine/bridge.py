@@ -90,10 +90,7 @@ class BridgeEngine:
             settings.cli_work_dir,
             cli_retries(settings.cli_max_retries, settings.fallback_model),
             fallback_model=settings.fallback_model,
-            account_envs={
-                account.name: account_env(account, self.accounts, environ, state_dir)
-                for account in self.accounts.accounts
-            },
+            account_envs=self._account_envs(self.accounts),
         )
         # The upstream tap (tap/): every CLI process sends its upstream requests through it.
         self.tap = tap_for(settings, self.launcher.base_env, self._upstream_headers)
@@ -138,9 +135,7 @@ class BridgeEngine:
         changes (its login, or a new account's secret variable it must no longer carry), are
         stopped once idle (a running turn finishes); those of every other account stay warm.
         Returns the accounts whose processes are stopped."""
-        envs = {
-            account.name: account_env(account, config, self._environ, self._state_dir) for account in config.accounts
-        }
+        envs = self._account_envs(config)
         retired = [name for name in self.accounts.names if name not in envs or envs[name] != self.launcher.env_of(name)]
         self.launcher.replace_account_envs(envs)
         self.book.apply(config)
@@ -153,6 +148,12 @@ class BridgeEngine:
             ", ".join(retired) or "none",
         )  # fmt: skip
         return retired
+
+    def _account_envs(self, config: AccountsConfig) -> dict[str, dict[str, str]]:
+        """Each account's CLI environment: its login and no other's (``accounts.credentials``)."""
+        return {
+            account.name: account_env(account, config, self._environ, self._state_dir) for account in config.accounts
+        }
 
     async def close(self) -> None:
         await self.pool.close(self.settings.shutdown_grace_seconds)

@@ -26,7 +26,6 @@ from ..cli.probe import ProbeReport, run_probes
 from ..cli.version import check_range, dotted, parse_version
 from ..embeddings.engine import EmbeddingEngine
 from ..engine.bridge import BridgeEngine
-from ..observe.ledger import read_usage
 from ..observe.requestlog import configure_logging
 from ..settings import Settings
 from .banner import banner_lines
@@ -137,9 +136,6 @@ def run(settings: Settings) -> int:
         print(f"claude-cli-bridge: {exc}", file=sys.stderr)
         return 2
     book = AccountBook(accounts, settings.data_dir)
-    # The keys' window shares survive a restart: the current 5-hour windows' charges (two
-    # UTC days of the ledger cover any window).
-    book.shares.load(read_usage(settings.data_dir, 2))
     engine = BridgeEngine(settings, path, version, features=features, book=book)
     windows = book.windows(accounts.names[0])
     app = create_app(settings, engine, EmbeddingEngine(settings), accounts=accounts)
