@@ -11,6 +11,10 @@ from __future__ import annotations
 
 
 class BridgeError(Exception):
+    """The base: a 500 ``server_error``. A subclass states its wire identity in its class line,
+    ``class Refused(BridgeError, status=403, kind="permission_error", code="refused")``; what it
+    leaves out it inherits."""
+
     status = 500
     kind = "server_error"
     code: str | None = None
@@ -26,49 +30,44 @@ class BridgeError(Exception):
         self.param = param
         self.retry_after = retry_after
 
-
-class InvalidRequest(BridgeError):
-    status = 400
-    kind = "invalid_request_error"
-
-
-class RequestTooLarge(BridgeError):
-    status = 413
-    kind = "invalid_request_error"
-    code = "request_too_large"
+    def __init_subclass__(
+        cls, *, status: int | None = None, kind: str | None = None, code: str | None = None, retry: bool | None = None
+    ) -> None:
+        super().__init_subclass__()
+        for name, value in (("status", status), ("kind", kind), ("code", code), ("retry", retry)):
+            if value is not None:
+                setattr(cls, name, value)
 
 
-class NotSupported(BridgeError):
+class InvalidRequest(BridgeError, status=400, kind="invalid_request_error"):
+    pass
+
+
+class RequestTooLarge(BridgeError, status=413, kind="invalid_request_error", code="request_too_large"):
+    pass
+
+
+class NotSupported(BridgeError, status=400, kind="invalid_request_error", code="not_supported"):
     """A request this bridge cannot apply (pushing or creating models: it has no model files).
 
     A 400, not 501: the request is well formed but can never succeed here, and a 5xx would
     invite retries.
     """
 
-    status = 400
-    kind = "invalid_request_error"
-    code = "not_supported"
+
+class Refused(BridgeError, status=403, kind="permission_error", code="refused"):
+    pass
 
 
-class Refused(BridgeError):
-    status = 403
-    kind = "permission_error"
-    code = "refused"
+class ModelNotFound(BridgeError, status=404, kind="invalid_request_error", code="model_not_found"):
+    pass
 
 
-class ModelNotFound(BridgeError):
-    status = 404
-    kind = "invalid_request_error"
-    code = "model_not_found"
+class Unauthorized(BridgeError, status=401, kind="authentication_error", code="invalid_api_key"):
+    pass
 
 
-class Unauthorized(BridgeError):
-    status = 401
-    kind = "authentication_error"
-    code = "invalid_api_key"
-
-
-class PoolBusy(BridgeError):
+class PoolBusy(BridgeError, status=503, kind="server_error", code="pool_busy", retry=True):
     """Every CLI process is busy and the wait queue is full or timed out.
 
     503, not 429: a 429 means the account is refused (the subscription's limit), and a
@@ -76,32 +75,21 @@ class PoolBusy(BridgeError):
     carry ``Retry-After``, so either cools the bridge down for that long.
     """
 
-    status = 503
-    kind = "server_error"
-    code = "pool_busy"
-    retry = True
 
-
-class Draining(PoolBusy):
+class Draining(PoolBusy, code="draining"):
     """The server got SIGTERM: turns in flight finish, new ones are refused so a router
     moves them to another bridge (``Retry-After`` says how long to keep this one out)."""
 
-    code = "draining"
+
+class CliNotLoggedIn(BridgeError, status=401, kind="authentication_error", code="cli_not_logged_in"):
+    pass
 
 
-class CliNotLoggedIn(BridgeError):
-    status = 401
-    kind = "authentication_error"
-    code = "cli_not_logged_in"
-
-
-class UpstreamError(BridgeError):
+class UpstreamError(BridgeError, kind="api_error"):
     """The CLI reported an error answering, mapped from the upstream status.
 
     ``status`` is what the client gets; ``upstream_status`` what the upstream answered
     (529 "overloaded" becomes 503 for OpenAI clients, for example)."""
-
-    kind = "api_error"
 
     def __init__(
         self,
@@ -124,12 +112,8 @@ class UpstreamError(BridgeError):
         }.get(status, "api_error")
 
 
-class CliCrashed(BridgeError):
+class CliCrashed(BridgeError, status=502, kind="api_error", code="cli_crashed"):
     """The CLI process died or went silent mid-turn."""
-
-    status = 502
-    kind = "api_error"
-    code = "cli_crashed"
 
     @classmethod
     def without_result(cls) -> CliCrashed:
@@ -137,73 +121,39 @@ class CliCrashed(BridgeError):
         return cls("The Claude CLI ended the turn without a result.")
 
 
-class CliUnavailable(BridgeError):
+class CliUnavailable(BridgeError, status=503, kind="server_error", code="cli_unavailable", retry=True):
     """New CLI processes keep dying before their first turn (a broken update, a missing
     library): the pool backs off and refuses what needs a new process until the next
     attempt. A 503 with Retry-After; the message carries the CLI's own words."""
 
-    status = 503
-    kind = "server_error"
-    code = "cli_unavailable"
-    retry = True
+
+class TurnTimeout(BridgeError, status=504, kind="api_error", code="timeout"):
+    pass
 
 
-class TurnTimeout(BridgeError):
-    status = 504
-    kind = "api_error"
-    code = "timeout"
-
-
-class FeatureUnavailable(BridgeError):
+class FeatureUnavailable(BridgeError, status=501, kind="invalid_request_error", code="feature_unavailable"):
     """The CLI in use cannot do what the request needs (its start-up probe failed); the
     message names the feature and the CLI version. A 501: no retry can help."""
 
-    status = 501
-    kind = "invalid_request_error"
-    code = "feature_unavailable"
 
-
-class EmbeddingUnavailable(BridgeError):
+class EmbeddingUnavailable(BridgeError, status=503, kind="server_error", code="embedding_model_unavailable"):
     """The embedding model cannot be loaded (offline, missing files); the message says how to fix it."""
 
-    status = 503
-    kind = "server_error"
-    code = "embedding_model_unavailable"
 
-
-class KeyLimitReached(BridgeError):
+class KeyLimitReached(BridgeError, status=429, kind="rate_limit_error", code="rate_limit_exceeded", retry=True):
     """A client key's own limit (``max_concurrent``, ``requests_per_minute``) is reached."""
 
-    status = 429
-    kind = "rate_limit_error"
-    code = "rate_limit_exceeded"
-    retry = True
 
-
-class ModelNotAllowed(BridgeError):
+class ModelNotAllowed(BridgeError, status=403, kind="permission_error", code="model_not_allowed"):
     """The client key may not ask for this model (its ``models`` list)."""
 
-    status = 403
-    kind = "permission_error"
-    code = "model_not_allowed"
 
-
-class ExtraUsageRefused(BridgeError):
+class ExtraUsageRefused(BridgeError, status=429, kind="rate_limit_error", code="extra_usage", retry=False):
     """The upstream billed (or refused) a subscription turn as extra usage ("Third-party apps
     now draw from your extra usage, not your plan limits"): named, never a silent failover to
     another subscription; an API-key account listed later for the key may take the turn."""
 
-    status = 429
-    kind = "rate_limit_error"
-    code = "extra_usage"
-    retry = False
 
-
-class AccountsRefused(BridgeError):
+class AccountsRefused(BridgeError, status=429, kind="rate_limit_error", code="rate_limit_exceeded", retry=False):
     """None of the key's accounts can take a turn now (windows used up, logins failing);
     ``retry_after`` points at the earliest moment one of them may again."""
-
-    status = 429
-    kind = "rate_limit_error"
-    code = "rate_limit_exceeded"
-    retry = False

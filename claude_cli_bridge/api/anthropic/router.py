@@ -23,12 +23,8 @@ from .protocol import ImageBlock, ImageSource, MessagesRequest, ToolResultBlock
 router = APIRouter()
 
 
-class CountTokensUnavailable(BridgeError):
+class CountTokensUnavailable(BridgeError, status=501, kind="api_error", code="not_implemented"):
     """The CLI exposes no token counter, and an estimate would be a wrong answer."""
-
-    status = 501
-    kind = "api_error"
-    code = "not_implemented"
 
 
 def _messages(body: MessagesRequest) -> int:

@@ -30,10 +30,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-class ResponseNotFound(BridgeError):
-    status = 404
-    kind = "invalid_request_error"
-    code = "not_found"
+class ResponseNotFound(BridgeError, status=404, kind="invalid_request_error", code="not_found"):
+    """No stored response by that id for this caller (another key's is not found either)."""
 
 
 def response_store(request: Request) -> ResponseStore:
