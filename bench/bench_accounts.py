@@ -45,12 +45,10 @@ ACCOUNTS = AccountsConfig(
     tuple(Account(name, "oauth_token", f"TOKEN_{name.upper()}") for name in ("a", "b", "c")),
     tuple(
         ClientKey(
-            f"user{i}",
             sha256_hex(f"ccb-bench-key-{i}"),
-            ("a", "b", "c"),
-            models=("sonnet", "haiku"),
-            max_concurrent=4,
-            requests_per_minute=1_000_000,
+            Caller(
+                f"user{i}", ("a", "b", "c"), models=("sonnet", "haiku"), max_concurrent=4, requests_per_minute=1_000_000
+            ),
         )
         for i in range(10)
     ),
@@ -60,7 +58,9 @@ ACCOUNTS = AccountsConfig(
 BUDGETED = AccountsConfig(
     ACCOUNTS.accounts,
     tuple(
-        dataclasses.replace(key, tokens_per_day=10**12, tokens_per_week=10**13, window_share=0.5)
+        dataclasses.replace(
+            key, caller=dataclasses.replace(key.caller, tokens_per_day=10**12, tokens_per_week=10**13, window_share=0.5)
+        )
         for key in ACCOUNTS.keys
     ),
     from_file=Path("/nonexistent/bench-accounts.toml"),

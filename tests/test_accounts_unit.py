@@ -52,14 +52,14 @@ key_sha256 = "{sha256_hex("bob-key").upper()}"
     config = load(path, ENV)
     assert config.names == ("work", "a", "c")
     assert [a.kind for a in config.accounts] == ["config_dir", "oauth_token", "api_key"]
-    alice, bob = config.keys
+    alice, bob = (key.caller for key in config.keys)
     assert (alice.accounts, alice.models, alice.max_concurrent, alice.requests_per_minute) == (
         ("a", "c"),
         ("sonnet",),
         2,
         10,
     )
-    assert bob.accounts == ("work", "a", "c") and bob.key_sha256 == sha256_hex("bob-key")
+    assert bob.accounts == ("work", "a", "c") and config.keys[1].key_sha256 == sha256_hex("bob-key")
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def load_two_keys():
 
     return AccountsConfig(
         (Account("a", "oauth_token", "TOKEN_A"), Account("c", "api_key", "KEY_C")),
-        (ClientKey("alice", hashlib.sha256(b"alice-key").hexdigest(), ("c",)),),
+        (ClientKey(hashlib.sha256(b"alice-key").hexdigest(), Caller("alice", ("c",))),),
     )
 
 

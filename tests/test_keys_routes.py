@@ -14,6 +14,7 @@ from scripted_engine import ScriptedEngine, text_turn
 from claude_cli_bridge.accounts.config import Account, AccountsConfig, ClientKey
 from claude_cli_bridge.accounts.keys import sha256_hex
 from claude_cli_bridge.api.app import create_app
+from claude_cli_bridge.core.caller import Caller
 from claude_cli_bridge.settings import Settings
 
 pytestmark = pytest.mark.routes
@@ -22,9 +23,9 @@ ALICE, BOB, CI = "ccb-alice-key-1", "ccb-bob-key-2", "ccb-ci-key-3"
 ACCOUNTS = AccountsConfig(
     (Account("a", "oauth_token", "TOKEN_A"), Account("b", "oauth_token", "TOKEN_B")),
     (
-        ClientKey("alice", sha256_hex(ALICE), ("a", "b")),
-        ClientKey("bob", sha256_hex(BOB), ("b",)),
-        ClientKey("ci", sha256_hex(CI), ("b",), models=("haiku",), max_concurrent=1, requests_per_minute=3),
+        ClientKey(sha256_hex(ALICE), Caller("alice", ("a", "b"))),
+        ClientKey(sha256_hex(BOB), Caller("bob", ("b",))),
+        ClientKey(sha256_hex(CI), Caller("ci", ("b",), models=("haiku",), max_concurrent=1, requests_per_minute=3)),
     ),
 )
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}

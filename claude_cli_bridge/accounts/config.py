@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.caller import Caller
+
 DEFAULT_ACCOUNT = "default"
 LoginKind = Literal["config_dir", "oauth_token", "api_key", "environment"]
 
@@ -91,18 +93,16 @@ class Account:
 
 @dataclass(frozen=True)
 class ClientKey:
-    """One client key, known by its name and the SHA-256 of the key (the key is stored
-    nowhere). ``accounts`` in order of preference; ``models`` None: any model."""
+    """One client key of the file: the SHA-256 of the key (the key is stored nowhere) and the
+    caller a request presenting it is, with the key's name, accounts and limits
+    (``core.caller.Caller``)."""
 
-    name: str
     key_sha256: str
-    accounts: tuple[str, ...]
-    models: tuple[str, ...] | None = None
-    max_concurrent: int | None = None
-    requests_per_minute: int | None = None
-    tokens_per_day: int | None = None
-    tokens_per_week: int | None = None
-    window_share: float | None = None  # the most of each account's 5-hour window (0 < share <= 1)
+    caller: Caller
+
+    @property
+    def name(self) -> str:
+        return self.caller.name or ""
 
 
 @dataclass(frozen=True)
@@ -264,9 +264,11 @@ def _key(where: str, name: str, entry: dict[str, Any], accounts: tuple[str, ...]
         )
     limits["window_share"] = None if share is None else float(share)
     return ClientKey(
-        name,
         digest.lower(),
-        tuple(dict.fromkeys(chosen)),
-        tuple(m.strip() for m in models) if models is not None else None,
-        **limits,
+        Caller(
+            name,
+            tuple(dict.fromkeys(chosen)),
+            tuple(m.strip() for m in models) if models is not None else None,
+            **limits,
+        ),
     )

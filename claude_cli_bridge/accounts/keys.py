@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..core.caller import Caller
-from .config import AccountsConfig, ClientKey
+from .config import AccountsConfig
 
 #: The name the keys of BRIDGE_API_KEY go by.
 SHARED_KEY_NAME = "shared"
@@ -49,7 +49,7 @@ class KeyRing:
             _Known(hashlib.sha256(key.encode("utf-8")).digest(), Caller(SHARED_KEY_NAME, everything))
             for key in shared_keys
         ]
-        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys] + self._shared
+        self._known = [_Known(bytes.fromhex(key.key_sha256), key.caller) for key in config.keys] + self._shared
         self.anonymous = Caller(None, everything)
 
     @property
@@ -63,7 +63,7 @@ class KeyRing:
         everything = config.names
         shared = Caller(SHARED_KEY_NAME, everything)
         self._shared = [dataclasses.replace(known, caller=shared) for known in self._shared]
-        self._known = [_Known(bytes.fromhex(key.key_sha256), caller_of(key)) for key in config.keys] + self._shared
+        self._known = [_Known(bytes.fromhex(key.key_sha256), key.caller) for key in config.keys] + self._shared
         self.anonymous = Caller(None, everything)
 
     def named(self) -> list[Caller]:
@@ -88,16 +88,3 @@ class KeyRing:
             if hmac.compare_digest(digest, known.digest):
                 found = known.caller
         return found
-
-
-def caller_of(key: ClientKey) -> Caller:
-    return Caller(
-        key.name,
-        key.accounts,
-        models=key.models,
-        max_concurrent=key.max_concurrent,
-        requests_per_minute=key.requests_per_minute,
-        tokens_per_day=key.tokens_per_day,
-        tokens_per_week=key.tokens_per_week,
-        window_share=key.window_share,
-    )

@@ -11,7 +11,7 @@ from ..settings import Settings
 from .book import AccountBook, windows_file
 from .budgets import TokenBudgets
 from .config import NAME_PATTERN, AccountsFileError, from_settings
-from .keys import caller_of, new_key, sha256_hex
+from .keys import new_key, sha256_hex
 from .windows import SubscriptionWindows
 
 
@@ -68,7 +68,7 @@ def print_accounts(settings: Settings, out: Callable[[str], None] = print) -> in
             out(f"      {line}")
     if config.keys:
         out("Keys:")
-        for key in config.keys:
+        for key in (key.caller for key in config.keys):
             limits = [
                 f"models {', '.join(key.models)}" if key.models else "any model",
                 f"max_concurrent {key.max_concurrent}" if key.max_concurrent else "",
@@ -92,7 +92,7 @@ def print_budgets(settings: Settings, out: Callable[[str], None] = print) -> Non
     budgets.load(rows)
     book = AccountBook(config, settings.data_dir)
     book.shares.load(rows)
-    rows = key_budgets((caller_of(key) for key in config.keys), budgets, book)
+    rows = key_budgets((key.caller for key in config.keys), budgets, book)
     if not rows:
         return
     out("Budgets (input plus output tokens, UTC day and ISO week; share of each account's current 5-hour window):")
