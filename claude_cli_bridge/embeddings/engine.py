@@ -123,6 +123,17 @@ def check_limits(lengths: list[int], *, max_inputs: int, max_chars: int, unit: s
             )
 
 
+def check_dimensions(requested: int | None, actual: int) -> None:
+    """Refuse a ``dimensions`` other than the model's: the model cannot shorten its vectors
+    (both surfaces accept the field)."""
+    if requested is not None and requested != actual:
+        raise InvalidRequest(
+            f"This model returns {actual}-dimensional vectors and cannot shorten them; "
+            f"'dimensions' must be {actual} or left out (got {requested}).",
+            param="dimensions",
+        )
+
+
 class EmbeddingEngine:
     """The configured embedding model, loaded on first use and run on one worker thread."""
 

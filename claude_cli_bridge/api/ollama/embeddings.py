@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...embeddings.engine import check_dimensions
 from ...errors import InvalidRequest, ModelNotFound
 from ..common import embedding_engine, read_json
 from ..schema import json_body
@@ -106,15 +107,6 @@ def to_embed_response(model: str, result: EmbedResult, *, load_ns: int, total_ns
 
 def to_embeddings_response(result: EmbedResult) -> dict[str, Any]:
     return {"embedding": result.vectors[0] if result.vectors else []}
-
-
-def check_dimensions(requested: int | None, actual: int) -> None:
-    if requested is not None and requested != actual:
-        raise InvalidRequest(
-            f"this model returns {actual}-dimensional vectors and cannot shorten them; "
-            f"dimensions must be {actual} or left out (got {requested})",
-            param="dimensions",
-        )
 
 
 # --- routes ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...embeddings.engine import check_dimensions
 from ...errors import InvalidRequest, ModelNotFound
 from ..common import embedding_engine, read_json
 from ..schema import json_body
@@ -116,15 +117,6 @@ def with_decoded(items: list[Item], decoded: list[str]) -> list[str]:
     """Replace each token-id input with its decoded text, keeping positions."""
     texts = iter(decoded)
     return [next(texts) if isinstance(item, list) else item for item in items]
-
-
-def check_dimensions(requested: int | None, actual: int) -> None:
-    if requested is not None and requested != actual:
-        raise InvalidRequest(
-            f"This model returns {actual}-dimensional vectors and cannot shorten them; "
-            f"'dimensions' must be {actual} or left out (got {requested}).",
-            param="dimensions",
-        )
 
 
 def encode_base64(vector: list[float]) -> str:
