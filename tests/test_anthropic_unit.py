@@ -10,6 +10,7 @@ from anthropic.types import Message as AnthropicMessage
 
 from claude_cli_bridge.api.anthropic import translate as anthropic
 from claude_cli_bridge.api.anthropic.protocol import MessagesRequest
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
 from claude_cli_bridge.errors import InvalidRequest
@@ -23,7 +24,7 @@ MAX = 1 << 20
 # -- Anthropic requests and messages ---------------------------------------------------------
 def anthropic_turn(**body):
     request = MessagesRequest.model_validate({"model": "sonnet", "max_tokens": 10, **body})
-    return anthropic.from_messages_request(request, max_image_bytes=MAX)
+    return anthropic.from_messages_request(request, MediaLimits.of(MAX))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 
 from claude_cli_bridge.api.openai import translate
 from claude_cli_bridge.api.openai.protocol import ChatCompletionRequest
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.core.documents import document_from_file_data, pdf_from_base64
 from claude_cli_bridge.core.messages import DocumentBlock, TextBlock
 from claude_cli_bridge.errors import InvalidRequest, RequestTooLarge
@@ -21,7 +22,7 @@ PDF_B64 = base64.b64encode(PDF).decode()
 
 
 def chat(**body):
-    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), max_image_bytes=1 << 20)
+    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), MediaLimits.of(1 << 20))
 
 
 @pytest.mark.parametrize(

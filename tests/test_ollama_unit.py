@@ -11,6 +11,7 @@ from ollama._types import ChatResponse, GenerateResponse, ListResponse, ProcessR
 
 from claude_cli_bridge.api.ollama import translate
 from claude_cli_bridge.api.ollama.protocol import ChatRequest, GenerateRequest
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.core.fim import FILL_IN_THE_MIDDLE
 from claude_cli_bridge.core.messages import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import TextDelta, ToolCall, TurnDone, Usage
@@ -27,7 +28,7 @@ def chat(**body) -> ChatRequest:
 
 
 def turn_of(**body):
-    return translate.from_chat_request(chat(**body), max_image_bytes=MAX)
+    return translate.from_chat_request(chat(**body), MediaLimits.of(MAX))
 
 
 def user(text: str) -> dict:
@@ -103,7 +104,7 @@ def test_unknown_keys_and_keep_alive_are_accepted():
     ],
 )
 def test_conversation_key_from_header_id_or_user(body, header, key):
-    turn = translate.from_chat_request(chat(messages=[user("x")], **body), max_image_bytes=MAX, conversation_key=header)
+    turn = translate.from_chat_request(chat(messages=[user("x")], **body), MediaLimits.of(MAX), conversation_key=header)
     assert turn.conversation_key == key
 
 
@@ -197,7 +198,7 @@ def test_malformed_conversations_are_a_400_that_names_the_problem(messages, frag
 # -- generate requests -------------------------------------------------------------------------
 def generate(**body):
     request = GenerateRequest.model_validate({"model": "sonnet", **body})
-    return translate.from_generate_request(request, max_image_bytes=MAX)
+    return translate.from_generate_request(request, MediaLimits.of(MAX))
 
 
 def test_generate_sends_the_prompt_with_system_images_and_format():

@@ -11,6 +11,7 @@ import pytest
 from claude_cli_bridge.api.ollama import translate as ollama
 from claude_cli_bridge.api.ollama.protocol import ChatRequest
 from claude_cli_bridge.api.openai import translate
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.cli.launch import LaunchFiles, build_argv
 from claude_cli_bridge.cli.profile import Profile
 from claude_cli_bridge.cli.wire import TurnParser
@@ -133,7 +134,7 @@ def test_ollama_chat_request_carries_the_think_level():
         ChatRequest.model_validate(
             {"model": "sonnet", "messages": [{"role": "user", "content": "x"}], "think": "high"}
         ),
-        max_image_bytes=1 << 20,
+        MediaLimits.of(1 << 20),
     )
     assert turn is not None and (turn.effort, turn.thinking) == ("high", None)
 

@@ -8,6 +8,7 @@ import base64
 import pytest
 from openai.types.responses import Response as OpenAIResponse
 
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.api.responses import translate as responses
 from claude_cli_bridge.api.responses import writer as responses_writer
 from claude_cli_bridge.api.responses.protocol import ResponsesRequest
@@ -25,7 +26,7 @@ MAX = 1 << 20
 # -- Responses requests --------------------------------------------------------------------
 def responses_turn(previous=None, **body):
     request = ResponsesRequest.model_validate({"model": "sonnet", **body})
-    return responses.from_responses_request(request, previous=previous, default_model="sonnet", max_image_bytes=MAX)
+    return responses.from_responses_request(request, MediaLimits.of(MAX), previous=previous, default_model="sonnet")
 
 
 @pytest.mark.parametrize(

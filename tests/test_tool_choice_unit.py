@@ -8,6 +8,7 @@ import pytest
 
 from claude_cli_bridge.api.openai import translate
 from claude_cli_bridge.api.openai.protocol import ChatCompletionRequest
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.cli.client_tools import upstream_tool_choice
 from claude_cli_bridge.core.messages import TextBlock, ToolResultBlock, ToolUseBlock
 from claude_cli_bridge.core.turn import ToolCall, ToolSpec, TurnDone, TurnRequest, Usage
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 
 def chat(**body):
-    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), max_image_bytes=1 << 20)
+    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), MediaLimits.of(1 << 20))
 
 
 FN = {"name": "get_weather", "parameters": {"type": "object"}}

@@ -9,6 +9,7 @@ import pytest
 
 from claude_cli_bridge.api.openai import translate
 from claude_cli_bridge.api.openai.protocol import ChatCompletionRequest
+from claude_cli_bridge.api.parts import MediaLimits
 from claude_cli_bridge.cli.wire import TurnParser, write_transcript
 from claude_cli_bridge.core.images import image_from_base64, image_from_data_url, sniff_media_type
 from claude_cli_bridge.core.messages import (
@@ -31,7 +32,7 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 
 
 def chat(**body):
-    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), max_image_bytes=1 << 20)
+    return translate.from_chat_request(ChatCompletionRequest.model_validate(body), MediaLimits.of(1 << 20))
 
 
 # -- OpenAI requests -------------------------------------------------------------------------

@@ -34,8 +34,7 @@ def _messages(body: MessagesRequest) -> int:
 def _prepare(body: MessagesRequest, context: TurnContext) -> Prepared:
     turn = translate.from_messages_request(
         body,
-        max_image_bytes=context.media.image_bytes,
-        max_document_bytes=context.media.document_bytes,
+        context.media,
         conversation_key=context.conversation_key,
     )
     show = translate.shows_thinking(body)

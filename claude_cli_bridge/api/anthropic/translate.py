@@ -65,23 +65,21 @@ DROPPED_HISTORY_BLOCKS = ("thinking", "redacted_thinking")
 # -- requests ----------------------------------------------------------------------------
 def from_messages_request(
     request: p.MessagesRequest,
+    media: MediaLimits,
     *,
-    max_image_bytes: int,
     conversation_key: str | None = None,
-    max_document_bytes: int | None = None,
 ) -> TurnRequest:
     """The neutral request: ``system`` becomes the system prompt (text blocks joined by a
     blank line), followed by the text of any ``system`` messages in ``messages``, in order;
     blocks map one to one, consecutive same-role turns are merged."""
     messages: list[Message] = []
     system_parts = [_system(request.system)]
-    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
     for index, message in enumerate(request.messages):
         where = f"messages[{index}]"
         if message.role == "system":
             system_parts.append(_system_message_text(message, where))
             continue
-        blocks = _blocks(message, where, limits)
+        blocks = _blocks(message, where, media)
         if blocks:
             messages.append(Message(message.role, blocks))
     messages = merge_consecutive(messages)

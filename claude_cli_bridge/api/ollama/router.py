@@ -52,8 +52,7 @@ def _prepare(kind: translate.Kind) -> Callable[[Any, TurnContext], Prepared | Re
     def prepare(body: Any, context: TurnContext) -> Prepared | Response:
         turn = build(
             body,
-            max_image_bytes=context.media.image_bytes,
-            max_document_bytes=context.media.document_bytes,
+            context.media,
             conversation_key=context.conversation_key,
         )
         frames = translate.FrameWriter(

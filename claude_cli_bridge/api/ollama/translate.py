@@ -41,17 +41,16 @@ Kind = Literal["chat", "generate"]
 # -- requests ----------------------------------------------------------------------------
 def from_chat_request(
     chat: ChatRequest,
+    media: MediaLimits,
     *,
-    max_image_bytes: int,
     conversation_key: str | None = None,
-    max_document_bytes: int | None = None,
 ) -> TurnRequest | None:
     """The neutral request, or None when ``messages`` is empty (Ollama's "load the model").
 
     System messages become the system prompt; assistant ``tool_calls`` become tool_use blocks
     and ``tool`` messages tool_result blocks, paired by ``tool_call_id``, else ``tool_name``,
     else order (ollama-python sends neither id); consecutive same-role turns are merged.
-    A PDF among a user message's ``images`` becomes a document (``max_document_bytes``).
+    A PDF among a user message's ``images`` becomes a document (``media.document_bytes``).
     """
     if not chat.messages:
         return None
@@ -66,14 +65,14 @@ def from_chat_request(
                 raise InvalidRequest(f"{where}: a system message cannot carry images.", param=where)
             system.append(text)
         elif message.role == "user":
-            attached = _attachments(message.images, where, MediaLimits.of(max_image_bytes, max_document_bytes))
+            attached = _attachments(message.images, where, media)
             messages.append(Message("user", attached + _texts(text)))
         elif message.role == "assistant":
             uses = tuple(calls.issue(call, index, n, where) for n, call in enumerate(message.tool_calls or []))
             messages.append(Message("assistant", _texts(text) + uses))
         elif message.role == "tool":
             tool_id = calls.answer(message.tool_call_id, message.tool_name or message.name, where)
-            content = _images(message.images, where, max_image_bytes) + _texts(text)
+            content = _images(message.images, where, media.image_bytes) + _texts(text)
             messages.append(Message("user", (ToolResultBlock(tool_id, content),)))  # type: ignore[arg-type]
         else:
             raise InvalidRequest(
@@ -98,10 +97,9 @@ def from_chat_request(
 
 def from_generate_request(
     generate: GenerateRequest,
+    media: MediaLimits,
     *,
-    max_image_bytes: int,
     conversation_key: str | None = None,
-    max_document_bytes: int | None = None,
 ) -> TurnRequest | None:
     """The neutral request for ``/api/generate``, or None for an empty prompt (a load request).
 
@@ -119,7 +117,7 @@ def from_generate_request(
     text = prompt
     if generate.suffix and not generate.raw:
         text, system = fill_in_the_middle(prompt, generate.suffix, system)
-    attached = _attachments(generate.images, "images", MediaLimits.of(max_image_bytes, max_document_bytes))
+    attached = _attachments(generate.images, "images", media)
     blocks = attached + _texts(text)
     think = reasoning.from_ollama(generate.think)
     return TurnRequest(

@@ -42,8 +42,7 @@ async def _inline_image_urls(chat: ChatCompletionRequest, fetch: ImageFetch) -> 
 def _prepare_chat(chat: ChatCompletionRequest, context: TurnContext) -> Prepared:
     turn = translate.from_chat_request(
         chat,
-        max_image_bytes=context.media.image_bytes,
-        max_document_bytes=context.media.document_bytes,
+        context.media,
         conversation_key=context.conversation_key,
     )
     model = chat.model or context.settings.default_model

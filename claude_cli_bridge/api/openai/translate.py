@@ -58,17 +58,15 @@ def finish_reason(stop_reason: str) -> str:
 # -- requests ----------------------------------------------------------------------------
 def from_chat_request(
     request: ChatCompletionRequest,
+    media: MediaLimits,
     *,
-    max_image_bytes: int,
     conversation_key: str | None = None,
-    max_document_bytes: int | None = None,
 ) -> TurnRequest:
     """The neutral request. system/developer messages become the system prompt; tool results
     become user turns of tool_result blocks; consecutive same-role turns are merged.
-    ``file`` parts become documents (``max_document_bytes`` each, default: the image limit)."""
+    ``file`` parts become documents (``media.document_bytes`` each)."""
     if request.n is not None and request.n > 1:
         raise InvalidRequest("n > 1 is not supported: the Claude CLI gives one answer per request.", param="n")
-    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
     system_parts: list[str] = []
     messages: list[Message] = []
     legacy_calls: dict[str, list[str]] = {}  # function name -> ids of its unanswered calls
@@ -77,13 +75,13 @@ def from_chat_request(
         if message.role in ("system", "developer"):
             system_parts.append(_plain_text(message, where))
         elif message.role == "user":
-            messages.append(Message("user", _blocks(message, where, limits, documents=True)))
+            messages.append(Message("user", _blocks(message, where, media, documents=True)))
         elif message.role == "assistant":
             messages.append(Message("assistant", _assistant_blocks(message, where, index, legacy_calls)))
         else:  # tool / legacy function results
             if not message.tool_call_id and message.role == "tool":
                 raise InvalidRequest(f"{where}: a tool message needs tool_call_id.", param=f"{where}.tool_call_id")
-            content = tuple(b for b in _blocks(message, where, limits) if not isinstance(b, ToolUseBlock))
+            content = tuple(b for b in _blocks(message, where, media) if not isinstance(b, ToolUseBlock))
             tool_id = message.tool_call_id or _answer_function(legacy_calls, message.name, where)
             messages.append(Message("user", (ToolResultBlock(tool_id, content),)))  # type: ignore[arg-type]
     messages = [m for m in merge_consecutive(messages) if m.content]

@@ -57,10 +57,9 @@ def _prepare(body: ResponsesRequest, context: TurnContext) -> Prepared:
         previous = translate.Previous(stored.messages, stored.system_inputs)
     translated = translate.from_responses_request(
         body,
+        context.media,
         previous=previous,
         default_model=context.settings.default_model,
-        max_image_bytes=context.media.image_bytes,
-        max_document_bytes=context.media.document_bytes,
         conversation_key=context.conversation_key,
     )
     if translated.dropped_tools:

@@ -60,12 +60,11 @@ class Previous:
 # -- requests ----------------------------------------------------------------------------
 def from_responses_request(
     request: ResponsesRequest,
+    media: MediaLimits,
     *,
     previous: Previous | None,
     default_model: str,
-    max_image_bytes: int,
     conversation_key: str | None = None,
-    max_document_bytes: int | None = None,
 ) -> Translated:
     """The neutral request. ``instructions`` and system/developer input messages make the
     system prompt (stored ones of earlier responses first); a stored conversation comes before
@@ -76,8 +75,7 @@ def from_responses_request(
         items = [{"role": "user", "content": request.input}]
     else:
         items = request.input
-    limits = MediaLimits.of(max_image_bytes, max_document_bytes)
-    system_inputs, messages = from_input_items(items, limits.image_bytes, limits.document_bytes)
+    system_inputs, messages = from_input_items(items, media)
     earlier = previous.system_inputs if previous else ()
     history = list(previous.messages) if previous else []
     merged = [m for m in merge_consecutive(history + messages) if m.content]
@@ -126,9 +124,7 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
         raise InvalidRequest("prompt templates are not supported; send instructions and input.", param="prompt")
 
 
-def from_input_items(
-    items: list[dict[str, Any]], max_image_bytes: int, max_document_bytes: int | None = None
-) -> tuple[tuple[str, ...], list[Message]]:
+def from_input_items(items: list[dict[str, Any]], media: MediaLimits) -> tuple[tuple[str, ...], list[Message]]:
     """System/developer texts and the conversation messages of a list of input items."""
     system: list[str] = []
     messages: list[Message] = []
@@ -142,8 +138,7 @@ def from_input_items(
             if role in ("system", "developer"):
                 system.append(_plain_text(item.get("content"), where))
             elif role in ("user", "assistant"):
-                limits = MediaLimits.of(max_image_bytes, max_document_bytes)
-                messages.append(Message(role, _content(item.get("content"), role, where, limits)))
+                messages.append(Message(role, _content(item.get("content"), role, where, media)))
             else:
                 raise InvalidRequest(
                     f"{where}: role {role!r} is not one of user, assistant, system, developer.", param=f"{where}.role"
@@ -151,7 +146,7 @@ def from_input_items(
         elif kind == "function_call":
             messages.append(Message("assistant", (_function_call(item, where),)))
         elif kind == "function_call_output":
-            messages.append(Message("user", (_function_call_output(item, where, max_image_bytes),)))
+            messages.append(Message("user", (_function_call_output(item, where, media.image_bytes),)))
         elif kind in DROPPED_ITEMS:
             continue
         else:
