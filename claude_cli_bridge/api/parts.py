@@ -24,7 +24,7 @@ class MediaLimits:
 
     @classmethod
     def of(cls, max_image_bytes: int, max_document_bytes: int | None = None) -> MediaLimits:
-        """The limits a translator was given; documents default to the image limit."""
+        """One limit for both (documents default to the image limit)."""
         return cls(max_image_bytes, max_document_bytes or max_image_bytes)
 
 

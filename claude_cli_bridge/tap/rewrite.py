@@ -62,24 +62,19 @@ def strip_environment_note(body: dict[str, Any]) -> bool:
     found = False
     kept = []
     for original in messages:
-        message = original
+        message: Any = original
         content = message.get("content") if isinstance(message, dict) else None
         injected = isinstance(message, dict) and message.get("role") == "system"
+        cut = False
         if isinstance(content, str) and injected:
-            rest = cut_environment_note(content)
-            if rest is not None:
-                found = True
-                if rest == "":
-                    continue
-                message = {**original, "content": rest}
+            message, cut = _cut_text(original, "content")
         elif isinstance(content, list):
             blocks, cut = _cut_blocks(content, injected)
             if cut:
-                found = True
-                if not blocks:
-                    continue
-                message = {**original, "content": blocks}
-        kept.append(message)
+                message = {**original, "content": blocks} if blocks else None
+        found = found or cut
+        if message is not None:
+            kept.append(message)
     if found:
         body["messages"] = kept
     return found
@@ -102,19 +97,25 @@ def _cut_blocks(blocks: list[Any], injected: bool) -> tuple[list[Any], bool]:
                 block = {**original, "content": kept}
         text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
         if isinstance(text, str) and (injected or text.startswith(REMINDER_OPEN)):
-            rest = cut_environment_note(text)
-            if rest is not None:
-                cut = True
-                if rest == "":
-                    continue
-                block = {**original, "text": rest}
-        out.append(block)
+            block, text_cut = _cut_text(block, "text")
+            cut = cut or text_cut
+        if block is not None:
+            out.append(block)
     if cut and out and not any(isinstance(b, dict) and "cache_control" in b for b in out):
         # The note's block may have carried the CLI's cache breakpoint: keep it on the last block.
         marked = [b for b in blocks if isinstance(b, dict) and "cache_control" in b]
         if marked and isinstance(out[-1], dict):
             out[-1] = {**out[-1], "cache_control": marked[-1]["cache_control"]}
     return out, cut
+
+
+def _cut_text(item: dict[str, Any], field: str) -> tuple[dict[str, Any] | None, bool]:
+    """``item`` with the note cut from its text ``field`` (None when the note was all of it),
+    and whether a note was cut."""
+    rest = cut_environment_note(item[field])
+    if rest is None:
+        return item, False
+    return ({**item, field: rest} if rest else None), True
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
