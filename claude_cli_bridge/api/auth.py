@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..core.caller import Caller
 from ..core.record import note
+from .gate import Gate
 
 OPEN_PATHS = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready", "/")}
 
@@ -53,27 +54,23 @@ class Identifies(Protocol):
     def identify(self, presented: str | None) -> Caller | None: ...
 
 
-class CallerMiddleware:
+class CallerMiddleware(Gate):
     """Finds each request's caller once, from its key, and keeps it in the request's state
     (``request.state.caller``, read by the turn pipeline); with keys configured, notes the
     key's name for the request record and refuses a request without a valid key on every
     route that needs one (``refuse`` renders the 401 in the path's API shape)."""
 
     def __init__(self, app: Any, keyring: Identifies, refuse: Callable[[Request], Response]) -> None:
-        self.app = app
+        super().__init__(app, refuse)
         self.keyring = keyring
-        self.refuse = refuse
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         caller = self.keyring.identify(presented_key(headers))
         scope.setdefault("state", {})["caller"] = caller or self.keyring.anonymous
         if self.keyring.required:
             note(key_label=caller.label if caller is not None else "invalid")
         if caller is None and needs_key(scope["method"], scope["path"]):
-            await self.refuse(Request(scope, receive))(scope, receive, send)
+            await self.refused(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .gate import Gate
+
 READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -40,20 +42,16 @@ class Drain:
         return 0.0 if self.since is None else self._clock() - self.since
 
 
-class DrainMiddleware:
+class DrainMiddleware(Gate):
     """Counts requests in flight; while draining, refuses new work with ``refuse(request)``."""
 
     def __init__(self, app: Any, drain: Drain, refuse: Callable[[Request], Response]) -> None:
-        self.app = app
+        super().__init__(app, refuse)
         self.drain = drain
-        self.refuse = refuse
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.drain.draining and scope["method"] not in READ_ONLY:
-            await self.refuse(Request(scope, receive))(scope, receive, send)
+            await self.refused(scope, receive, send)
             return
         self.drain.in_flight += 1
         try:
