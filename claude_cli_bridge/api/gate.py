@@ -1,7 +1,8 @@
 """The shape the bridge's own ASGI middlewares share: plain ASGI (not Starlette's
 ``BaseHTTPMiddleware``, which hides a client's disconnect from the handlers below it: a
-non-streaming turn whose client left would run to its end), HTTP requests only (lifespan and websocket scopes pass straight through), and a refusal
-rendered by ``refuse(request)`` in the API shape of the request's path."""
+non-streaming turn whose client left would run to its end), HTTP requests only (lifespan and
+websocket scopes pass straight through), and a refusal rendered by ``refuse(request)`` in the
+API shape of the request's path."""
 
 from __future__ import annotations
 
