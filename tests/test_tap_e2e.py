@@ -133,7 +133,7 @@ async def test_a_dropped_request_is_dropped_upstream_at_once(tap, fake):
     while not record.disconnected and time.monotonic() - dropped_at < 0.5:  # noqa: ASYNC110 - another thread's flag
         await asyncio.sleep(0.01)
     assert record.disconnected and not record.finished
-    assert tap.counters["dropped"] == 1
+    assert tap.counters.dropped == 1
 
 
 async def test_paths_outside_the_runs_prefix_are_refused(tap, fake):

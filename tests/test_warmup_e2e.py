@@ -102,14 +102,14 @@ async def test_a_request_that_does_not_fit_the_warm_up_is_refused_with_a_clear_5
     launcher.prepare()
     process = await launcher(Profile(model="sonnet"), (), spare=True)
     try:
-        assert tap.counters["warmups_answered"] == 1 and process.history == ()
+        assert tap.counters.warmups_answered == 1 and process.history == ()
         tap.warmup_text = "something else"  # what the tap expects no longer fits the request
         with pytest.raises(UpstreamError) as raised:
             async for _ in process.turn(Message("user", (TextBlock("hello"),)), silence_timeout=30, turn_timeout=60):
                 pass
         assert raised.value.status == 502
         assert "upstream tap refused" in str(raised.value)
-        assert fake.model_calls() == [] and tap.counters["refused"] >= 1
+        assert fake.model_calls() == [] and tap.counters.refused >= 1
     finally:
         await process.stop()
         await tap.close()

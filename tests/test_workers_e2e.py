@@ -417,7 +417,7 @@ async def test_a_worker_request_the_tap_cannot_make_faithful_is_refused_never_fo
             if not process.reusable:  # a failed turn spoils its process: the next check gets a fresh one
                 await process.stop()
                 process = await launcher(Profile(model="sonnet"), ())
-        assert fake.model_calls() == [] and tap.counters["refused"] >= 2
+        assert fake.model_calls() == [] and tap.counters.refused >= 2
     finally:
         await process.stop()
         await tap.close()

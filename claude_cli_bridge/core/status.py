@@ -1,7 +1,8 @@
 """What the bridge reports of itself, as typed snapshots between layers.
 
-The pool (``PoolSnapshot``), the accounts (``AccountSnapshot`` with its ``WindowsSnapshot``)
-and the engine that gathers them (``BridgeStatus``) produce these; ``/health``, ``/ready``,
+The pool (``PoolSnapshot``), the accounts (``AccountSnapshot`` with its ``WindowsSnapshot``),
+the upstream tap (``TapSnapshot``) and the engine that gathers them (``BridgeStatus``) produce
+these; ``/health``, ``/ready``,
 ``/metrics``, the dashboard and the Ollama process list read them by attribute. ``as_json``
 gives ``/health``'s JSON (its shape is pinned by tests/specs/health_shape.json);
 ``BridgeStatus.from_json`` reads such JSON back (test doubles state only the parts they care
@@ -143,6 +144,43 @@ class AccountSnapshot:
         return cls(**{k: v for k, v in data.items() if k != "subscription"}, subscription=subscription)
 
 
+@dataclass
+class TapCounters:
+    """What the upstream tap has done since start (the tap owns and counts them): requests
+    relayed, environment notes removed, requests dropped by the client, upstream errors, spares'
+    warm-ups answered locally or removed from a later request, requests refused as not faithful,
+    worker turns injected, and follow-ups answered from a worker's own turn."""
+
+    requests: int = 0
+    notes_removed: int = 0
+    dropped: int = 0
+    upstream_errors: int = 0
+    warmups_answered: int = 0
+    warmups_removed: int = 0
+    refused: int = 0
+    turns_injected: int = 0
+    followups_answered: int = 0
+
+
+@dataclass(frozen=True)
+class TapSnapshot:
+    """The tap as ``/health`` shows it: its loopback port, the upstream's origin (never a path or
+    user info) and a copy of its counters."""
+
+    port: int
+    upstream: str
+    counters: TapCounters = field(default_factory=TapCounters)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"port": self.port, "upstream": self.upstream, **dataclasses.asdict(self.counters)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TapSnapshot:
+        counted = {f.name for f in dataclasses.fields(TapCounters)}
+        counters = TapCounters(**{k: v for k, v in data.items() if k in counted})
+        return cls(int(data.get("port") or 0), str(data.get("upstream") or ""), counters)
+
+
 @dataclass(frozen=True)
 class BridgeStatus:
     """The engine's report (``/health`` behind a key): overall ``status`` (``ok``, ``limited``,
@@ -159,7 +197,7 @@ class BridgeStatus:
     subscription: WindowsSnapshot = field(default_factory=WindowsSnapshot)
     accounts: dict[str, AccountSnapshot] = field(default_factory=dict)
     failovers: int = 0
-    upstream_tap: dict[str, Any] | None = None
+    upstream_tap: TapSnapshot | None = None
     conversations: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -168,6 +206,7 @@ class BridgeStatus:
             "pool": self.pool.as_json(),
             "subscription": self.subscription.as_json(),
             "accounts": {name: account.as_json() for name, account in self.accounts.items()},
+            "upstream_tap": self.upstream_tap.as_json() if self.upstream_tap is not None else None,
         }
 
     @classmethod
@@ -177,4 +216,6 @@ class BridgeStatus:
         values["pool"] = PoolSnapshot.from_json(data.get("pool") or {})
         values["subscription"] = WindowsSnapshot.from_json(data.get("subscription") or {})
         values["accounts"] = {name: AccountSnapshot.from_json(a) for name, a in (data.get("accounts") or {}).items()}
+        tap = data.get("upstream_tap")
+        values["upstream_tap"] = TapSnapshot.from_json(tap) if tap is not None else None
         return cls(**values)

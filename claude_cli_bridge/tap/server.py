@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -46,6 +47,7 @@ import certifi
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from ..core.status import TapCounters, TapSnapshot
 from .inject import ANSWER_LOCALLY, Assignment, InjectMismatch, canned_answer, splice
 from .rewrite import encode, strip_environment_note
 from .upstream import UpstreamClient, UpstreamResponse
@@ -137,17 +139,7 @@ class Tap:
         self._client: UpstreamClient | None = None
         self.seen: deque[dict[str, Any]] = deque()  # what the model saw (LOG_CONTENT only)
         self._seen_bytes = 0
-        self.counters = {
-            "requests": 0,
-            "notes_removed": 0,
-            "dropped": 0,
-            "upstream_errors": 0,
-            "warmups_answered": 0,
-            "warmups_removed": 0,
-            "refused": 0,
-            "turns_injected": 0,
-            "followups_answered": 0,
-        }
+        self.counters = TapCounters()
         # Spares' warm-up (tap.warmup): the per-run marker and each warmed process's state.
         self.warmup_text = warmup_text(secrets.token_hex(16))
         self._slots: dict[str, _Slot] = {}  # token -> the process's slot
@@ -206,9 +198,9 @@ class Tap:
             await self._client.aclose()
         self._sock.close()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> TapSnapshot:
         """For /health: the port, the upstream's origin (never a path or user info) and counters."""
-        return {"port": self.port, "upstream": origin(self.settings.upstream), **self.counters}
+        return TapSnapshot(self.port, origin(self.settings.upstream), dataclasses.replace(self.counters))
 
     # -- the relay -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -226,17 +218,17 @@ class Tap:
             body.extend(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        self.counters["requests"] += 1
+        self.counters.requests += 1
         try:
             rewritten = self._rewrite(scope["method"], path, scope["headers"], bytes(body), token)
         except (WarmupMismatch, InjectMismatch) as exc:
-            self.counters["refused"] += 1
+            self.counters.refused += 1
             log.warning("tap: refused a request it cannot make faithful: %s", exc)
             why = f"The bridge's upstream tap refused this request (not what this CLI should send: {exc})."
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": why}})
             return
         except Exception as exc:  # never forwarded as it came: it may hold the note (host details)
-            self.counters["refused"] += 1
+            self.counters.refused += 1
             log.error("tap: could not rewrite a request body (%s); refused", type(exc).__name__)
             why = f"The bridge's upstream tap could not rewrite this request ({type(exc).__name__})."
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": why}})
@@ -253,7 +245,7 @@ class Tap:
             done, _ = await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
             if forward not in done and not answered.is_set():
                 # The CLI dropped the request: drop the upstream's at once.
-                self.counters["dropped"] += 1
+                self.counters.dropped += 1
                 forward.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await forward
@@ -289,9 +281,9 @@ class Tap:
         try:
             response = await self._client.send(scope["method"], target, headers, body)
         except (OSError, asyncio.IncompleteReadError) as exc:  # (TimeoutError is an OSError)
-            self.counters["upstream_errors"] += 1
+            self.counters.upstream_errors += 1
             log.warning("tap: %s %s: upstream unreachable: %s", scope["method"], path.decode(), type(exc).__name__)
-            message = f"The bridge could not reach the upstream {self.status()['upstream']}: {type(exc).__name__}."
+            message = f"The bridge could not reach the upstream {origin(self.settings.upstream)}: {type(exc).__name__}."
             answered.set()
             await _reply(send, 502, {"type": "error", "error": {"type": "api_error", "message": message}})
             return
@@ -350,27 +342,27 @@ class Tap:
                 and is_warmup_request(parsed, self.warmup_text)
             ):
                 slot.warmed = True
-                self.counters["warmups_answered"] += 1
+                self.counters.warmups_answered += 1
                 return warmup_response(parsed)
             if slot.worker:
                 if slot.assignment is None:
                     raise InjectMismatch("a worker's request outside any turn")
                 spliced = splice(parsed, slot.assignment)
                 if spliced == ANSWER_LOCALLY:
-                    self.counters["followups_answered"] += 1
+                    self.counters.followups_answered += 1
                     return canned_answer(parsed)
                 assert isinstance(spliced, dict)
                 parsed = spliced
-                self.counters["turns_injected"] += 1
+                self.counters.turns_injected += 1
                 changed = True
             elif slot.warmed:
                 strip_warmup(parsed, self.warmup_text)
-                self.counters["warmups_removed"] += 1
+                self.counters.warmups_removed += 1
                 changed = True
             elif self.warmup_text in body.decode("utf-8", errors="replace"):
                 raise WarmupMismatch("the warm-up marker in an unexpected request")
         if not self.settings.keep_environment_note and strip_environment_note(parsed):
-            self.counters["notes_removed"] += 1
+            self.counters.notes_removed += 1
             changed = True
         return encode(parsed) if changed else body
 
