@@ -157,7 +157,7 @@ def test_the_windows_decide_the_account_order_and_the_refusal():
     now[0] += 3000
     assert book.order(caller) == ["a", "c"]  # a's reset passed
     book.refused("a", CliNotLoggedIn("not logged in"))
-    assert book.status()["a"]["state"] == "failing" and book.order(caller) == ["c"]
+    assert book.snapshot()["a"].state == "failing" and book.order(caller) == ["c"]
 
 
 def test_a_model_familys_window_holds_back_that_family_only_on_that_account():
@@ -170,7 +170,7 @@ def test_a_model_familys_window_holds_back_that_family_only_on_that_account():
     book.refused("a", window_exhausted("seven_day_opus", int(now[0]) + 86400, "", now[0]))
     assert book.order(caller, model="claude-opus-4-6") == ["c"]
     assert book.order(caller, model="sonnet") == ["a", "c"] and book.order(caller, model="haiku") == ["a", "c"]
-    assert book.status()["a"]["state"] == "ok"
+    assert book.snapshot()["a"].state == "ok"
     book.refused("c", window_exhausted("seven_day_opus", int(now[0]) + 7200, "", now[0]))
     refusal = book.refusal(caller, "opus")
     assert isinstance(refusal, AccountsRefused) and refusal.retry_after == 7200

@@ -129,14 +129,14 @@ async def harness():
 async def test_a_new_conversation_takes_a_spare_and_a_replacement_starts(harness):
     h = harness(warm=[P], spare_profiles=1)
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 1
+    assert h.pool.snapshot().spare == 1
     lease, held = await h.take()
     assert lease.how == "spare" and lease.process is h.spawned[0]
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 0 and len(h.spawned) == 1  # not beside its first turn...
+    assert h.pool.snapshot().spare == 0 and len(h.spawned) == 1  # not beside its first turn...
     lease.first_output()
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 1 and len(h.spawned) == 2  # ...once it has spoken
+    assert h.pool.snapshot().spare == 1 and len(h.spawned) == 2  # ...once it has spoken
     await h.give(held)
 
 
@@ -169,7 +169,7 @@ async def test_an_unusable_process_is_never_held(harness):
         lease.process.answer("q", "a")
         lease.process.spoiled = True  # e.g. cut at a stop sequence: its verdict, not the pool's
     await h.pool.settled()
-    assert lease.process.stopped and h.pool.status()["held"] == 0
+    assert lease.process.stopped and h.pool.snapshot().held == 0
 
 
 async def test_a_diverged_history_starts_a_new_process_and_never_reuses_the_old(harness):
@@ -204,7 +204,7 @@ async def test_held_conversations_are_bounded_least_recently_used_first(harness)
     h = harness(max_conversations=2)
     leases = [await h.converse(f"q{n}") for n in range(3)]
     assert [lease.process.stopped for lease in leases] == [True, False, False]
-    assert h.pool.status()["held"] == 2
+    assert h.pool.snapshot().held == 2
 
 
 async def test_a_full_pool_evicts_idle_processes_before_refusing(harness):
@@ -276,7 +276,7 @@ async def test_idle_conversations_and_spares_are_reaped(harness):
     lease = await h.converse()
     await asyncio.sleep(0.05)
     await h.pool.settled()
-    assert lease.process.stopped and h.pool.status()["held"] == 0
+    assert lease.process.stopped and h.pool.snapshot().held == 0
 
 
 async def test_a_process_that_dies_while_idle_is_cleaned_up(harness):
@@ -285,7 +285,7 @@ async def test_a_process_that_dies_while_idle_is_cleaned_up(harness):
     lease.process.die()
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    assert h.pool.status()["held"] == 0 and lease.process.stopped  # stop() ran: leftovers removed
+    assert h.pool.snapshot().held == 0 and lease.process.stopped  # stop() ran: leftovers removed
 
 
 async def test_spares_are_refilled_after_conversations_fill_the_pool(harness):
@@ -294,8 +294,8 @@ async def test_spares_are_refilled_after_conversations_fill_the_pool(harness):
     for n in range(4):  # each new conversation takes the spare; the next spare must follow
         lease = await h.converse(f"q{n}")
         assert lease.how == "spare", f"conversation {n} started cold"
-    status = h.pool.status()
-    assert status["spare"] == 1 and status["processes"] <= 3
+    status = h.pool.snapshot()
+    assert status.spare == 1 and status.processes <= 3
 
 
 async def test_a_burst_of_new_conversations_raises_the_spare_target(harness):
@@ -307,7 +307,7 @@ async def test_a_burst_of_new_conversations_raises_the_spare_target(harness):
     for _, manager in burst:
         await h.give(manager)
     await h.pool.settled()
-    assert h.pool.status()["spare_targets"]["haiku"] == 3
+    assert h.pool.snapshot().spare_targets["haiku"] == 3
     second = await asyncio.gather(*(h.take(TASK) for _ in range(3)))
     assert [lease.how for lease, _ in second] == ["spare"] * 3
     for _, manager in second:
@@ -339,8 +339,8 @@ async def test_a_cancelled_waiter_does_not_take_a_process(harness):
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await h.pool.settled()
-    status = h.pool.status()
-    assert status["busy"] == 0 and status["starting"] == 0 and len(h.live()) <= 1
+    status = h.pool.snapshot()
+    assert status.busy == 0 and status.starting == 0 and len(h.live()) <= 1
 
 
 async def test_newcomers_queue_behind_waiting_requests(harness):
@@ -373,8 +373,8 @@ async def test_a_client_leaving_during_a_cold_start_leaves_no_busy_process(harne
         await request
     await asyncio.sleep(0.15)
     await h.pool.settled()
-    status = h.pool.status()
-    assert status["starting"] == 0 and status["busy"] == 0
+    status = h.pool.snapshot()
+    assert status.starting == 0 and status.busy == 0
     assert len(h.live()) <= 1  # kept as a spare at most, never leaked busy
 
 
@@ -391,9 +391,9 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     h.launch_error = CliCrashed("unknown option '--tools'")
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    status = h.pool.status()
-    assert status["backoff"]["default"]["failures"] == 1
-    assert "unknown option" in status["backoff"]["default"]["last_error"]
+    status = h.pool.snapshot()
+    assert status.backoff["default"]["failures"] == 1
+    assert "unknown option" in status.backoff["default"]["last_error"]
     with pytest.raises(CliUnavailable, match="unknown option") as refused:
         await h.take()  # the CLI's own error at once (a wait for the queue would end in PoolBusy)
     assert refused.value.status == 503 and refused.value.retry_after is not None
@@ -411,7 +411,7 @@ async def test_a_failed_launch_backs_off_every_profile_of_its_account_and_no_oth
     other = dataclasses.replace(P, account="second")
     _, manager = await h.take(other)  # another account is not paused
     await h.give(manager)
-    assert list(h.pool.status()["backoff"]) == ["default"]
+    assert list(h.pool.snapshot().backoff) == ["default"]
 
 
 async def test_a_failed_launch_of_a_callers_own_options_pauses_that_profile_only(harness):
@@ -425,7 +425,7 @@ async def test_a_failed_launch_of_a_callers_own_options_pauses_that_profile_only
         await h.take(schema)  # that schema waits out its pause...
     _, manager = await h.take(P)  # ...everybody else's turns go on
     await h.give(manager)
-    assert h.pool.status()["backoff"] == {} and h.pool.status()["degraded"] == []
+    assert h.pool.snapshot().backoff == {} and h.pool.snapshot().degraded == []
 
 
 async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harness):
@@ -434,7 +434,7 @@ async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harn
     h.spawned[0].die()
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    assert h.pool.status()["backoff"]["default"]["failures"] == 1
+    assert h.pool.snapshot().backoff["default"]["failures"] == 1
     with pytest.raises(CliUnavailable, match="stand-in died"):
         await h.take()
 
@@ -504,11 +504,11 @@ async def test_randomized_stress_keeps_the_pool_invariants(harness):
     await asyncio.sleep(0.05)
     await h.pool.settled()
     check()
-    status = h.pool.status()
-    assert status["busy"] == 0 and status["starting"] == 0 and status["waiting"] == 0
+    status = h.pool.snapshot()
+    assert status.busy == 0 and status.starting == 0 and status.waiting == 0
     assert outcomes["ok"] > 50 and outcomes["busy"] > 0
     alive_pids = {p.pid for p in h.spawned if p.alive}
-    assert alive_pids == set(status["pids"])  # every live process is known, none leaked
+    assert alive_pids == set(status.pids)  # every live process is known, none leaked
 
 
 async def test_a_one_off_turn_is_not_held(harness):
@@ -516,7 +516,7 @@ async def test_a_one_off_turn_is_not_held(harness):
     async with h.pool.lease(TASK, (), hold=False) as lease:
         lease.process.answer("### Task: title", "A title")
     await h.pool.settled()
-    assert lease.process.stopped and h.pool.status()["held"] == 0
+    assert lease.process.stopped and h.pool.snapshot().held == 0
 
 
 async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
@@ -528,17 +528,17 @@ async def test_while_turns_run_only_a_profile_without_a_spare_gets_one(harness):
         lease.process.answer(f"first {n}", "done")
         await h.give(manager)  # the demand is now 3
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 3
+    assert h.pool.snapshot().spare == 3
     burst = await asyncio.gather(*(h.take(TASK) for _ in range(3)))  # all three spares taken
     for lease, _ in burst:
         lease.first_output()
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 1  # one replacement at once, not three, while turns run
+    assert h.pool.snapshot().spare == 1  # one replacement at once, not three, while turns run
     for n, (lease, manager) in enumerate(burst):
         lease.process.answer(f"task {n}", "done")
         await h.give(manager)
     await h.pool.settled()
-    assert h.pool.status()["spare"] == 3  # the rest follow once no turn runs
+    assert h.pool.snapshot().spare == 3  # the rest follow once no turn runs
 
 
 async def test_a_spare_killed_from_outside_is_no_failed_launch_and_is_replaced(harness):
@@ -548,7 +548,7 @@ async def test_a_spare_killed_from_outside_is_no_failed_launch_and_is_replaced(h
     h.spawned[0].die()
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+    assert not h.pool.snapshot().backoff and h.pool.snapshot().degraded == []
     lease, held = await h.take()
     assert lease.process is h.spawned[1] and lease.process.alive
     await h.give(held)
@@ -572,14 +572,14 @@ async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_tha
         await asyncio.sleep(0.06)
         await h.pool.settled()
         assert sum(1 for p in h.spawned if p.alive) <= 1
-    status = h.pool.status()
-    assert status["backoff"]["default"]["failures"] >= 2 and "stand-in died" in status["degraded"][0]
+    status = h.pool.snapshot()
+    assert status.backoff["default"]["failures"] >= 2 and "stand-in died" in status.degraded[0]
     await asyncio.sleep(0.06)
     await h.pool.settled()
     fixed = h.live()[-1]
     fixed.started = True  # the CLI works again: its new process printed its protocol
     await h.converse()
-    assert not h.pool.status()["backoff"] and h.pool.status()["degraded"] == []
+    assert not h.pool.snapshot().backoff and h.pool.snapshot().degraded == []
 
 
 async def test_a_conversation_without_a_key_gets_one_and_keeps_it_for_its_follow_ups(harness):
@@ -630,7 +630,7 @@ async def test_workers_serve_turn_after_turn_from_one_process_without_replacemen
         await h.give(manager)
     h.pool._post(Tick())
     await h.pool.settled()
-    assert len(h.live()) == 1 and h.pool.status()["spare"] == 1  # kept, not retired as surplus
+    assert len(h.live()) == 1 and h.pool.snapshot().spare == 1  # kept, not retired as surplus
 
 
 async def test_retiring_an_account_stops_its_idle_processes_now_and_busy_ones_after_their_turn(harness):

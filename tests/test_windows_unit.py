@@ -110,29 +110,29 @@ def test_a_429_without_a_rejected_window_keeps_the_plain_mapping():
 def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):
     clock = [float(NOW)]
     windows = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
-    assert windows.snapshot()["windows"] == {} and windows.describe() == []
+    assert windows.view().windows == {} and windows.describe() == []
     windows.update(rate_limit_info(ALLOWED))
     windows.update(rate_limit_info(REJECTED))
-    snapshot = windows.snapshot()
-    assert snapshot["status"] == "rejected" and snapshot["limiting"] == "five_hour"
-    five = snapshot["windows"]["five_hour"]
-    assert (five["percent"], five["status"], five["resets_in_seconds"]) == (100.0, "rejected", 1800)
-    assert snapshot["windows"]["seven_day"]["percent"] == 50.0
+    snapshot = windows.view()
+    assert snapshot.status == "rejected" and snapshot.limiting == "five_hour"
+    five = snapshot.windows["five_hour"]
+    assert (five.percent, five.status, five.resets_in_seconds) == (100.0, "rejected", 1800)
+    assert snapshot.windows["seven_day"].percent == 50.0
 
     clock[0] += 120
     reloaded = SubscriptionWindows(tmp_path, clock=lambda: clock[0])
-    assert reloaded.snapshot()["windows"]["five_hour"]["utilization"] == 1
-    assert reloaded.snapshot()["age_seconds"] == 120
+    assert reloaded.view().windows["five_hour"].utilization == 1
+    assert reloaded.view().age_seconds == 120
     assert any(line.startswith("5-hour: 100% used (rejected), resets") for line in reloaded.describe())
 
     clock[0] += 3600  # past the reset: the last reading stays, marked, and nothing is refused
-    assert reloaded.snapshot()["windows"]["five_hour"]["reset_passed"] is True
+    assert reloaded.view().windows["five_hour"].reset_passed is True
     assert "passed; no newer reading" in reloaded.describe()[0]
 
 
 def test_an_unreadable_state_file_is_ignored(tmp_path):
     (tmp_path / "windows.json").write_text("{not json")
-    assert SubscriptionWindows(tmp_path).snapshot()["windows"] == {}
+    assert SubscriptionWindows(tmp_path).view().windows == {}
 
 
 def test_a_rejection_whose_reset_passed_says_so_in_the_overall_state_and_the_window():
@@ -143,12 +143,12 @@ def test_a_rejection_whose_reset_passed_says_so_in_the_overall_state_and_the_win
             "rejected", "five_hour", NOW + 1800, windows=(WindowReading("five_hour", 1.0, NOW + 1800, "rejected"),)
         )
     )
-    snapshot = windows.snapshot()
-    assert snapshot["state"] == "rejected" and snapshot["windows"]["five_hour"]["state"] == "rejected"
+    snapshot = windows.view()
+    assert snapshot.state == "rejected" and snapshot.windows["five_hour"].state == "rejected"
     clock[0] = NOW + 1801  # the 5-hour reset has passed; no newer reading
-    snapshot = windows.snapshot()
-    assert snapshot["status"] == "rejected"  # what was read, kept
-    assert snapshot["state"] == "reset_passed" and snapshot["windows"]["five_hour"]["state"] == "reset_passed"
+    snapshot = windows.view()
+    assert snapshot.status == "rejected"  # what was read, kept
+    assert snapshot.state == "reset_passed" and snapshot.windows["five_hour"].state == "reset_passed"
     assert windows.rejection() is None
 
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..cli.result import window_exhausted
 from ..core.caller import Caller
@@ -302,7 +301,3 @@ class AccountBook:
                 subscription=state.windows.view(),
             )
         return result
-
-    def status(self) -> dict[str, Any]:
-        """``snapshot`` as JSON (``/health``'s ``accounts``)."""
-        return {name: account.as_json() for name, account in self.snapshot().items()}

@@ -128,10 +128,6 @@ class SubscriptionWindows:
             windows=windows,
         )
 
-    def snapshot(self) -> dict[str, Any]:
-        """``view`` as JSON (``/health``'s ``subscription``)."""
-        return self.view().as_json()
-
     def describe(self) -> list[str]:
         """Human lines, one per window (banner, doctor): "5-hour: 42% used, resets ..."."""
         view = self.view()

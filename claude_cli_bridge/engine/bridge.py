@@ -191,7 +191,7 @@ class BridgeEngine:
             subscription=self.windows.view(),
             accounts=self.book.snapshot(),
             failovers=self.book.failovers,
-            upstream_tap=self.tap.status() if self.tap is not None else None,
+            upstream_tap=self.tap.snapshot() if self.tap is not None else None,
             conversations=self.path(),
         )
 

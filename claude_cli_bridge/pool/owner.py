@@ -52,7 +52,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Generic
+from typing import Generic
 
 from ..cli.profile import Profile
 from ..core.messages import Message
@@ -238,10 +238,6 @@ class Pool(Generic[P]):
                 for e in live
             ],
         )
-
-    def status(self) -> dict[str, Any]:
-        """``snapshot`` as JSON (``/health``'s ``pool``)."""
-        return self.snapshot().as_json()
 
     def degraded(self) -> list[str]:
         """Why the pool cannot launch processes right now (empty when it can): one line per

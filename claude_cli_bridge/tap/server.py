@@ -198,7 +198,7 @@ class Tap:
             await self._client.aclose()
         self._sock.close()
 
-    def status(self) -> TapSnapshot:
+    def snapshot(self) -> TapSnapshot:
         """For /health: the port, the upstream's origin (never a path or user info) and counters."""
         return TapSnapshot(self.port, origin(self.settings.upstream), dataclasses.replace(self.counters))
 
