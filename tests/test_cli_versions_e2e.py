@@ -55,7 +55,7 @@ def test_the_oldest_supported_cli_passes_every_feature_probe():
     if not floor:
         pytest.skip("CLAUDE_FLOOR_CLI_PATH is not set (scripts/test installs the floor version and sets it)")
     report = asyncio.run(run_probes(floor, dotted(OLDEST_SUPPORTED), Path("/tmp/claude-cli-bridge-work")))
-    assert report.failed() == [], report.as_dict()
+    assert report.failed() == [], report.snapshot()
 
 
 def test_a_cli_below_the_floor_is_refused_naming_versions_and_the_upgrade(tmp_path):

@@ -392,8 +392,8 @@ async def test_a_cli_that_fails_to_launch_backs_off_and_requests_fail_fast(harne
     await asyncio.sleep(0.01)
     await h.pool.settled()
     status = h.pool.snapshot()
-    assert status.backoff["default"]["failures"] == 1
-    assert "unknown option" in status.backoff["default"]["last_error"]
+    assert status.backoff["default"].failures == 1
+    assert "unknown option" in status.backoff["default"].last_error
     with pytest.raises(CliUnavailable, match="unknown option") as refused:
         await h.take()  # the CLI's own error at once (a wait for the queue would end in PoolBusy)
     assert refused.value.status == 503 and refused.value.retry_after is not None
@@ -434,7 +434,7 @@ async def test_a_cli_that_dies_right_after_launch_counts_as_a_failed_launch(harn
     h.spawned[0].die()
     await asyncio.sleep(0.01)
     await h.pool.settled()
-    assert h.pool.snapshot().backoff["default"]["failures"] == 1
+    assert h.pool.snapshot().backoff["default"].failures == 1
     with pytest.raises(CliUnavailable, match="stand-in died"):
         await h.take()
 
@@ -573,7 +573,7 @@ async def test_failing_launches_back_off_one_attempt_at_a_time_and_a_process_tha
         await h.pool.settled()
         assert sum(1 for p in h.spawned if p.alive) <= 1
     status = h.pool.snapshot()
-    assert status.backoff["default"]["failures"] >= 2 and "stand-in died" in status.degraded[0]
+    assert status.backoff["default"].failures >= 2 and "stand-in died" in status.degraded[0]
     await asyncio.sleep(0.06)
     await h.pool.settled()
     fixed = h.live()[-1]

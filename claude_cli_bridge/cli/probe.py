@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock, canonical_json
+from ..core.status import FeatureSnapshot
 from ..core.turn import TextDelta, ToolCall, ToolSpec, TurnDone, TurnRequest
 from ..errors import BridgeError, UpstreamError
 from .launch import Launcher, process_env
@@ -98,9 +99,10 @@ class ProbeReport:
             f"check failed: {state.detail}"
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, FeatureSnapshot]:
+        """For /health ``features``: each feature's state and what the probe saw."""
         return {
-            name: {"state": "ok" if s.ok else ("failed" if s.ok is False else "unknown"), "detail": s.detail}
+            name: FeatureSnapshot("ok" if s.ok else ("failed" if s.ok is False else "unknown"), s.detail)
             for name, s in self.states.items()
         }
 

@@ -31,6 +31,16 @@ class ProcessRow:
 
 
 @dataclass(frozen=True)
+class LaunchPause:
+    """An account whose new processes keep dying before their first turn: failures in a row,
+    seconds to the next attempt, and the CLI's last words."""
+
+    failures: int = 0
+    seconds_left: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
 class PoolSnapshot:
     """The pool by state (live processes; ``starting`` and ``stopping`` apart), the queue, the
     processes' memory, spare targets by model, pids and models, launch backoff per account
@@ -47,14 +57,14 @@ class PoolSnapshot:
     spare_targets: dict[str, int] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
-    backoff: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backoff: dict[str, LaunchPause] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     process_list: list[ProcessRow] = field(default_factory=list)
 
     def backoff_seconds_left(self) -> float:
         """The longest launch pause still running (0: none)."""
-        return max((float(b.get("seconds_left") or 0) for b in self.backoff.values()), default=0.0)
+        return max((pause.seconds_left for pause in self.backoff.values()), default=0.0)
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -64,9 +74,10 @@ class PoolSnapshot:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PoolSnapshot:
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and k != "process_list"}
+        values = {k: v for k, v in data.items() if k in known and k not in ("process_list", "backoff")}
         rows = [ProcessRow(**row) for row in data.get("process_list") or []]
-        return cls(**values, process_list=rows)
+        pauses = {account: LaunchPause(**pause) for account, pause in (data.get("backoff") or {}).items()}
+        return cls(**values, process_list=rows, backoff=pauses)
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,15 @@ class AccountSnapshot:
         return cls(**{k: v for k, v in data.items() if k != "subscription"}, subscription=subscription)
 
 
+@dataclass(frozen=True)
+class FeatureSnapshot:
+    """One feature as the CLI's start-up probe found it: ``state`` ok, failed or unknown (not
+    probed), and ``detail``, what was seen."""
+
+    state: str
+    detail: str | None = None
+
+
 @dataclass
 class TapCounters:
     """What the upstream tap has done since start (the tap owns and counts them): requests
@@ -192,7 +212,7 @@ class BridgeStatus:
     degraded: list[str] = field(default_factory=list)
     cli_path: str | None = None
     cli_version: str | None = None
-    features: dict[str, dict[str, Any]] = field(default_factory=dict)
+    features: dict[str, FeatureSnapshot] = field(default_factory=dict)
     pool: PoolSnapshot = field(default_factory=PoolSnapshot)
     subscription: WindowsSnapshot = field(default_factory=WindowsSnapshot)
     accounts: dict[str, AccountSnapshot] = field(default_factory=dict)
@@ -203,6 +223,7 @@ class BridgeStatus:
     def as_json(self) -> dict[str, Any]:
         return {
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "features": {name: dataclasses.asdict(feature) for name, feature in self.features.items()},
             "pool": self.pool.as_json(),
             "subscription": self.subscription.as_json(),
             "accounts": {name: account.as_json() for name, account in self.accounts.items()},
@@ -213,6 +234,7 @@ class BridgeStatus:
     def from_json(cls, data: dict[str, Any]) -> BridgeStatus:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        values["features"] = {name: FeatureSnapshot(**f) for name, f in (data.get("features") or {}).items()}
         values["pool"] = PoolSnapshot.from_json(data.get("pool") or {})
         values["subscription"] = WindowsSnapshot.from_json(data.get("subscription") or {})
         values["accounts"] = {name: AccountSnapshot.from_json(a) for name, a in (data.get("accounts") or {}).items()}

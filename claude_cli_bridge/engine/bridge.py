@@ -186,7 +186,7 @@ class BridgeEngine:
             degraded=reasons,
             cli_path=self.cli_path,
             cli_version=self.cli_version,
-            features=self.features.as_dict(),
+            features=self.features.snapshot(),
             pool=pool,
             subscription=self.windows.view(),
             accounts=self.book.snapshot(),

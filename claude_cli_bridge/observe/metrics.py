@@ -141,7 +141,7 @@ class _StatusCollector(Collector):
                 "bridge_feature_ok", "1 when the CLI's start-up probe of a feature passed.", labels=["feature"]
             )
             for name, probed in status.features.items():
-                ok.add_metric([name], 1 if probed.get("state") == "ok" else 0)
+                ok.add_metric([name], 1 if probed.state == "ok" else 0)
             yield ok
         accounts = status.accounts
         if not accounts and status.subscription.windows:

@@ -57,7 +57,7 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
         "degraded": status.degraded,
         "cli_version": status.cli_version,
         "cli_path": status.cli_path,
-        "features": status.features,
+        "features": health["features"],
         "pool": health["pool"],
         "processes": processes,
         "subscription": health["subscription"],

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..cli.profile import Profile
+from ..core.status import LaunchPause
 from ..errors import CliUnavailable
 
 log = logging.getLogger(__name__)
@@ -112,14 +112,10 @@ class LaunchBackoff:
             if pause is not None and launch_began >= pause.noted_at:
                 del self._pauses[key]
 
-    def status(self) -> dict[str, dict[str, Any]]:
+    def snapshot(self) -> dict[str, LaunchPause]:
         """For /health ``pool.backoff``: each paused account."""
         return {
-            account: {
-                "failures": p.failures,
-                "seconds_left": round(max(0.0, p.until - self._clock()), 1),
-                "last_error": p.last_error,
-            }
+            account: LaunchPause(p.failures, round(max(0.0, p.until - self._clock()), 1), p.last_error)
             for account, p in self._pauses.items()
             if p.failures and isinstance(account, str)
         }

@@ -223,7 +223,7 @@ class Pool(Generic[P]):
             },
             pids=sorted(e.process.pid for e in live if e.process is not None and e.process.pid),
             models=sorted({e.profile.model for e in self._state.table.entries.values() if e.state != "stopping"}),
-            backoff=self._state.backoff.status(),
+            backoff=self._state.backoff.snapshot(),
             counters=dict(self.counters),
             degraded=self.degraded(),
             # One row per process (the dashboard): state, model, turns, seconds since launch.
