@@ -165,6 +165,15 @@ async def test_an_unreachable_upstream_is_a_502_in_the_upstreams_shape(fake, cap
     assert response.json()["type"] == "error"
 
 
+async def test_the_taps_own_server_logs_no_lifecycle_lines(caplog):
+    """uvicorn's "Started server process" and the rest would read as a second bridge."""
+    caplog.set_level(logging.INFO)
+    relay = Tap(TapSettings(upstream="http://127.0.0.1:9"), {})
+    await relay.start()
+    await relay.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"] == []
+
+
 async def test_credentials_pass_through_and_never_reach_a_log_line(tap, fake, caplog):
     caplog.set_level(logging.DEBUG)
     body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -114,11 +114,32 @@ def ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
 
 
 class _QuietServer(uvicorn.Server):
-    """uvicorn without its signal handling: the bridge's own server owns SIGINT/SIGTERM."""
+    """uvicorn without its signal handling (the bridge's own server owns SIGINT/SIGTERM) and
+    without its lifecycle lines ("Started server process", "Shutting down", "Finished server
+    process"): uvicorn logs them through the process-wide ``uvicorn.error`` logger, where they
+    read as a second bridge starting and stopping. Warnings and errors still pass."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        serving = asyncio.current_task()
+
+        def not_ours(record: logging.LogRecord) -> bool:
+            if record.levelno >= logging.WARNING:
+                return True
+            try:
+                return asyncio.current_task() is not serving
+            except RuntimeError:  # logged outside any event loop: not from this task
+                return True
+
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(not_ours)
+        try:
+            await super().serve(sockets)
+        finally:
+            uvicorn_log.removeFilter(not_ours)
 
 
 class Tap:
