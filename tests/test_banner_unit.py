@@ -26,6 +26,13 @@ def test_a_key_is_named_as_required_and_put_in_every_client_setting():
     assert "Subscription 5-hour: 42% used" in banner
 
 
+def test_in_a_container_the_urls_are_the_hosts_through_published_ports():
+    lines = banner_lines(Settings(_env_file=None, host="0.0.0.0", port=8000), "1.0", "2", "/c", in_container=True)
+    banner = "\n".join(lines)
+    assert "In a container" in banner and "-p 127.0.0.1:8000:8000" in banner
+    assert "Listening on every interface" not in banner
+
+
 def test_no_key_and_no_ollama_port():
     banner = text(ollama_port=0)
     assert "not required" in banner and "off (OLLAMA_PORT=0)" in banner

@@ -286,6 +286,12 @@ def test_the_server_process_is_not_root(served):
     assert uid.stdout.strip() != "0"
 
 
+def test_the_banner_says_its_urls_are_the_hosts_through_published_ports(served):
+    logs = served.logs()
+    assert "In a container: these URLs are the host's" in logs
+    assert "Listening on every interface" not in logs
+
+
 def test_an_openai_chat_is_answered_through_the_images_cli(served, fake):
     client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key=KEY)
     answer = client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi from openai"}])

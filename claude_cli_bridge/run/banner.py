@@ -17,8 +17,15 @@ def local_host(settings: Settings) -> str:
 
 
 def banner_lines(
-    settings: Settings, version: str, cli_version: str, cli_path: str, windows: list[str] | None = None
+    settings: Settings,
+    version: str,
+    cli_version: str,
+    cli_path: str,
+    windows: list[str] | None = None,
+    *,
+    in_container: bool = False,
 ) -> list[str]:
+    """The banner's lines. ``in_container``: the URLs are the host's, through published ports."""
     host = local_host(settings)
     openai_base = f"http://{host}:{settings.port}/v1"
     ollama_base = f"http://{host}:{settings.ollama_port}" if settings.ollama_port else ""
@@ -37,7 +44,12 @@ def banner_lines(
         ),
         f"  Dashboard    http://{host}:{settings.port}/dashboard   Metrics http://{host}:{settings.port}/metrics",
     ]
-    if settings.host in ANY_ADDRESS:
+    if settings.host in ANY_ADDRESS and in_container:
+        lines.append(
+            "  In a container: these URLs are the host's where the ports are published "
+            f"(-p 127.0.0.1:{settings.port}:{settings.port}, docs/container.md)."
+        )
+    elif settings.host in ANY_ADDRESS:
         lines.append(f"  Listening on every interface ({settings.host or '*'}); other machines use this one's address.")
     if windows:
         lines.append("  Subscription " + windows[0])

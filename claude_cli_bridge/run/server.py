@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -183,9 +184,15 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def in_container() -> bool:
+    """Whether this process runs in a container (podman writes /run/.containerenv, Docker
+    /.dockerenv)."""
+    return Path("/run/.containerenv").exists() or Path("/.dockerenv").exists()
+
+
 def show_banner(settings: Settings, cli_version: str, cli_path: str, windows: SubscriptionWindows) -> None:
     """The banner on stderr; with LOG_FORMAT=json one log line instead (stderr stays JSON)."""
-    lines = banner_lines(settings, __version__, cli_version, cli_path, windows.describe())
+    lines = banner_lines(settings, __version__, cli_version, cli_path, windows.describe(), in_container=in_container())
     if settings.log_format == "json":
         log.info("%s", " | ".join(line.strip() for line in lines if line.strip()))
         return
