@@ -1,11 +1,14 @@
 """Forcing and shaping tool calls: the deprecated functions API, tool_choice required and
 named (reaching the upstream, and an answer without the forced call is an error, not a 200),
-instructor's default tools mode. Real CLI, fake upstream, the openai SDK (and instructor when it
-is installed)."""
+instructor's default tools mode. Real CLI, fake upstream, the openai SDK, and instructor from
+its own virtualenv (scripts/test installs it into .cache/instructor)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import anthropic
 import openai
@@ -137,20 +140,40 @@ def test_impossible_tool_choices_are_a_400(client, extra, message):
         client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "Hi"}], **extra)
 
 
+INSTRUCTOR_PYTHON = Path(
+    os.environ.get("INSTRUCTOR_PYTHON") or Path(__file__).parent.parent / ".cache" / "instructor" / "bin" / "python"
+)
+INSTRUCTOR_SCRIPT = """
+import json, sys
+import instructor, openai
+from pydantic import BaseModel
+
+class User(BaseModel):
+    name: str
+    age: int
+
+patched = instructor.from_openai(openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0))
+user = patched.chat.completions.create(
+    model="sonnet", response_model=User, messages=[{"role": "user", "content": "Ada is 36."}]
+)
+print(json.dumps(user.model_dump()))
+"""
+
+
 def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
-    instructor = pytest.importorskip("instructor")
-    from pydantic import BaseModel
-
-    class User(BaseModel):
-        name: str
-        age: int
-
+    if not INSTRUCTOR_PYTHON.exists():
+        pytest.skip(
+            "no instructor: scripts/test installs it into .cache/instructor (tests/requirements-instructor.txt)"
+        )
     fake.handler = lambda body: Reply(chunks=[], tool_uses=[ToolUse("mcp__client__User", {"name": "Ada", "age": 36})])
-    patched = instructor.from_openai(openai.OpenAI(base_url=bridge.openai_url, api_key="unused", max_retries=0))
-    user = patched.chat.completions.create(
-        model="sonnet", response_model=User, messages=[{"role": "user", "content": "Ada is 36."}]
+    result = subprocess.run(
+        [str(INSTRUCTOR_PYTHON), "-c", INSTRUCTOR_SCRIPT, bridge.openai_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert (user.name, user.age) == ("Ada", 36)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"name": "Ada", "age": 36}
     assert fake.received[-1].body["tool_choice"]["name"] == "User"
 
 
