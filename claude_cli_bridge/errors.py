@@ -154,6 +154,12 @@ class ExtraUsageRefused(BridgeError, status=429, kind="rate_limit_error", code="
     another subscription; an API-key account listed later for the key may take the turn."""
 
 
+class CreditsRequired(BridgeError, status=429, kind="rate_limit_error", code="credits_required", retry=False):
+    """The upstream refused the model on this account until usage credits pay for it (its 429
+    with ``error_code: credits_required``): nothing clears it by itself, so no retry; another
+    account of the key may serve the model (the engine tries them), this one keeps serving others."""
+
+
 class AccountsRefused(BridgeError, status=429, kind="rate_limit_error", code="rate_limit_exceeded", retry=False):
     """None of the key's accounts can take a turn now (windows used up, logins failing);
     ``retry_after`` points at the earliest moment one of them may again."""

@@ -59,6 +59,7 @@ class Reply:
     status: int = 200
     error_type: str = "api_error"
     error_message: str = "scripted failure"
+    error_details: dict[str, Any] | None = None  # the error's ``details`` (e.g. ``error_code``)
     retry_after: str | None = None
     hang_after: int | None = None
     die_after: int | None = None
@@ -343,8 +344,11 @@ class FakeAnthropic:
             record.finished = True
             headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
             headers.update(reply.headers)
+            error: dict[str, Any] = {"type": reply.error_type, "message": reply.error_message}
+            if reply.error_details is not None:
+                error["details"] = reply.error_details
             return JSONResponse(
-                {"type": "error", "error": {"type": reply.error_type, "message": reply.error_message}},
+                {"type": "error", "error": error},
                 status_code=reply.status,
                 headers=headers,
             )

@@ -294,3 +294,26 @@ def test_an_overloaded_upstream_or_a_context_too_long_never_marks_the_account(
     fake.received.clear()
     assert chat(two_accounts, [{"role": "user", "content": "again"}]).status_code == 200
     assert {call.token for call in fake.received} == {TOKEN_A}
+
+
+def test_a_model_that_needs_usage_credits_on_one_account_is_served_by_the_next(two_accounts, fake):
+    """credits_required refuses the model on that account, not the account: the turn fails over
+    and the account stays unmarked, first for the next conversation too."""
+    fake.enqueue_for(
+        TOKEN_A,
+        Reply(
+            status=429,
+            error_type="rate_limit_error",
+            error_message="This model requires usage credits.",
+            error_details={"error_code": "credits_required"},
+        ),
+    )
+    response = chat(two_accounts, [{"role": "user", "content": "hello"}])
+    assert response.status_code == 200, response.text
+    assert response.headers["x-bridge-account"] == "b"
+    assert [call.token for call in fake.received] == [TOKEN_A, TOKEN_B]
+    health = two_accounts.health()
+    assert health["accounts"]["a"]["state"] == "ok" and health["failovers"] == 1
+    fake.received.clear()
+    response = chat(two_accounts, [{"role": "user", "content": "a new one"}])
+    assert response.status_code == 200 and response.headers["x-bridge-account"] == "a"

@@ -268,3 +268,34 @@ def test_an_account_that_allows_extra_usage_keeps_serving_past_its_used_up_windo
         fake.default_reply = Reply()
     assert refused.status_code == 429 and "5-hour" in refused.json()["error"]["message"]
     assert reset - time.time() - 60 < int(refused.headers["retry-after"]) <= reset - time.time() + 1
+
+
+def test_a_model_that_needs_usage_credits_is_a_named_429_and_the_account_keeps_serving(start_bridge, fake):
+    """The upstream's 429 with ``error_code: credits_required`` (the CLI passes it on as
+    ``api_error_code``): no retry can clear it, so the caller gets a 429 naming it, told not to
+    retry, in each API's shape; the account is not marked and serves the next turn."""
+    server = start_bridge()
+    refusal = Reply(
+        status=429,
+        error_type="rate_limit_error",
+        error_message="This model requires usage credits.",
+        error_details={"error_code": "credits_required"},
+    )
+    fake.handler = lambda body: refusal
+    try:
+        response = chat(server)
+        messages = httpx.post(
+            f"{server.base_url}/v1/messages",
+            json={"model": "sonnet", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,
+        )
+    finally:
+        fake.handler = None
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == "credits_required" and "usage credits" in error["message"]
+    assert response.headers["x-should-retry"] == "false" and "retry-after" not in response.headers
+    assert messages.status_code == 429 and messages.json()["error"]["type"] == "rate_limit_error", messages.text
+    assert len(fake.model_calls()) == 2  # one upstream request per turn: the CLI does not retry it either
+    assert server.health()["accounts"]["default"]["state"] == "ok"
+    assert chat(server).status_code == 200

@@ -8,7 +8,7 @@ from claude_cli_bridge.accounts.windows import SubscriptionWindows
 from claude_cli_bridge.cli.result import upstream_error
 from claude_cli_bridge.cli.wire import TurnParser, rate_limit_info
 from claude_cli_bridge.core.limits import RateLimitInfo, WindowReading
-from claude_cli_bridge.errors import UpstreamError
+from claude_cli_bridge.errors import CreditsRequired, UpstreamError
 
 pytestmark = pytest.mark.unit
 
@@ -105,6 +105,14 @@ def test_a_refused_window_gives_retry_after_at_its_reset(seconds_left, retry):
 def test_a_429_without_a_rejected_window_keeps_the_plain_mapping():
     error = upstream_error(429, "rate limited", rate_limit=rate_limit_info(ALLOWED), now=NOW)
     assert error.retry_after == 30 and error.code is None
+
+
+def test_a_429_with_credits_required_is_named_and_not_retried():
+    error = upstream_error(429, "API Error: Request rejected (429) · needs credits", api_error_code="credits_required")
+    assert isinstance(error, CreditsRequired)
+    assert (error.status, error.code, error.retry, error.retry_after) == (429, "credits_required", False, None)
+    assert "usage credits" in error.message and "needs credits" in error.message
+    assert not isinstance(upstream_error(400, "bad", api_error_code="credits_required"), CreditsRequired)
 
 
 def test_the_state_keeps_the_latest_reading_and_persists_it(tmp_path):

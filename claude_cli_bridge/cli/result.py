@@ -14,8 +14,11 @@ import time
 from datetime import UTC, datetime
 
 from ..core.limits import RateLimitInfo, window_label
-from ..errors import BridgeError, CliNotLoggedIn, ExtraUsageRefused, UpstreamError
+from ..errors import BridgeError, CliNotLoggedIn, CreditsRequired, ExtraUsageRefused, UpstreamError
 
+#: The result line's ``api_error_code`` for a 429 whose body says the model needs usage credits
+#: (docs/cli.md "Limits"): the CLI does not retry it.
+CREDITS_REQUIRED = "credits_required"
 #: The upstream's words for a subscription turn billed to extra usage (2026: "Third-party apps
 #: now draw from your extra usage, not your plan limits...", CLI_NOTES.md).
 EXTRA_USAGE = "extra usage"
@@ -34,16 +37,24 @@ def upstream_error(
     message: str,
     api_error: str | None = None,
     rate_limit: RateLimitInfo | None = None,
+    *,
     now: float | None = None,
+    api_error_code: str | None = None,
 ) -> BridgeError:
-    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries and
-    the CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one.
+    """Map a failed CLI result to a typed error, by the upstream HTTP status it carries, the
+    CLI's own error kind (``authentication_failed``, ``rate_limit``...) when it gives one, and
+    the upstream body's ``error_code`` (``credits_required``) as the result line passes it on.
 
     ``rate_limit`` is the turn's last rate-limit reading: when the upstream refused because a
     subscription window is used up, the 429 names that window and its reset, and Retry-After
     points at the reset."""
     if api_status == 429 and rate_limit is not None and rate_limit.rejected and rate_limit.resets_at:
         return window_exhausted(rate_limit.window, rate_limit.resets_at, message, now)
+    if api_status == 429 and api_error_code == CREDITS_REQUIRED:
+        return CreditsRequired(
+            "The upstream refuses this model on this account until usage credits pay for it (429 "
+            f"credits_required); the bridge buys none, and a retry will not clear it: {message.strip()}"
+        )
     if api_status in (400, 402, 403) and EXTRA_USAGE in message.lower():
         return ExtraUsageRefused(
             "The upstream answers this subscription's turns from its extra usage, not its plan limits "

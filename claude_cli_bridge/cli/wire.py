@@ -290,7 +290,14 @@ class TurnParser:
             status = line.get("api_error_status")
             if not isinstance(status, int):
                 status = status_in_text(str(message))
-            raise upstream_error(status, str(message), line.get("api_error") or self.api_error, self.rate_limit)
+            code = line.get("api_error_code")
+            raise upstream_error(
+                status,
+                str(message),
+                line.get("api_error") or self.api_error,
+                self.rate_limit,
+                api_error_code=code if isinstance(code, str) else None,
+            )
         usage = _usage(line.get("usage") or {})
         stop_reason = line.get("stop_reason") or "end_turn"
         if stop_reason == "tool_deferred" or self._calls_in is not None:

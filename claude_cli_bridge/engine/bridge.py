@@ -48,6 +48,7 @@ from ..core.status import BridgeStatus
 from ..core.turn import TurnEvent, TurnRequest
 from ..errors import (
     BridgeError,
+    CreditsRequired,
     ExtraUsageRefused,
     UpstreamError,
 )
@@ -276,6 +277,18 @@ class BridgeEngine:
                         produced = True
                         yield event
             except BridgeError as error:
+                if isinstance(error, CreditsRequired) and not produced:
+                    # The model, not the account, is refused: the account stays unmarked (it
+                    # serves other models) and the next account of the key is tried.
+                    successor = next((n for n in self.book.order(caller, model=base.model) if n not in tried), None)
+                    if successor is None:
+                        raise
+                    log.warning(
+                        "account %s: the upstream asks usage credits for this model; trying %s", account, successor
+                    )
+                    self.book.failed_over(account)
+                    note(failover_from=account)
+                    continue
                 if isinstance(error, ExtraUsageRefused) and not produced:
                     note(extra_usage=account)
                     self.book.refused_as_extra_usage(account)
