@@ -161,7 +161,7 @@ print(json.dumps(user.model_dump()))
 
 
 def test_instructor_default_tools_mode_gets_its_object(bridge, fake):
-    if not INSTRUCTOR_PYTHON.exists():
+    if not INSTRUCTOR_PYTHON.exists() or subprocess.run([str(INSTRUCTOR_PYTHON), "-c", "import instructor"]).returncode:
         pytest.skip(
             "no instructor: scripts/test installs it into .cache/instructor (tests/requirements-instructor.txt)"
         )

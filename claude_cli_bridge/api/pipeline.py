@@ -163,7 +163,7 @@ async def _run(surface: Surface[Any], request: Request, headers: dict[str, str])
     context = TurnContext(
         request,
         request.headers.get("x-conversation-id"),
-        MediaLimits(settings.max_image_bytes, settings.max_document_bytes),
+        MediaLimits.of(settings.max_image_bytes, settings.max_document_bytes),  # 0 documents: the image limit
         started_ns,
         headers,
     )

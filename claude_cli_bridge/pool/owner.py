@@ -39,7 +39,7 @@ in flight, no spares are relaunched, and requests that need a new
 process get a 503 (``CliUnavailable``) with the CLI's own words and Retry-After. A process
 killed from outside (SIGKILL, SIGTERM: the OOM killer, ``pkill``) is no failure of the CLI.
 The first process of the account that speaks again ends the backoff: serving resumes
-without a restart. ``status()["degraded"]`` says why while it lasts.
+without a restart. ``snapshot().degraded`` says why while it lasts.
 
 The launch function is injected, so the mechanics are tested with a stand-in process.
 """

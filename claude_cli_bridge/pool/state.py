@@ -1,7 +1,7 @@
 """What the pool's one task owns: the shared state of ``owner.Pool`` (the public face),
 ``owner.Owner`` (the messages) and ``placement.Placement`` (the decisions).
 
-Only the owner task changes it (``Pool`` reads it for ``status``); the tasks that launch,
+Only the owner task changes it (``Pool`` reads it for ``snapshot``); the tasks that launch,
 stop and watch processes report back as messages through ``post``.
 """
 

@@ -62,19 +62,23 @@ def strip_environment_note(body: dict[str, Any]) -> bool:
     found = False
     kept = []
     for original in messages:
-        message: Any = original
+        message = original
         content = message.get("content") if isinstance(message, dict) else None
         injected = isinstance(message, dict) and message.get("role") == "system"
-        cut = False
         if isinstance(content, str) and injected:
-            message, cut = _cut_text(original, "content")
+            rest, cut = _cut_text(original, "content")
+            found = found or cut
+            if rest is None:
+                continue  # the note was all of it
+            message = rest
         elif isinstance(content, list):
             blocks, cut = _cut_blocks(content, injected)
             if cut:
-                message = {**original, "content": blocks} if blocks else None
-        found = found or cut
-        if message is not None:
-            kept.append(message)
+                found = True
+                if not blocks:
+                    continue
+                message = {**original, "content": blocks}
+        kept.append(message)
     if found:
         body["messages"] = kept
     return found
@@ -97,10 +101,12 @@ def _cut_blocks(blocks: list[Any], injected: bool) -> tuple[list[Any], bool]:
                 block = {**original, "content": kept}
         text = block.get("text") if isinstance(block, dict) and block.get("type") == "text" else None
         if isinstance(text, str) and (injected or text.startswith(REMINDER_OPEN)):
-            block, text_cut = _cut_text(block, "text")
+            rest, text_cut = _cut_text(block, "text")
             cut = cut or text_cut
-        if block is not None:
-            out.append(block)
+            if rest is None:
+                continue  # the note was all of it
+            block = rest
+        out.append(block)
     if cut and out and not any(isinstance(b, dict) and "cache_control" in b for b in out):
         # The note's block may have carried the CLI's cache breakpoint: keep it on the last block.
         marked = [b for b in blocks if isinstance(b, dict) and "cache_control" in b]
