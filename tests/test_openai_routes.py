@@ -164,6 +164,15 @@ async def test_an_oversized_document_is_a_413():
     assert "messages[0].content[0]" in str(caught.value)
 
 
+async def test_max_document_bytes_0_means_the_image_limit():
+    settings = Settings(_env_file=None, max_document_bytes=0, max_image_bytes=1 << 20)
+    async with client_for(ScriptedEngine(settings=settings)) as client:
+        answer = await openai_sdk(client).chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": [pdf_part()]}]
+        )
+    assert answer.choices[0].message.content  # under the image limit: taken, not refused as over 0
+
+
 @pytest.mark.parametrize(
     "url, status, fragment",
     [

@@ -211,3 +211,10 @@ def test_the_note_inside_a_tool_result_goes_and_the_callers_result_stays():
     body = {"messages": [{"role": "user", "content": [result]}]}
     assert strip_environment_note(body)
     assert body["messages"][0]["content"][0]["content"] == [{"type": "text", "text": "sunny\n"}, date]
+
+
+def test_entries_that_are_not_objects_stay_where_a_note_is_cut():
+    note = {"type": "text", "text": "<system-reminder>\n" + ENV + "</system-reminder>"}
+    body = {"messages": [None, {"role": "user", "content": [None, {"type": "text", "text": "hi"}, note]}]}
+    assert strip_environment_note(body)
+    assert body["messages"] == [None, {"role": "user", "content": [None, {"type": "text", "text": "hi"}]}]
