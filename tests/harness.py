@@ -19,6 +19,20 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_module(*args: str, base_env: dict[str, str] | None = None, timeout: float = 120, **env: str):
+    """``python -m claude_cli_bridge ARGS`` from the repository root with stdin closed; its
+    environment is ``base_env`` (default: this process's) with ``env`` over it."""
+    return subprocess.run(
+        [sys.executable, "-m", "claude_cli_bridge", *args],
+        cwd=str(ROOT),
+        env={**(os.environ if base_env is None else base_env), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from harness import BridgeServer, find_test_cli
-from test_startup_e2e import run_module
+from harness import BridgeServer, find_test_cli, run_module
 
 from claude_cli_bridge.cli.probe import run_probes
 from claude_cli_bridge.cli.version import NEWEST_TESTED, OLDEST_SUPPORTED, dotted

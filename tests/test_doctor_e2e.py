@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
-from harness import ROOT, find_test_cli, free_port
+from harness import find_test_cli, free_port, run_module
 
 from claude_cli_bridge.accounts.windows import SubscriptionWindows
 from claude_cli_bridge.cli.wire import rate_limit_info
@@ -33,15 +31,7 @@ def doctor(tmp_path, *args, **env):
         HOME=str(tmp_path / "home"),  # no ~/.claude.json of the machine's user
     )
     base.update(env)
-    result = subprocess.run(
-        [sys.executable, "-m", "claude_cli_bridge", "doctor", *args],
-        cwd=str(ROOT),
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_module("doctor", *args, base_env=base, timeout=180)
     return result.returncode, result.stdout.splitlines()
 
 

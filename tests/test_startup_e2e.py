@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from harness import ROOT, BridgeServer, find_test_cli
+from harness import BridgeServer, find_test_cli, run_module
 
 pytestmark = pytest.mark.e2e
-
-
-def run_module(*args, **env):
-    full_env = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "claude_cli_bridge", *args],
-        cwd=str(ROOT),
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_a_missing_cli_stops_start_up_with_install_instructions(tmp_path):
