@@ -1,9 +1,9 @@
 """What the bridge reports of itself, as typed snapshots between layers.
 
 The pool (``PoolSnapshot``), the accounts (``AccountSnapshot`` with its ``WindowsSnapshot``),
-the upstream tap (``TapSnapshot``) and the engine that gathers them (``BridgeStatus``) produce
-these; ``/health``, ``/ready``,
-``/metrics``, the dashboard and the Ollama process list read them by attribute. ``as_json``
+the upstream tap (``TapSnapshot``), the probe (``FeatureSnapshot``) and the engine that gathers
+them (``BridgeStatus``) produce these; ``/health``, ``/ready``, ``/metrics``, the dashboard and
+the Ollama process list read them by attribute. ``as_json``
 gives ``/health``'s JSON (its shape is pinned by tests/specs/health_shape.json);
 ``BridgeStatus.from_json`` reads such JSON back (test doubles state only the parts they care
 about: a missing part reads as idle and fine).
@@ -121,9 +121,6 @@ class WindowsSnapshot:
             return None
         return window.resets_in_seconds
 
-    def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WindowsSnapshot:
         windows = {name: WindowSnapshot(**window) for name, window in (data.get("windows") or {}).items()}
@@ -145,9 +142,6 @@ class AccountSnapshot:
     extra_usage: str = "refuse"
     extra_usage_refusals: int = 0
     subscription: WindowsSnapshot = field(default_factory=WindowsSnapshot)
-
-    def as_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "subscription": self.subscription.as_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccountSnapshot:
@@ -221,14 +215,12 @@ class BridgeStatus:
     conversations: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-            "features": {name: dataclasses.asdict(feature) for name, feature in self.features.items()},
-            "pool": self.pool.as_json(),
-            "subscription": self.subscription.as_json(),
-            "accounts": {name: account.as_json() for name, account in self.accounts.items()},
-            "upstream_tap": self.upstream_tap.as_json() if self.upstream_tap is not None else None,
-        }
+        """``/health``'s JSON: every snapshot as its fields, but for the pool's and the tap's own
+        forms (an older name kept, the counters flat)."""
+        data = dataclasses.asdict(self)
+        data["pool"] = self.pool.as_json()
+        data["upstream_tap"] = self.upstream_tap.as_json() if self.upstream_tap is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BridgeStatus:
