@@ -261,6 +261,11 @@ class BridgeEngine:
         plan = self.plan(request)
         caller, base = plan.caller, plan.profile
         tried: list[str] = []
+
+        def untried() -> list[str]:
+            """The caller's accounts that allow this model now and have not been tried, in order."""
+            return [name for name in self.book.order(caller, model=base.model) if name not in tried]
+
         while True:
             order = [name for name in self.book.order(caller, plan.holder, base.model) if name not in tried]
             if not order:
@@ -280,7 +285,7 @@ class BridgeEngine:
                 if isinstance(error, CreditsRequired) and not produced:
                     # The model, not the account, is refused: the account stays unmarked (it
                     # serves other models) and the next account of the key is tried.
-                    successor = next((n for n in self.book.order(caller, model=base.model) if n not in tried), None)
+                    successor = next(iter(untried()), None)
                     if successor is None:
                         raise
                     log.warning(
@@ -294,7 +299,7 @@ class BridgeEngine:
                     self.book.refused_as_extra_usage(account)
                     # Never a silent move to another subscription: only an API-key account the
                     # operator listed for this key may take the turn.
-                    later = [n for n in self.book.order(caller, model=base.model) if n not in tried]
+                    later = untried()
                     api_keys = {a.name for a in self.accounts.accounts if a.kind == "api_key"}
                     keyed = [n for n in later if n in api_keys]
                     if not keyed:
@@ -312,7 +317,7 @@ class BridgeEngine:
                 self.book.refused(account, error)
                 if len(caller.accounts) == 1:
                     raise  # nowhere to fail over to: the account's own words say most
-                successor = next((n for n in self.book.order(caller, model=base.model) if n not in tried), None)
+                successor = next(iter(untried()), None)
                 log.warning(
                     "account %s refused a turn (%s); %s",
                     account,
